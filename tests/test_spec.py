@@ -1,0 +1,183 @@
+"""ResNetSpec: validation that names the field, and the dict, JSON and one-line round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resnet_bench import presets
+from resnet_bench.errors import BadInputError
+from resnet_bench.spec import BLOCKS, FIELD_NAMES, SHORTCUTS, STEMS, ResNetSpec, SpecError
+
+
+def test_default_spec_is_resnet18():
+    assert ResNetSpec() == presets.get("resnet18")
+    assert ResNetSpec().widths == (64, 128, 256, 512)
+
+
+def test_one_line_form_of_the_issue_example():
+    spec = ResNetSpec.parse("block=bottleneck,layers=3-4-6-3,groups=32,width_per_group=4")
+    assert spec == presets.get("resnext50_32x4d")
+    assert spec.format() == "block=bottleneck,layers=3-4-6-3,groups=32,width_per_group=4"
+    assert spec.stride_on == "3x3"  # torchvision's v1.5 default for a bottleneck
+    assert spec.inner_widths == (128, 256, 512, 1024)  # int(64 * 4 / 64) * 32 = 128, as torchvision
+
+
+def test_parse_tolerates_spaces_and_case_of_shortcut_letters():
+    assert ResNetSpec.parse(" block = basic , layers=1 , shortcut=a ") == ResNetSpec(layers=(1,), shortcut="A")
+
+
+def test_widths_default_to_doubling_from_the_stem():
+    spec = ResNetSpec(layers=(1, 1, 1), stem="cifar", stem_width=16)
+    assert spec.widths == (16, 32, 64)
+    assert "widths" not in spec.format()
+    assert ResNetSpec(layers=(1, 1), widths=(16, 48)).format() == "block=basic,layers=1-1,widths=16-48"
+
+
+def test_derived_properties():
+    spec = presets.get("resnet50")
+    assert (spec.depth, spec.expansion, spec.stage_channels) == (50, 4, (256, 512, 1024, 2048))
+    assert presets.get("resnet56").depth == 56
+    assert presets.get("wrn28_10").depth == 26  # WRN's name counts its two projection convs as well
+
+
+# -- round trips ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", presets.names())
+def test_every_preset_round_trips(name):
+    spec = presets.get(name)
+    assert ResNetSpec.parse(spec.format()) == spec
+    assert ResNetSpec.from_json(spec.to_json()) == spec
+    assert ResNetSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+@st.composite
+def specs(draw: st.DrawFn) -> ResNetSpec:
+    block = draw(st.sampled_from(BLOCKS))
+    stages = draw(st.integers(1, 5))
+    stem_width = draw(st.integers(1, 128))
+    bottleneck = block.endswith("bottleneck")
+    kwargs = dict(
+        block=block,
+        layers=tuple(draw(st.lists(st.integers(1, 40), min_size=stages, max_size=stages))),
+        stem=draw(st.sampled_from(STEMS)),
+        stem_width=stem_width,
+        shortcut=draw(st.sampled_from(("B", "C", "none"))),
+        dropout=draw(st.sampled_from((0.0, 0.1, 0.3, 0.5, 0.999))),
+        in_channels=draw(st.integers(1, 4)),
+        num_classes=draw(st.integers(1, 1000)),
+    )
+    if draw(st.booleans()):
+        kwargs["widths"] = tuple(draw(st.lists(st.integers(1, 512), min_size=stages, max_size=stages)))
+    if bottleneck:
+        kwargs["groups"] = draw(st.integers(1, 64))
+        kwargs["width_per_group"] = draw(st.integers(64, 256))
+        kwargs["stride_on"] = draw(st.sampled_from((None, "3x3", "1x1")))
+    if not block.startswith("preact") and kwargs["shortcut"] != "none":
+        kwargs["zero_init_residual"] = draw(st.booleans())
+    return ResNetSpec(**kwargs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs())
+def test_round_trip_property(spec):
+    assert ResNetSpec.parse(spec.format()) == spec
+    assert ResNetSpec.from_json(spec.to_json()) == spec
+    assert ResNetSpec.parse(str(spec)) == spec
+    assert dataclasses.replace(spec) == spec
+
+
+def test_json_file_round_trip(tmp_path):
+    path = tmp_path / "net.json"
+    path.write_text(presets.get("wrn16_8").to_json())
+    assert ResNetSpec.from_json_file(path) == presets.get("wrn16_8")
+    assert presets.resolve(str(path)) == presets.get("wrn16_8")
+
+
+def test_spec_is_frozen_and_hashable():
+    spec = presets.get("resnet20")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.groups = 2  # type: ignore[misc]
+    assert len({spec, presets.get("resnet20"), presets.get("resnet32")}) == 2
+
+
+# -- bad input: a SpecError (a ValueError) that names the field, the value and what is accepted -------
+
+BAD = [
+    (dict(groups=0, block="bottleneck"), ["groups=0", ">= 1"]),
+    (dict(layers=(3, 0, 3)), ["layers[1]=0", ">= 1"]),
+    (dict(layers=()), ["layers", "non-empty"]),
+    (dict(block="dense"), ["block='dense'", *BLOCKS]),
+    (dict(shortcut="D"), ["shortcut='D'", *SHORTCUTS]),
+    (dict(stem="tiny"), ["stem='tiny'", "imagenet", "cifar"]),
+    (dict(groups=32), ["groups=32", "bottleneck option", "block=basic"]),
+    (dict(width_per_group=4), ["width_per_group=4", "bottleneck option"]),
+    (dict(stride_on="1x1"), ["stride_on='1x1'", "bottleneck option"]),
+    (dict(block="bottleneck", stride_on="5x5"), ["stride_on='5x5'", "3x3", "1x1"]),
+    (dict(layers=(1, 1), widths=(16,)), ["widths=16", "1 stages", "layers=1-1"]),
+    (dict(dropout=1.0), ["dropout=1.0", "[0, 1)"]),
+    (dict(dropout="0.3"), ["dropout='0.3'"]),
+    (dict(num_classes=0), ["num_classes=0"]),
+    (dict(in_channels=True), ["in_channels=True"]),
+    (dict(zero_init_residual="yes"), ["zero_init_residual='yes'", "true or false"]),
+    (dict(block="preact_basic", zero_init_residual=True), ["zero_init_residual", "pre-activation"]),
+    (dict(shortcut="none", zero_init_residual=True), ["zero_init_residual", "shortcut=none"]),
+    (dict(shortcut="A", layers=(1, 1), widths=(64, 32)), ["shortcut=A", "64 to 32"]),
+    (dict(block="bottleneck", width_per_group=1, layers=(1, 1), widths=(16, 32)), ["width_per_group=1", "0 channels", ">= 4"]),
+]
+
+
+@pytest.mark.parametrize("kwargs, words", BAD, ids=[str(k) for k, _ in BAD])
+def test_bad_field_is_a_value_error_naming_it(kwargs, words):
+    with pytest.raises(SpecError) as info:
+        ResNetSpec(**kwargs)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, BadInputError)
+    for word in words:
+        assert word in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("block=basic,depth=18", ["unknown spec field 'depth'", "layers", "width_per_group"]),
+        ("block=basic,block=bottleneck", ["'block' is given twice"]),
+        ("block=basic,layers=3-x-3", ["layers='3-x-3'", "integers joined by '-'"]),
+        ("block=basic,layers=3--3", ["layers='3--3'"]),
+        ("groups=two,block=bottleneck", ["groups='two'", "integer"]),
+        ("block=basic,dropout=lots", ["dropout='lots'"]),
+        ("block=basic,zero_init_residual=maybe", ["zero_init_residual='maybe'"]),
+        ("block=basic,layers", ["'layers' is not key=value"]),
+        ("block=basic,layers=2-0", ["layers[1]=0"]),
+        (" , ", ["empty one-line spec"]),
+    ],
+)
+def test_bad_one_line_spec(line, words):
+    with pytest.raises(SpecError) as info:
+        ResNetSpec.parse(line)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_bad_json(tmp_path):
+    with pytest.raises(SpecError, match="does not exist"):
+        ResNetSpec.from_json_file(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{block: basic")
+    with pytest.raises(SpecError, match="bad.json: the JSON spec does not parse"):
+        ResNetSpec.from_json_file(bad)
+    with pytest.raises(SpecError, match="unknown spec field 'depth'"):
+        ResNetSpec.from_json('{"block": "basic", "depth": 18}')
+    with pytest.raises(SpecError, match="JSON object"):
+        ResNetSpec.from_json("[1, 2]")
+    with pytest.raises(SpecError, match=r"layers\[0\]='3'"):
+        ResNetSpec.from_json('{"layers": ["3"]}')
+
+
+def test_field_names_are_the_dataclass_fields():
+    assert FIELD_NAMES[:2] == ("block", "layers")
+    assert set(FIELD_NAMES) == set(ResNetSpec().to_dict())
