@@ -1,6 +1,7 @@
 """resnet-bench: which residual network gives the most accuracy for this much compute.
 
-`import resnet_bench as rb`: `rb.ResNetSpec`, `rb.presets`, `rb.build_model("resnet56")`. The parts
+`import resnet_bench as rb`: `rb.ResNetSpec`, `rb.presets`, `rb.build_model("resnet56")`,
+`rb.profile("resnext50_32x4d")`. The parts
 that need torch are imported on first use, so that reading specs and presets stays instant.
 """
 
@@ -10,11 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_bench import presets
 from resnet_bench.errors import BadInputError
+from resnet_bench.profiling import Cost, Profile, Speed, count_cost, measure_speed, profile
 from resnet_bench.spec import ResNetSpec, SpecError
 
 __version__ = "0.1.0"
 
-__all__ = ["BadInputError", "ResNet", "ResNetSpec", "SpecError", "__version__", "build_model", "presets"]
+__all__ = [
+    "BadInputError", "Cost", "Profile", "ResNet", "ResNetSpec", "SpecError", "Speed", "__version__", "build_model",
+    "count_cost", "measure_speed", "presets", "profile",
+]
 
 if TYPE_CHECKING:
     from resnet_bench.models import ResNet, build_model

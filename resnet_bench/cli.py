@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import io
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from resnet_bench import __version__
@@ -40,15 +40,30 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive_int(flag: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"{flag} {value!r} is not accepted; it must be an integer >= 1")
+        return number
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
+    from resnet_bench.profiling import DTYPES
+
     parser = _Parser(prog="resnet-bench", description="Accuracy against compute for residual networks.")
     parser.add_argument("--version", action="version", version=f"resnet-bench {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    models = sub.add_parser("models", help="list the presets")
+    models = sub.add_parser("models", help="list the presets with parameters, GFLOPs and published errors")
     models.add_argument("--family", help="only this family (torchvision, cifar-resnet, wrn, ...)")
     _add_format(models)
     models.set_defaults(func=_cmd_models)
@@ -58,65 +73,172 @@ def build_parser() -> argparse.ArgumentParser:
         "models", nargs="+", metavar="MODEL",
         help="a preset name, a one-line spec (block=bottleneck,layers=3-4-6-3) or a path to a JSON spec",
     )
+    profile.add_argument("--by-stage", action="store_true", help="also the cost of the stem, each stage and the head")
+    profile.add_argument(
+        "--input-size", type=_positive_int("--input-size"), metavar="PIXELS",
+        help="input height = width (default: 224 for the imagenet stem, 32 for the cifar stem)",
+    )
+    profile.add_argument(
+        "--in-channels", type=_positive_int("--in-channels"), metavar="N", help="input channels (default: the spec's)"
+    )
+    speed = profile.add_argument_group("measured speed")
+    speed.add_argument("--latency", action="store_true", help="measure latency (batch 1) and throughput")
+    speed.add_argument("--train", action="store_true", help="also measure training throughput (implies --latency)")
+    speed.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    speed.add_argument("--batch-size", type=_positive_int("--batch-size"), default=64, help="for throughput (64)")
+    speed.add_argument("--dtype", choices=DTYPES, default="float32", help="float32, or an autocast dtype")
+    speed.add_argument("--runs", type=_positive_int("--runs"), default=10, help="timed runs per figure (10)")
     _add_format(profile)
     profile.set_defaults(func=_cmd_profile)
     return parser
 
 
-def _cmd_models(args: argparse.Namespace) -> list[dict[str, Any]]:
+def _cmd_models(args: argparse.Namespace) -> None:
     from resnet_bench import presets
+    from resnet_bench.preset_costs import preset_costs
+    from resnet_bench.published import published_for
 
     families = sorted({presets.family(n) for n in presets.names()})
     if args.family is not None and args.family not in families:
         raise BadInputError(f"--family {args.family!r} is not accepted; use one of: {', '.join(families)}")
-    return [
-        {"name": name, "family": presets.family(name), "spec": presets.get(name).format()}
-        for name in presets.names(args.family)
-    ]
-
-
-def _cmd_profile(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from resnet_bench.models import build_model
-    from resnet_bench.presets import resolve
-
+    costs = preset_costs()
     rows = []
-    for model in args.models:
-        spec = resolve(model)
-        net = build_model(spec)
-        rows.append({"model": model, "params": sum(p.numel() for p in net.parameters()), "spec": spec.format()})
-    return rows
+    for name in presets.names(args.family):
+        published = published_for(name)
+        row = {**costs[name], "spec": presets.get(name).format()}
+        first = published[0] if published else None
+        row["published_error_pct"] = first.error_pct if first else None
+        row["published_dataset"] = first.dataset if first else None
+        row["published_source"] = f"{first.source}, {first.location}" if first else None
+        rows.append(row)
+    if args.format != "table":
+        _print_records(rows, args.format)
+        return
+    from rich.table import Table
+
+    table = Table(
+        title="presets", caption="GFLOPs: conv + linear, 1 multiply-add = 1 FLOP, at the native input size. "
+        "Sources: --format json or csv",
+    )
+    for column in ("name", "params", "GFLOPs", "input", "error %", "data set"):
+        table.add_column(column, justify="left" if column in ("name", "data set") else "right", no_wrap=True)
+    family = None
+    for r in rows:
+        if r["family"] != family:  # one section per family, headed by its name
+            family = r["family"]
+            if table.row_count:
+                table.add_section()
+            table.add_row(f"[bold]{family}[/bold]")
+        error = f"{r['published_error_pct']:g}" if r["published_dataset"] else ""
+        table.add_row(
+            r["name"], f"{r['params'] / 1e6:.2f}M", f"{r['gflops']:.3f}", str(r["input_size"]), error,
+            r["published_dataset"] or "",
+        )
+    _console().print(table)
 
 
-def render(rows: list[dict[str, Any]], fmt: str, title: str, out: io.TextIOBase | None = None) -> None:
-    """Print rows as a rich table, one JSON document, or CSV."""
-    out = out or sys.stdout
-    if fmt == "json":
-        out.write(json.dumps(rows, indent=2) + "\n")
-    elif fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+def _cmd_profile(args: argparse.Namespace) -> None:
+    from resnet_bench.profiling import profile
+
+    speed = args.latency or args.train
+    results = []
+    with _status(f"profiling {len(args.models)} model(s)"):
+        for model in args.models:
+            results.append(
+                profile(
+                    model, input_size=args.input_size, in_channels=args.in_channels, speed=speed,
+                    device=args.device, dtype=args.dtype, batch_size=args.batch_size, runs=args.runs, train=args.train,
+                )
+            )
+    if args.format == "json":
+        _print_records([{**p.to_row(), "stages": p.stage_rows()} for p in results], "json")
+    elif args.format == "csv":
+        _print_records([r for p in results for r in p.stage_rows()] if args.by_stage else
+                       [p.to_row() for p in results], "csv")
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title)
-        for key in rows[0] if rows else []:
-            table.add_column(key, justify="right" if isinstance(rows[0][key], (int, float)) else "left")
-        for row in rows:
-            table.add_row(*(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v) for v in row.values()))
-        Console(file=out).print(table)
+        _print_profiles(results, args.by_stage)
 
 
-_TITLES: dict[Callable[..., Any], str] = {_cmd_models: "presets", _cmd_profile: "cost"}
+def _print_profiles(results: list[Any], by_stage: bool) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title="cost", caption="GFLOPs: fvcore, 1 multiply-add = 1 FLOP, conv + linear; then all it counts")
+    table.add_column("")
+    for p in results:
+        table.add_column(p.model, justify="right", overflow="fold")
+    lines = [
+        ("input", lambda p: f"{p.cost.in_channels}x{p.cost.input_size}x{p.cost.input_size}"),
+        ("params", lambda p: f"{p.cost.params:,}"),
+        ("GFLOPs", lambda p: f"{p.cost.gflops:.3f}"),
+        ("GFLOPs, all", lambda p: f"{p.cost.gflops_total:.3f}"),
+        ("activations", lambda p: f"{p.cost.activations / 1e6:.2f}M"),
+    ]
+    if any(p.speed for p in results):
+        lines += [
+            ("device", lambda p: p.speed.device),
+            ("dtype", lambda p: p.speed.dtype),
+            ("CPU threads", lambda p: str(p.speed.threads)),
+            ("latency, batch 1, ms (IQR)", lambda p: f"{p.speed.latency_ms:.2f} ({p.speed.latency_iqr_ms:.2f})"),
+            (f"img/s, batch {results[0].speed.batch_size}", lambda p: f"{p.speed.throughput:,.0f}"),
+        ]
+        if any(p.speed.train_throughput for p in results):
+            lines.append(("training img/s", lambda p: f"{p.speed.train_throughput:,.0f}"))
+        if any(p.speed.peak_memory_mb for p in results):
+            lines.append(("peak memory, MiB", lambda p: f"{p.speed.peak_memory_mb:,.0f}"))
+    for label, cell in lines:
+        table.add_row(label, *(cell(p) for p in results))
+    console.print(table)
+    if by_stage:
+        for p in results:
+            stages = Table(title=f"{p.model} by stage")
+            for column in ("part", "output", "params", "GFLOPs", "activations"):
+                stages.add_column(column, justify="left" if column == "part" else "right")
+            for s in p.cost.stages:
+                stages.add_row(
+                    s.name, "x".join(map(str, s.output_shape)), f"{s.params:,}", f"{s.gflops:.3f}",
+                    f"{s.activations / 1e6:.2f}M",
+                )
+            console.print(stages)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(soft_wrap=False)
+
+
+@contextlib.contextmanager
+def _status(message: str) -> Iterator[None]:
+    """A spinner on stderr while work runs (only when stderr is a terminal)."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        yield
+        return
+    with err.status(message):
+        yield
+
+
+def _print_records(rows: list[dict[str, Any]], fmt: str) -> None:
+    """Rows as one JSON document or as CSV, on stdout."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        rows = args.func(args)
-        render(rows, args.format, _TITLES[args.func])
+        args.func(args)
         return EXIT_OK
     except BadInputError as exc:
         if args.debug:

@@ -29,6 +29,20 @@ def test_profile_json_is_one_document(capsys):
     rows = json.loads(out)
     assert [r["params"] for r in rows] == [25_557_032, 272_474]
     assert rows[0]["spec"] == "block=bottleneck,layers=3-4-6-3"
+    assert round(rows[0]["gflops"], 3) == 4.089 and rows[0]["input_size"] == 224 and rows[1]["input_size"] == 32
+    assert [s["name"] for s in rows[0]["stages"]] == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+
+
+def test_profile_options(capsys):
+    code, out, _ = run(capsys, "profile", "resnet20", "--input-size", "64", "--in-channels", "1",
+                       "--latency", "--train", "--batch-size", "4", "--runs", "2", "--format", "json")
+    row = json.loads(out)[0]
+    assert code == 0 and row["input_size"] == 64 and row["in_channels"] == 1
+    assert row["device"] == "cpu" and row["batch_size"] == 4 and row["runs"] == 2 and row["train_throughput"] > 0
+    code, out, _ = run(capsys, "profile", "resnet20", "resnet56", "--by-stage", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["model"], r["name"]) for r in rows][:2] == [("resnet20", "stem"), ("resnet20", "layer1")]
+    assert len(rows) == 10 and sum(int(r["params"]) for r in rows[:5]) == 269_722
 
 
 def test_models_csv_lists_every_preset(capsys):
@@ -37,13 +51,23 @@ def test_models_csv_lists_every_preset(capsys):
     code, out, _ = run(capsys, "models", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and [r["name"] for r in rows] == presets.names()
+    assert rows[0]["gflops"] == "1.814073" and rows[0]["published_dataset"] == "imagenet"
     code, out, _ = run(capsys, "models", "--family", "wrn", "--format", "json")
-    assert [r["name"] for r in json.loads(out)] == ["wrn16_8", "wrn28_10", "wrn40_4"]
+    wrn = json.loads(out)
+    assert [r["name"] for r in wrn] == ["wrn16_8", "wrn28_10", "wrn40_4"]
+    assert wrn[1]["published_error_pct"] == 4.0 and "Table 5" in wrn[1]["published_source"]
+
+
+def test_models_table_shows_families_and_published_errors(capsys):
+    code, out, err = run(capsys, "models")
+    assert code == 0 and err == ""
+    assert "resnext50_32x4d" in out and "4.230" in out and "cifar-resnet" in out and "8.75" in out
 
 
 def test_table_goes_to_stdout(capsys):
-    code, out, err = run(capsys, "profile", "resnet20")
-    assert code == 0 and "269,722" in out and err == ""
+    code, out, err = run(capsys, "profile", "resnet20", "resnext50_32x4d", "--by-stage")
+    assert code == 0 and "269,722" in out and "25,028,904" in out and "4.230" in out and err == ""
+    assert "resnet20 by stage" in out and "64x8x8" in out
 
 
 @pytest.mark.parametrize(
@@ -58,6 +82,12 @@ def test_table_goes_to_stdout(capsys):
         (["profile", "block=basic,groups=32"], ["groups=32 is a bottleneck option"]),
         (["profile", "missing.json"], ["'missing.json' does not exist"]),
         (["profile", "resnet20", "--format", "xml"], ["--format 'xml'", "table, json, csv"]),
+        (["profile", "resnet20", "--input-size", "0"], ["--input-size '0'", ">= 1"]),
+        (["profile", "resnet20", "--input-size", "-32"], ["--input-size '-32'"]),
+        (["profile", "resnet20", "--batch-size", "x", "--latency"], ["--batch-size 'x'"]),
+        (["profile", "resnet20", "--latency", "--device", "tpu"], ["device='tpu'", "cpu, cuda or cuda:N"]),
+        (["profile", "resnet20", "--latency", "--dtype", "float16"], ["float16", "on cpu"]),
+        (["profile", "resnet20", "--latency", "--dtype", "int8"], ["int8", "bfloat16"]),
         (["models", "--family", "vgg"], ["--family 'vgg'", "torchvision"]),
         (["frobnicate"], ["invalid choice"]),
     ],
@@ -69,6 +99,15 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, words):
     for word in words:
         assert word in err
     assert "Traceback" not in err
+
+
+def test_cuda_without_a_gpu_is_bad_input(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")  # the GPU case is covered by test_profiling's cuda:99
+    code, out, err = run(capsys, "profile", "resnet20", "--latency", "--device", "cuda")
+    assert code == 2 and out == "" and "no CUDA GPU" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_json_file(capsys, tmp_path):

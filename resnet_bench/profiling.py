@@ -1,0 +1,352 @@
+"""Cost of a network: parameters, fvcore FLOPs and activations from one trace, per stage; measured speed.
+
+FLOPs follow fvcore's convention, one multiply-add = one FLOP. The headline `gflops` counts
+convolutions and linear layers, which reproduces torchvision's `_ops` metadata; `gflops_total` is
+everything fvcore counts (adding batch norm and adaptive pooling). Activations are fvcore's: the
+output elements of convolutions and linear layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import statistics
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from resnet_bench.errors import BadInputError
+from resnet_bench.presets import resolve
+from resnet_bench.spec import ResNetSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+NATIVE_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
+DTYPES = ("float32", "bfloat16", "float16")
+
+# fvcore op handles are grouped into these kinds; the headline counts the first two.
+_HEADLINE_KINDS = ("conv", "linear")
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """Cost of one part of the network: the stem, a stage `layerN`, or the head."""
+
+    name: str  # stem, layer1 ... layerN, head
+    params: int  # trainable parameters
+    gflops: float  # convolutions and linear layers, 1e9 multiply-adds
+    activations: int  # output elements of convolutions and linear layers
+    output_shape: tuple[int, ...]  # (channels, height, width) of this part's output; (classes,) for the head
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a network costs at one input size, from one fvcore trace."""
+
+    spec: str  # the spec's one-line form
+    input_size: int  # height = width of the input, pixels
+    in_channels: int  # channels of the input
+    params: int  # trainable parameters, sum(p.numel())
+    gflops: float  # convolutions + linear layers, 1e9 multiply-adds per image (torchvision's `_ops`)
+    gflops_total: float  # everything fvcore counts (adds batch norm and adaptive pooling), per image
+    activations: int  # output elements of convolutions and linear layers, per image
+    stages: tuple[StageCost, ...]  # stem, each stage, head; they add up to the totals
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Measured speed of a network on one device; medians of `runs` timed runs after warm-up."""
+
+    device: str  # cpu, or cuda:N with the GPU's name
+    dtype: str  # float32, or the autocast dtype
+    threads: int  # CPU threads torch uses (intra-op)
+    batch_size: int  # images per batch for the throughput figures
+    runs: int  # timed runs per figure
+    latency_ms: float  # median inference time of one image (batch 1), milliseconds
+    latency_iqr_ms: float  # interquartile range of those runs, milliseconds
+    throughput: float  # inference images per second at batch_size (median run)
+    train_throughput: float | None  # training images per second at batch_size (forward, backward, SGD step)
+    peak_memory_mb: float | None  # peak CUDA memory allocated during the measurement, MiB (None on CPU)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Cost and, when measured, speed of one model."""
+
+    model: str  # the name or spec the user gave
+    cost: Cost
+    speed: Speed | None
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat row: the model, the cost without the per-stage breakdown, and the speed."""
+        row: dict[str, Any] = {"model": self.model}
+        row.update({k: v for k, v in dataclasses.asdict(self.cost).items() if k != "stages"})
+        if self.speed is not None:
+            row.update(dataclasses.asdict(self.speed))
+        return row
+
+    def stage_rows(self) -> list[dict[str, Any]]:
+        """One flat row per part of the network."""
+        return [
+            {"model": self.model, **{k: v for k, v in dataclasses.asdict(s).items() if k != "output_shape"},
+             "output_shape": "x".join(map(str, s.output_shape))}
+            for s in self.cost.stages
+        ]
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the warnings and log records of fvcore and of torch's JIT tracer that it uses."""
+    logger = logging.getLogger("fvcore")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def native_input_size(spec: ResNetSpec) -> int:
+    """The input size a spec's stem was designed for: 224 for imagenet, 32 for cifar."""
+    return NATIVE_INPUT_SIZE[spec.stem]
+
+
+def check_input_size(input_size: Any) -> int:
+    """An input size, validated."""
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise BadInputError(f"input_size={input_size!r} is not accepted; it must be an integer >= 1 (pixels)")
+    return input_size
+
+
+def count_cost(model: ResNetSpec | str, input_size: int | None = None) -> Cost:
+    """Parameters, FLOPs and activations of a model at an input size (default: its stem's native size)."""
+    spec = resolve(model)
+    size = native_input_size(spec) if input_size is None else check_input_size(input_size)
+    return _count_cost(spec.format(), size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _count_cost(line: str, input_size: int) -> Cost:
+    # Cached by the spec's one-line form: a search proposes the same network many times.
+    import torch
+
+    from resnet_bench.models import build_model
+
+    spec = ResNetSpec.parse(line)
+    model = build_model(spec).eval()
+    x = torch.zeros(1, spec.in_channels, input_size, input_size)
+    counts, shapes = _trace(model, x)
+
+    def part(name: str, modules: tuple[str, ...]) -> StageCost:
+        kinds: Counter = Counter()
+        for m in modules:
+            kinds.update(counts.get(m, Counter()))
+        present = [getattr(model, m) for m in modules if getattr(model, m, None) is not None]
+        return StageCost(
+            name=name, params=sum(p.numel() for m in present for p in m.parameters()),
+            gflops=_headline(kinds) / 1e9, activations=int(kinds["acts"]), output_shape=shapes[name],
+        )
+
+    stages = (
+        part("stem", ("conv1", "bn1", "maxpool")),
+        *(part(n, (n,)) for n in model.stage_names),
+        part("head", ("final_bn", "avgpool", "fc")),
+    )
+    total = counts[""]
+    return Cost(
+        spec=line, input_size=input_size, in_channels=spec.in_channels,
+        params=sum(p.numel() for p in model.parameters()),
+        gflops=_headline(total) / 1e9,
+        gflops_total=sum(v for k, v in total.items() if k != "acts") / 1e9,
+        activations=int(total["acts"]),
+        stages=stages,
+    )
+
+
+def _headline(kinds: Counter) -> float:
+    return float(sum(kinds[k] for k in _HEADLINE_KINDS))
+
+
+def _trace(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, Counter], dict[str, tuple[int, ...]]]:
+    """FLOPs by kind and activations per module, from a single fvcore trace; the output shape of each part."""
+    import torch
+
+    with quiet():
+        from fvcore.nn import FlopCountAnalysis
+        from fvcore.nn.activation_count import generic_activation_jit
+        from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as FLOP_HANDLES
+
+        analysis = FlopCountAnalysis(model, x).clear_op_handles()
+        analysis.set_op_handle(**{op: _combined(op, fn, generic_activation_jit()) for op, fn in FLOP_HANDLES.items()})
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        counts = analysis.by_module_and_operator()
+
+    # Output shape of each part (stem, stages, head), from one more forward pass with hooks.
+    shapes: dict[str, tuple[int, ...]] = {}
+    parts = {"maxpool": "stem", **{n: n for n in model.stage_names}, "fc": "head"}
+    hooks = [
+        getattr(model, module).register_forward_hook(
+            lambda _m, _i, out, part=part: shapes.__setitem__(part, tuple(out.shape[1:]))
+        )
+        for module, part in parts.items()
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return counts, shapes
+
+
+# fvcore's op names, grouped: convolutions, linear layers (addmm/linear/matmul), everything else.
+_KIND = {"aten::_convolution": "conv", "aten::addmm": "linear", "aten::linear": "linear", "aten::mm": "linear",
+         "aten::matmul": "linear", "aten::bmm": "linear", "aten::einsum": "linear"}
+_ACTIVATION_OPS = ("aten::_convolution", "aten::addmm", "aten::linear", "aten::bmm", "aten::einsum", "aten::matmul")
+
+
+def _combined(op: str, flop_handle: Any, activation_handle: Any) -> Any:
+    """One fvcore handle that returns FLOPs under the op's kind and, for fvcore's activation ops, activations."""
+    kind = _KIND.get(op, op.removeprefix("aten::"))
+
+    def handle(inputs: list, outputs: list) -> Counter:
+        flops = flop_handle(inputs, outputs)
+        out = Counter({kind: flops if isinstance(flops, (int, float)) else sum(flops.values())})
+        if op in _ACTIVATION_OPS:
+            acts = activation_handle(inputs, outputs)
+            out["acts"] = acts if isinstance(acts, (int, float)) else sum(acts.values())
+        return out
+
+    return handle
+
+
+# -- measured speed -----------------------------------------------------------------------------------
+
+def check_device(device: str) -> str:
+    """A device string that this machine has: cpu, cuda or cuda:N."""
+    import torch
+
+    if device == "cpu":
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise BadInputError(f"device={device!r} is not available: this machine has no CUDA GPU; use device=cpu")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise BadInputError(
+                f"device={device!r} is not available: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
+        return f"cuda:{index}"
+    raise BadInputError(f"device={device!r} is not accepted; use cpu, cuda or cuda:N")
+
+
+def check_dtype(dtype: str, device: str) -> str:
+    """A dtype name that the device runs."""
+    if dtype not in DTYPES:
+        raise BadInputError(f"dtype={dtype!r} is not accepted; use one of: {', '.join(DTYPES)}")
+    if dtype == "float16" and device == "cpu":
+        raise BadInputError("dtype='float16' is not accepted on cpu; use float32 or bfloat16 there")
+    return dtype
+
+
+def measure_speed(
+    model: ResNetSpec | str, *, input_size: int | None = None, device: str = "cpu", dtype: str = "float32",
+    batch_size: int = 64, runs: int = 10, warmup: int = 3, train: bool = False,
+) -> Speed:
+    """Median inference latency at batch 1, inference throughput at batch_size, optionally training throughput."""
+    import torch
+
+    from resnet_bench.models import build_model
+
+    spec = resolve(model)
+    size = native_input_size(spec) if input_size is None else check_input_size(input_size)
+    device = check_device(device)
+    dtype = check_dtype(dtype, device)
+    for name, value in (("batch_size", batch_size), ("runs", runs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadInputError(f"{name}={value!r} is not accepted; it must be an integer >= 1")
+    cuda = device.startswith("cuda")
+    net = build_model(spec).to(device)
+    autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, dtype), enabled=dtype != "float32")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def timed(step: Any, batch: int) -> list[float]:
+        x = torch.randn(batch, spec.in_channels, size, size, device=device)  # timing only: pixels do not matter
+        for _ in range(warmup):
+            step(x)
+        seconds = []
+        for _ in range(runs):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                step(x)
+                end.record()
+                end.synchronize()
+                seconds.append(start.elapsed_time(end) / 1e3)
+            else:
+                t0 = time.perf_counter()
+                step(x)
+                seconds.append(time.perf_counter() - t0)
+        return seconds
+
+    def infer(x: torch.Tensor) -> None:
+        with torch.inference_mode(), autocast:
+            net(x)
+
+    net.eval()
+    one = timed(infer, 1)
+    many = timed(infer, batch_size)
+    train_throughput = None
+    if train:
+        net.train()
+        optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+        labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+
+        def step(x: torch.Tensor) -> None:
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(net(x), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        train_throughput = batch_size / statistics.median(timed(step, batch_size))
+    q1, _, q3 = statistics.quantiles(one, n=4) if len(one) > 1 else (one[0], 0, one[0])
+    name = f"{device} ({torch.cuda.get_device_name(device)})" if cuda else "cpu"
+    return Speed(
+        device=name, dtype=dtype, threads=torch.get_num_threads(), batch_size=batch_size, runs=runs,
+        latency_ms=statistics.median(one) * 1e3, latency_iqr_ms=(q3 - q1) * 1e3,
+        throughput=batch_size / statistics.median(many), train_throughput=train_throughput,
+        peak_memory_mb=torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
+    )
+
+
+def profile(
+    model: ResNetSpec | str, *, input_size: int | None = None, in_channels: int | None = None,
+    speed: bool = False, device: str = "cpu", dtype: str = "float32", batch_size: int = 64, runs: int = 10,
+    train: bool = False,
+) -> Profile:
+    """Cost of a model and, with speed=True, its measured latency and throughput."""
+    spec = resolve(model)
+    if in_channels is not None:
+        spec = dataclasses.replace(spec, in_channels=in_channels)
+    if speed:  # bad options fail before the trace
+        check_dtype(dtype, check_device(device))
+    cost = count_cost(spec, input_size)
+    measured = None
+    if speed:
+        measured = measure_speed(
+            spec, input_size=cost.input_size, device=device, dtype=dtype, batch_size=batch_size, runs=runs,
+            train=train,
+        )
+    name = model if isinstance(model, str) else spec.format()
+    return Profile(model=name, cost=cost, speed=measured)

@@ -1,0 +1,145 @@
+"""Cost figures: fvcore's FLOPs equal torchvision's published `_ops`, agree with PyTorch's own counter,
+add up over stages, and are checkable by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import torch
+import torchvision
+from torch.utils.flop_counter import FlopCounterMode
+
+import resnet_bench as rb
+from resnet_bench import presets
+from resnet_bench.errors import BadInputError
+from resnet_bench.preset_costs import compute_row, preset_costs
+from resnet_bench.profiling import count_cost, measure_speed, quiet
+from resnet_bench.spec import ResNetSpec
+
+LARGE = {"resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE else []) for n in presets.names("torchvision")]
+)
+def test_gflops_equal_torchvision_ops(name):
+    """torchvision's weights metadata: `_ops` (GFLOPs, 1 multiply-add = 1 FLOP, 224x224) and `num_params`."""
+    meta = torchvision.models.get_model_weights(name).DEFAULT.meta
+    cost = count_cost(name)
+    assert round(cost.gflops, 3) == meta["_ops"]
+    assert cost.params == meta["num_params"]
+    assert cost.gflops_total > cost.gflops  # fvcore adds batch norm and pooling
+
+
+def test_the_issue_figures_for_resnext50():
+    cost = rb.profile("resnext50_32x4d").cost
+    assert (cost.params, f"{cost.gflops:.3f}", cost.input_size) == (25_028_904, "4.230", 224)
+
+
+@pytest.mark.parametrize("name, size", [("resnet18", 64), ("resnet56", 32), ("wrn16_8", 32),
+                                        ("resnext29_2x64d", 32), ("preact_resnet164", 32), ("resnet20_c", 32)])
+def test_fvcore_agrees_with_torch_flop_counter(name, size):
+    """PyTorch's FlopCounterMode counts 2 FLOPs per multiply-add, and only convolutions and matrix products."""
+    model = rb.build_model(name).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    assert counter.get_total_flops() == round(2 * count_cost(name, size).gflops * 1e9)
+
+
+def test_one_trace_equals_fvcore_separate_analyses():
+    from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
+
+    model = rb.build_model("resnet56").eval()
+    x = torch.zeros(1, 3, 32, 32)
+    with quiet():
+        flops = FlopCountAnalysis(model, x).unsupported_ops_warnings(False)
+        acts = ActivationCountAnalysis(model, x).unsupported_ops_warnings(False)
+        flops_total, acts_total = flops.total(), acts.total()
+        conv_linear = flops.by_operator()["conv"] + flops.by_operator()["linear"]
+    cost = count_cost("resnet56")
+    assert round(cost.gflops_total * 1e9) == flops_total
+    assert round(cost.gflops * 1e9) == conv_linear
+    assert cost.activations == acts_total
+
+
+def test_a_tiny_net_counted_by_hand():
+    # 8x8 input, cifar stem 3->4 channels, one basic block 4->4, classifier 4->5.
+    spec = ResNetSpec(layers=(1,), stem="cifar", stem_width=4, num_classes=5)
+    cost = count_cost(spec, 8)
+    positions = 8 * 8
+    stem, block, fc = 3 * 4 * 9 * positions, 2 * 4 * 4 * 9 * positions, 4 * 5
+    assert round(cost.gflops * 1e9) == stem + block + fc == 25_364
+    assert cost.activations == 3 * 4 * positions + 5  # three conv outputs and the logits
+    assert [s.name for s in cost.stages] == ["stem", "layer1", "head"]
+    assert [s.output_shape for s in cost.stages] == [(4, 8, 8), (4, 8, 8), (5,)]
+
+
+@pytest.mark.parametrize("name", ["resnet50", "wrn28_10", "preact_resnet164", "resnet20"])
+def test_stages_add_up_to_the_totals(name):
+    cost = count_cost(name)
+    assert sum(s.params for s in cost.stages) == cost.params
+    assert sum(s.activations for s in cost.stages) == cost.activations
+    assert sum(s.gflops for s in cost.stages) == pytest.approx(cost.gflops, rel=1e-12)
+
+
+def test_input_size_and_channels():
+    assert count_cost("resnet50").input_size == 224 and count_cost("resnet56").input_size == 32
+    small = count_cost("resnet50", 112)
+    assert small.gflops < count_cost("resnet50").gflops / 3
+    grey = rb.profile("resnet18", in_channels=1).cost
+    assert grey.in_channels == 1 and count_cost("resnet18").params - grey.params == 2 * 64 * 7 * 7
+
+
+def test_cost_is_cached_by_the_one_line_form():
+    spec = presets.get("resnet32")
+    assert count_cost(spec) is count_cost(spec.format()) is count_cost("resnet32")
+    assert count_cost(spec, 64) is not count_cost(spec)
+
+
+@pytest.mark.parametrize("size", [0, -3, True, "32", 2.5])
+def test_bad_input_size(size):
+    with pytest.raises(BadInputError, match="input_size"):
+        count_cost("resnet20", size)
+
+
+def test_bad_speed_options():
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInputError, match="no CUDA GPU"):
+            rb.profile("resnet20", speed=True, device="cuda")
+    with pytest.raises(BadInputError, match="cuda:99"):
+        rb.profile("resnet20", speed=True, device="cuda:99")
+    with pytest.raises(BadInputError, match="device='tpu'"):
+        rb.profile("resnet20", speed=True, device="tpu")
+    with pytest.raises(BadInputError, match="float16' is not accepted on cpu"):
+        rb.profile("resnet20", speed=True, dtype="float16")
+    with pytest.raises(BadInputError, match="batch_size=0"):
+        measure_speed("resnet20", batch_size=0)
+
+
+def test_measured_speed_on_cpu():
+    speed = measure_speed("resnet20", batch_size=4, runs=3, warmup=1, train=True)
+    assert speed.device == "cpu" and speed.threads == torch.get_num_threads() and speed.runs == 3
+    assert speed.latency_ms > 0 and speed.throughput > 0 and speed.train_throughput > 0
+    assert speed.peak_memory_mb is None
+    row = dataclasses.replace(rb.profile("resnet20"), speed=speed).to_row()
+    assert row["params"] == 269_722 and row["batch_size"] == 4 and "stages" not in row
+
+
+def test_no_warning_reaches_the_user():
+    code = "from resnet_bench.profiling import count_cost; count_cost('resnet20'); count_cost('resnet50', 64)"
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+
+
+def test_preset_table_lists_every_preset():
+    assert list(preset_costs()) == presets.names()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", presets.names())
+def test_preset_table_row_is_what_fvcore_measures_now(name):
+    """The shipped table cannot drift: rebuild it with `python -m resnet_bench.preset_costs`."""
+    assert compute_row(name) == preset_costs()[name]
