@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -90,6 +91,32 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--runs", type=_positive_int("--runs"), default=10, help="timed runs per figure (10)")
     _add_format(profile)
     profile.set_defaults(func=_cmd_profile)
+
+    train = sub.add_parser("train", help="train one candidate and print its metrics")
+    train.add_argument("model", metavar="MODEL", help="a preset name, a one-line spec or a path to a JSON spec")
+    train.add_argument("--dataset", default="fashion-mnist-mini",
+                       help="fashion-mnist, fashion-mnist-mini (default, ships with the package), cifar10, "
+                            "cifar100 or imagefolder:PATH")
+    train.add_argument("--recipe", default="fast", help="a named recipe: fast (default) or he2015")
+    train.add_argument("--epochs", type=_positive_int("--epochs"), help="override the recipe's epochs")
+    train.add_argument("--batch-size", type=_positive_int("--batch-size"), help="override the recipe's batch size")
+    train.add_argument("--lr", type=float, help="override the recipe's learning rate (per 128 images of batch)")
+    train.add_argument("--seed", type=int, default=0, help="weights, validation split, shuffling (0)")
+    train.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
+    train.add_argument("--val-size", type=_positive_int("--val-size"), default=2000,
+                       help="validation images carved from the training set (2000)")
+    train.add_argument("--image-size", type=_positive_int("--image-size"), default=32,
+                       help="imagefolder only: images are decoded once at this size (32)")
+    train.add_argument("--test-curve", action="store_true", help="also measure the test error after every epoch")
+    train.add_argument("--save", metavar="PATH", help="write a checkpoint (weights, spec, recipe, metrics)")
+    _add_format(train)
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="re-measure a saved model")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_format(evaluate)
+    evaluate.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -157,6 +184,131 @@ def _cmd_profile(args: argparse.Namespace) -> None:
                        [p.to_row() for p in results], "csv")
     else:
         _print_profiles(results, args.by_stage)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from resnet_bench.checkpoint import save_checkpoint
+    from resnet_bench.data import load_dataset, split
+    from resnet_bench.models import build_model
+    from resnet_bench.presets import resolve
+    from resnet_bench.train import get_recipe, resolve_device, spec_for_data, train
+
+    if args.lr is not None and args.lr < 0:
+        raise BadInputError(f"--lr {args.lr} is not accepted; the learning rate must be >= 0")
+    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    device = resolve_device(args.device)
+    base = resolve(args.model)
+    data = split(load_dataset(args.dataset, image_size=args.image_size), val_size=args.val_size, seed=args.seed)
+    spec = spec_for_data(base, data)
+    torch.manual_seed(args.seed)
+    model = build_model(spec)
+    with _TrainingProgress(recipe.epochs) as progress:
+        result = train(model, data, recipe, device, callback=progress.epoch_done, on_batch=progress.batch_done,
+                       test_curve=args.test_curve)
+    if args.save:
+        save_checkpoint(args.save, model, spec, result, dataset=data.dataset, val_size=data.val_size,
+                        split_seed=data.seed, image_size=data.image_size)
+    summary = {"model": args.model, "spec": spec.format(), "dataset": data.dataset, **result.to_row()}
+    if args.format == "json":
+        _print_records([{**summary, "history": result.history_rows()}], "json")
+    elif args.format == "csv":
+        _print_records([{"model": args.model, **row} for row in result.history_rows()], "csv")
+    else:
+        _print_training(summary, result.history_rows())
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from resnet_bench.checkpoint import load_checkpoint
+    from resnet_bench.data import load_dataset, split
+    from resnet_bench.models import build_model
+    from resnet_bench.train import accuracy, resolve_device
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)
+    model = build_model(checkpoint.spec)
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    model.to(device)
+    data = split(load_dataset(checkpoint.dataset, image_size=checkpoint.image_size), val_size=checkpoint.val_size,
+                 seed=checkpoint.split_seed)
+    row = {
+        "checkpoint": args.checkpoint, "spec": checkpoint.spec.format(), "dataset": checkpoint.dataset,
+        "val_accuracy": accuracy(model, data.val, data, device),
+        "test_accuracy": accuracy(model, data.test, data, device),
+        "saved_val_accuracy": checkpoint.metrics["val_accuracy"],
+        "saved_test_accuracy": checkpoint.metrics["test_accuracy"], "device": str(device),
+    }
+    if args.format != "table":
+        _print_records([row], args.format)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"evaluate {args.checkpoint}")
+    for column in ("", "now", "when saved"):
+        table.add_column(column, justify="left" if not column else "right")
+    for key in ("val_accuracy", "test_accuracy"):
+        table.add_row(key.replace("_", " "), f"{row[key]:.2%}", f"{row['saved_' + key]:.2%}")
+    _console().print(table)
+
+
+def _print_training(summary: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"{summary['model']} on {summary['dataset']}")
+    for column in ("epoch", "train loss", "train error", "val accuracy", "test error", "lr", "seconds"):
+        table.add_column(column, justify="right")
+    for h in history:
+        test = "" if h["test_error"] is None else f"{h['test_error']:.2%}"
+        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['train_error']:.2%}",
+                      f"{h['val_accuracy']:.2%}", test, f"{h['lr']:.4f}", f"{h['seconds']:.1f}")
+    console.print(table)
+    console.print(
+        f"validation accuracy {summary['val_accuracy']:.2%}, test accuracy {summary['test_accuracy']:.2%} "
+        f"(test is reported, never used for selection); {summary['epochs']} epochs, "
+        f"{summary['train_seconds']:.1f} s of training, {summary['images_per_second']:,.0f} images/s on "
+        f"{summary['device']} ({summary['threads']} threads)"
+    )
+
+
+class _TrainingProgress:
+    """Epochs and batches with the running loss on stderr; the loss is read a few times a second at most."""
+
+    REFRESH_SECONDS = 0.25
+
+    def __init__(self, epochs: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(), console=self.console, disable=not self.console.is_terminal,
+        )
+        self.epochs = self.progress.add_task("epochs", total=epochs, loss="")
+        self.batches = self.progress.add_task("batches", total=None, loss="")
+        self.last_read = 0.0
+
+    def __enter__(self) -> _TrainingProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def batch_done(self, epoch: int, step: int, steps: int, loss: Any) -> None:
+        if self.progress.disable:
+            return
+        now = time.monotonic()
+        if now - self.last_read >= self.REFRESH_SECONDS or step == steps:
+            self.last_read = now
+            self.progress.update(self.batches, completed=step, total=steps, description=f"epoch {epoch}",
+                                 loss=f"loss {loss.item():.4f}")  # one sync, a few times a second
+
+    def epoch_done(self, epoch: int, metrics: Any) -> bool:
+        self.progress.update(self.epochs, completed=epoch, loss=f"val {metrics.val_accuracy:.2%}")
+        return False
 
 
 def _print_profiles(results: list[Any], by_stage: bool) -> None:

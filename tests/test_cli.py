@@ -127,3 +127,65 @@ def test_debug_shows_the_traceback(capsys):
 def test_python_dash_m_and_version():
     done = subprocess.run([sys.executable, "-m", "resnet_bench", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("resnet-bench ")
+
+
+# -- train and evaluate ------------------------------------------------------------------------------------
+
+TINY_SPEC = "block=basic,layers=1-1,stem=cifar,stem_width=8"
+
+
+def test_train_then_evaluate_a_checkpoint(capsys, tmp_path):
+    path = tmp_path / "tiny.pt"
+    code, out, err = run(capsys, "train", TINY_SPEC, "--epochs", "1", "--batch-size", "256", "--device", "cpu",
+                         "--val-size", "500", "--save", str(path), "--format", "json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert row["dataset"] == "fashion-mnist-mini" and "in_channels=1" in row["spec"] and "num_classes=10" in row["spec"]
+    assert row["epochs"] == 1 and len(row["history"]) == 1 and row["recipe"]["batch_size"] == 256
+    assert 0 < row["val_accuracy"] <= 1 and row["torch_version"] and row["device"] == "cpu"
+    code, out, err = run(capsys, "evaluate", str(path), "--device", "cpu", "--format", "json")
+    again = json.loads(out)[0]
+    assert code == 0 and again["val_accuracy"] == row["val_accuracy"] and again["test_accuracy"] == row["test_accuracy"]
+
+
+def test_train_table_and_csv(capsys):
+    code, out, _ = run(capsys, "train", TINY_SPEC, "--epochs", "2", "--batch-size", "512", "--device", "cpu",
+                       "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [r["epoch"] for r in rows] == ["1", "2"]
+    code, out, _ = run(capsys, "train", TINY_SPEC, "--epochs", "1", "--batch-size", "512", "--device", "cpu")
+    assert code == 0 and "validation accuracy" in out and "test accuracy" in out and "never used" in out
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "resnet20", "--dataset", "mnist"], ["dataset='mnist'", "fashion-mnist-mini", "imagefolder:PATH"]),
+        (["train", "resnet20", "--epochs", "0"], ["--epochs '0'"]),
+        (["train", "resnet20", "--batch-size", "0"], ["--batch-size '0'"]),
+        (["train", "resnet20", "--lr", "-0.1"], ["--lr -0.1", ">= 0"]),
+        (["train", "resnet20", "--recipe", "slow"], ["recipe='slow'", "fast"]),
+        (["train", "resnet20", "--device", "tpu"], ["device='tpu'"]),
+        (["train", "resnet51"], ["unknown model 'resnet51'"]),
+        (["evaluate", "missing.pt"], ["does not exist"]),
+    ],
+)
+def test_train_bad_input(capsys, argv, words):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err
+
+
+def test_train_on_a_folder_that_is_not_an_imagefolder(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "resnet20", "--dataset", f"imagefolder:{tmp_path}")
+    assert code == 2 and "is not an image folder" in err
+
+
+def test_evaluate_a_file_that_is_not_ours(capsys, tmp_path):
+    import torch
+
+    path = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    code, _, err = run(capsys, "evaluate", str(path))
+    assert code == 2 and "is not a resnet-bench checkpoint" in err

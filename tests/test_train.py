@@ -1,0 +1,190 @@
+"""The trainer: recipes, schedules, determinism, early stopping, failures that name themselves, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import resnet_bench as rb
+from resnet_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from resnet_bench.data import load_dataset, split
+from resnet_bench.spec import ResNetSpec
+from resnet_bench.train import (
+    RECIPES, Recipe, RecipeError, TrainingDiverged, TrainingOutOfMemory, _lr_factor, _optimizer, accuracy,
+    get_recipe, spec_for_data, train,
+)
+
+TINY = ResNetSpec(layers=(1, 1), stem="cifar", stem_width=8)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """Real Fashion-MNIST images: 1,024 to train on, 500 to validate, the mini test set."""
+    data = split(load_dataset("fashion-mnist-mini"), val_size=500, seed=0)
+    return dataclasses.replace(data, train=data.train.subset(torch.arange(1024)))
+
+
+def tiny_model(data, seed=0):
+    torch.manual_seed(seed)
+    return rb.build_model(spec_for_data(TINY, data))
+
+
+QUICK = Recipe(epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5, schedule="linear")
+
+
+def test_he2015_is_the_papers_recipe():
+    r = RECIPES["he2015"]
+    assert (r.lr, r.momentum, r.weight_decay, r.batch_size, r.schedule, r.milestones) == (
+        0.1, 0.9, 1e-4, 128, "step", (0.5, 0.75))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("epochs", 0), ("batch_size", -1), ("lr", -0.1), ("momentum", 1.5), ("schedule", "exp"),
+     ("precision", "fp8"), ("milestones", (0.5, 1.5)), ("label_smoothing", 2.0), ("epochs", 2.5)],
+)
+def test_bad_recipe_field_is_named(field, value):
+    with pytest.raises(RecipeError, match=f"recipe {field}="):
+        Recipe(**{field: value})
+
+
+def test_named_recipes_and_round_trip():
+    assert get_recipe("fast", epochs=3, lr=None).epochs == 3
+    with pytest.raises(RecipeError, match="recipe='slow'.*he2015, fast"):
+        get_recipe("slow")
+    for recipe in RECIPES.values():
+        assert Recipe.from_dict(recipe.to_dict()) == recipe
+    with pytest.raises(RecipeError, match="unknown recipe field 'lr_max'"):
+        Recipe.from_dict({"lr_max": 1})
+
+
+def test_schedules_by_hand():
+    step = _lr_factor(Recipe(epochs=4, schedule="step"), steps_per_epoch=10, total=40)
+    assert [step(s) for s in (0, 19, 20, 29, 30, 39)] == [1, 1, pytest.approx(0.1), pytest.approx(0.1),
+                                                          pytest.approx(0.01), pytest.approx(0.01)]
+    linear = _lr_factor(Recipe(epochs=2, warmup_epochs=1, schedule="linear"), steps_per_epoch=10, total=20)
+    assert [linear(s) for s in (0, 4, 9, 10, 15, 20)] == [0.1, 0.5, 1.0, 1.0, 0.5, 0.0]
+    cosine = _lr_factor(Recipe(epochs=1, schedule="cosine"), steps_per_epoch=10, total=10)
+    assert cosine(0) == 1.0 and cosine(5) == pytest.approx(0.5) and cosine(10) == pytest.approx(0.0)
+
+
+def test_learning_rate_scales_with_batch_and_decay_skips_bn_and_biases():
+    model = rb.build_model(TINY)
+    optimizer = _optimizer(model, Recipe(batch_size=256, lr=0.1, weight_decay=5e-4), cuda=False)
+    decay, no_decay = optimizer.param_groups
+    assert decay["lr"] == pytest.approx(0.2)  # 0.1 per 128 images, at batch 256
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim == 4 or p.ndim == 2 for p in decay["params"])
+    bn_and_bias = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    bn_and_bias.add(id(model.fc.bias))
+    assert bn_and_bias == {id(p) for p in no_decay["params"]}
+
+
+def test_same_seed_same_metrics_on_cpu(small):
+    first = train(tiny_model(small), small, QUICK, "cpu")
+    second = train(tiny_model(small), small, QUICK, "cpu")
+    other = train(tiny_model(small), small, dataclasses.replace(QUICK, seed=1), "cpu")
+    strip = lambda r: [dataclasses.replace(h, seconds=0) for h in r.history]  # noqa: E731
+    assert strip(first) == strip(second) and first.test_accuracy == second.test_accuracy
+    assert strip(first) != strip(other)
+    assert first.epochs == 2 and len(first.history) == 2 and not first.stopped_early
+    assert first.history[-1].lr == 0.0 and 0.3 < first.val_accuracy <= 1
+    assert first.device == "cpu" and first.threads == torch.get_num_threads()
+    assert first.torch_version == torch.__version__ and first.resnet_bench_version == rb.__version__
+    assert first.images_per_second > 0 and first.train_seconds <= first.seconds
+
+
+def test_accuracy_is_measured_on_the_split_it_names(small):
+    model = tiny_model(small)
+    result = train(model, small, dataclasses.replace(QUICK, epochs=1), "cpu")
+    assert result.val_accuracy == accuracy(model, small.val, small, torch.device("cpu"))
+    assert result.test_accuracy == accuracy(model, small.test, small, torch.device("cpu"))
+
+
+def test_callback_stops_the_run_and_sees_each_epoch(small):
+    seen = []
+
+    def stop_after_first(epoch, metrics):
+        seen.append((epoch, metrics.val_accuracy))
+        return epoch == 1
+
+    result = train(tiny_model(small), small, dataclasses.replace(QUICK, epochs=3), "cpu", callback=stop_after_first)
+    assert result.epochs == 1 and result.stopped_early and len(seen) == 1 and seen[0][0] == 1
+
+
+def test_test_curve_on_request(small):
+    result = train(tiny_model(small), small, dataclasses.replace(QUICK, epochs=1), "cpu", test_curve=True)
+    assert result.history[0].test_error == pytest.approx(1 - result.test_accuracy)
+    assert train(tiny_model(small), small, dataclasses.replace(QUICK, epochs=1), "cpu").history[0].test_error is None
+
+
+def test_nan_loss_names_the_epoch(small):
+    model = tiny_model(small)
+    with torch.no_grad():
+        model.fc.weight.fill_(math.nan)
+    with pytest.raises(TrainingDiverged, match="became nan in epoch 1"):
+        train(model, small, QUICK, "cpu")
+
+
+def test_out_of_memory_is_its_own_error(small, monkeypatch):
+    model = tiny_model(small)
+
+    def exhausted(x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(model, "forward", exhausted)
+    with pytest.raises(TrainingOutOfMemory, match="ran out of memory in epoch 1 at batch size 64"):
+        train(model, small, QUICK, "cpu")
+
+
+def test_batch_larger_than_the_data(small):
+    with pytest.raises(RecipeError, match="batch_size=4096"):
+        train(tiny_model(small), small, dataclasses.replace(QUICK, batch_size=4096), "cpu")
+
+
+def test_the_trainer_never_imports_optuna():
+    code = "import sys, resnet_bench.train, resnet_bench.data; assert 'optuna' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_checkpoint_round_trip_with_weights_only(small, tmp_path):
+    model = tiny_model(small)
+    result = train(model, small, dataclasses.replace(QUICK, epochs=1), "cpu")
+    spec = spec_for_data(TINY, small)
+    path = save_checkpoint(tmp_path / "ckpt.pt", model, spec, result, dataset="fashion-mnist-mini", val_size=500,
+                           split_seed=0, image_size=28)
+    raw = torch.load(path, weights_only=True)  # plain types and tensors only
+    assert raw["format"] == "resnet-bench-checkpoint" and raw["spec"]["in_channels"] == 1
+    loaded = load_checkpoint(path)
+    assert loaded.spec == spec and loaded.recipe == result.recipe and loaded.metrics["epochs"] == 1
+    again = rb.build_model(loaded.spec)
+    again.load_state_dict(loaded.state_dict, strict=True)
+    assert accuracy(again, small.val, small, torch.device("cpu")) == result.val_accuracy
+
+
+def test_a_file_that_is_not_our_checkpoint(tmp_path):
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="is not a resnet-bench checkpoint"):
+        load_checkpoint(other)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="is not a resnet-bench checkpoint"):
+        load_checkpoint(text)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.slow
+def test_readme_figure_resnet20_three_epochs_on_the_mini_set():
+    """README: `resnet-bench train resnet20 --dataset fashion-mnist-mini --epochs 3 --device cpu --seed 0` >= 82%."""
+    data = split(load_dataset("fashion-mnist-mini"), seed=0)
+    torch.manual_seed(0)
+    model = rb.build_model(spec_for_data(rb.presets.get("resnet20"), data))
+    result = train(model, data, get_recipe("fast", epochs=3, seed=0), "cpu")
+    assert result.test_accuracy >= 0.82
