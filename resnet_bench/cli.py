@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
+import datetime
 import json
 import os
 import sys
@@ -97,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default="fashion-mnist-mini",
                        help="fashion-mnist, fashion-mnist-mini (default, ships with the package), cifar10, "
                             "cifar100 or imagefolder:PATH")
-    train.add_argument("--recipe", default="fast", help="a named recipe: fast (default) or he2015")
+    train.add_argument("--recipe", default="fast",
+                       help="a named recipe, fast (default) or he2015, or a recipe as a JSON object (as a trial stores it)")
     train.add_argument("--epochs", type=_positive_int("--epochs"), help="override the recipe's epochs")
     train.add_argument("--batch-size", type=_positive_int("--batch-size"), help="override the recipe's batch size")
     train.add_argument("--lr", type=float, help="override the recipe's learning rate (per 128 images of batch)")
@@ -111,6 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="PATH", help="write a checkpoint (weights, spec, recipe, metrics)")
     _add_format(train)
     train.set_defaults(func=_cmd_train)
+
+    sweep = sub.add_parser("sweep", help="run (or resume) a study; no file: the quickstart study")
+    sweep.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
+                       help="a study file (.toml), or a shipped study: quickstart (default), fashion_mnist, cifar10")
+    sweep.add_argument("--n-trials", type=_positive_int("--n-trials"),
+                       help="trained trials this command adds (default: the file's budget.n_trials)")
+    sweep.add_argument("--timeout", type=float, metavar="MINUTES", help="stop starting trials after this long")
+    sweep.add_argument("--storage", help="an Optuna storage URL (default: sqlite under --out/<study>/study.db)")
+    sweep.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
+    sweep.add_argument("--out", default="reports", help="folder of the default storage (reports)")
+    sweep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    sweep.add_argument("--workers", type=_positive_int("--workers"), default=1,
+                       help="worker processes on this machine sharing the study (each pinned to a GPU if any)")
+    sweep.add_argument("--threads", type=_positive_int("--threads"),
+                       help="CPU threads per worker (default: the machine's cores divided among the workers)")
+    sweep.add_argument("--heartbeat", type=_positive_int("--heartbeat"), default=30, metavar="SECONDS",
+                       help="a worker silent for twice this long is presumed dead: its trial is retried (30)")
+    sweep.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    sweep.add_argument("--dry-run", action="store_true", help="sample the space and measure costs; train nothing")
+    sweep.add_argument("--dry-run-samples", type=_positive_int("--dry-run-samples"), default=100,
+                       help="candidates the dry run samples (100)")
+    _add_format(sweep)
+    sweep.set_defaults(func=_cmd_sweep)
 
     evaluate = sub.add_parser("evaluate", help="re-measure a saved model")
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
@@ -219,6 +245,186 @@ def _cmd_train(args: argparse.Namespace) -> None:
         _print_training(summary, result.history_rows())
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from resnet_bench.search.config import load_study_file
+
+    config = load_study_file(args.study_file)
+    if args.timeout is not None and args.timeout <= 0:
+        raise BadInputError(f"--timeout {args.timeout} is not accepted; it must be a number of minutes > 0")
+    if args.dry_run:
+        _sweep_dry_run(config, args)
+        return
+    import torch
+
+    from resnet_bench.search.sweep import Sweep, default_storage, front, open_study, record_of
+
+    storage = args.storage or default_storage(config, Path(args.out))
+    state_dir = None if storage.startswith("sqlite:///") else Path(args.out) / (args.study_name or config.name) / "states"
+    budget = args.n_trials or config.n_trials
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.workers))
+    if args.workers > 1:
+        # The parent makes the study (and enqueues the baselines) once; the workers join it.
+        study = open_study(config, storage, args.study_name, heartbeat_seconds=args.heartbeat)
+        summary = _run_workers(args, storage, budget, study)
+    else:
+        with _SweepProgress(budget, worker=args.worker_index) as progress:
+            sweep = Sweep(config, storage=storage, study_name=args.study_name, device=args.device,
+                          state_dir=state_dir, worker=args.worker_index, heartbeat_seconds=args.heartbeat,
+                          on_trial_start=progress.trial_start, on_epoch=progress.epoch,
+                          on_trial_end=progress.trial_end)
+            summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout)
+        study = sweep.study
+    rows = []
+    for trial in front(study):
+        record = record_of(trial)
+        rows.append({"number": trial.number, "baseline": record.baseline, "spec": record.spec,
+                     "val_accuracy": record.val_accuracy, "test_accuracy": record.test_accuracy,
+                     "gflops": record.gflops, "params": record.params, "train_seconds": record.train_seconds})
+    if args.format != "table":
+        _print_records(rows, args.format)
+        return
+    from rich.table import Table
+
+    objectives = ", ".join(f"{o.direction} {o.metric}" for o in config.objectives)
+    table = Table(title=f"Pareto front of {summary.study_name} ({objectives})",
+                  caption=f"{summary.trained} trained ({summary.failed} failed) and {summary.infeasible} infeasible "
+                          f"in {summary.seconds:.0f} s, stopped by {summary.stopped}; storage {summary.storage}")
+    for column in ("#", "network", "val acc", "test acc", "GFLOPs", "params"):
+        table.add_column(column, justify="left" if column == "network" else "right", overflow="fold")
+    for r in rows:
+        name = f"[bold]{r['baseline']}[/bold]" if r["baseline"] else r["spec"]
+        table.add_row(str(r["number"]), name, f"{r['val_accuracy']:.2%}", f"{r['test_accuracy']:.2%}",
+                      f"{r['gflops']:.4f}", f"{r['params']:,}")
+    _console().print(table)
+
+
+def _run_workers(args: argparse.Namespace, storage: str, budget: int, study: Any) -> Any:
+    """K worker processes of this command on one study; each gets its share of the trials, a GPU, and threads."""
+    import subprocess
+
+    import torch
+
+    from resnet_bench.search.sweep import summarise_since
+
+    study_name = study.study_name
+    since = datetime.datetime.now()
+    gpus = torch.cuda.device_count()
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    started = time.perf_counter()
+    workers = []
+    for i in range(args.workers):
+        share = budget // args.workers + (i < budget % args.workers)
+        if share == 0:
+            continue
+        command = [sys.executable, "-m", "resnet_bench", "sweep", *([args.study_file] if args.study_file else []),
+                   "--storage", storage, "--study-name", study_name, "--n-trials", str(share), "--out", args.out,
+                   "--device", args.device, "--threads", str(threads), "--heartbeat", str(args.heartbeat),
+                   "--worker-index", str(i + 1), "--format", "json"]
+        if args.timeout:
+            command += ["--timeout", str(args.timeout)]
+        env = dict(os.environ, RESNET_BENCH_WORKER=str(i + 1))
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        workers.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
+    try:
+        codes = [w.wait() for w in workers]
+    except KeyboardInterrupt:  # the workers got the same Ctrl-C: let them mark their trials failed
+        for w in workers:
+            w.wait()
+        raise
+    if any(code == EXIT_INTERRUPTED for code in codes):
+        raise KeyboardInterrupt
+    if any(codes):
+        raise RuntimeError(f"{sum(1 for c in codes if c)} of {len(codes)} workers failed (exit codes {codes})")
+    return summarise_since(study, since, storage, seconds=time.perf_counter() - started,
+                           stopped=f"budget ({len(workers)} workers)")
+
+
+def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
+    from resnet_bench.search.sweep import dry_run
+
+    with _status(f"sampling {args.dry_run_samples} candidates of {config.name}"):
+        result = dry_run(config, samples=args.dry_run_samples)
+    row = dataclasses.asdict(result)
+    row["feasible_fraction"] = result.feasible / result.samples
+    if args.format != "table":
+        _print_records([row], args.format)
+        return
+    valid = result.samples - result.invalid
+
+    def span(r: Any, fmt: str) -> str:
+        return f"{r[0]:{fmt}} to {r[1]:{fmt}}" if r else "none"
+
+    console = _console()
+    size = "continuous (a float range)" if result.space_size == float("inf") else f"{result.space_size:,.0f}"
+    console.print(f"space of {config.name}: {size} candidates")
+    console.print(f"{result.samples} sampled at random: {result.invalid} refused by the generator, "
+                  f"{result.feasible} of {valid} valid inside the constraints ({row['feasible_fraction']:.0%})")
+    console.print(f"GFLOPs {span(result.gflops_range, '.4f')}, params {span(result.params_range, ',')} "
+                  f"(inside the constraints: GFLOPs {span(result.feasible_gflops_range, '.4f')}, "
+                  f"params {span(result.feasible_params_range, ',')})")
+
+
+class _StderrProgress:
+    """Rich progress bars on stderr, shown only when stderr is a terminal; each task has a `note` field."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(), console=self.console,
+            # Bars only on a terminal, and never from the workers of `sweep --workers` (their lines interleave).
+            disable=not self.console.is_terminal or bool(os.environ.get("RESNET_BENCH_WORKER")),
+        )
+
+    def __enter__(self) -> Any:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+class _SweepProgress(_StderrProgress):
+    """Trials done and to go, the current trial's epochs and the best validation accuracy, on stderr."""
+
+    def __init__(self, trials: int, worker: int = 0) -> None:
+        super().__init__()
+        self.prefix = f"worker {worker}: " if worker else ""
+        self.trials = self.progress.add_task("trials", total=trials, note="")
+        self.epochs = self.progress.add_task("epochs", total=None, note="")
+        self.best: float | None = None
+        self.done = 0
+
+    def trial_start(self, number: int, spec: str) -> None:
+        self.progress.update(self.epochs, completed=0, description=f"trial {number}", note=spec[:60])
+
+    def epoch(self, number: int, metrics: Any, epochs: int) -> None:
+        self.progress.update(self.epochs, completed=metrics.epoch, total=epochs,
+                             note=f"val {metrics.val_accuracy:.2%}")
+
+    def trial_end(self, trial: Any) -> None:
+        attrs = trial.user_attrs
+        status = attrs.get("status", "failed")
+        if status != "infeasible":
+            self.done += 1
+        if status == "trained":
+            self.best = max(self.best or 0.0, attrs["val_accuracy"])
+            line = f"val {attrs['val_accuracy']:.2%}, {attrs['gflops']:.4f} GFLOPs, {attrs['params']:,} params"
+        else:
+            line = attrs.get("reason", "")
+        name = attrs.get("baseline") or attrs.get("spec", "")
+        self.console.print(f"{self.prefix}trial {trial.number} {status}: {name} {line}", highlight=False,
+                           soft_wrap=True)
+        best = f"best val {self.best:.2%}" if self.best is not None else ""
+        self.progress.update(self.trials, completed=self.done, note=best)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from resnet_bench.checkpoint import load_checkpoint
     from resnet_bench.data import load_dataset, split
@@ -268,34 +474,20 @@ def _print_training(summary: dict[str, Any], history: list[dict[str, Any]]) -> N
         f"validation accuracy {summary['val_accuracy']:.2%}, test accuracy {summary['test_accuracy']:.2%} "
         f"(test is reported, never used for selection); {summary['epochs']} epochs, "
         f"{summary['train_seconds']:.1f} s of training, {summary['images_per_second']:,.0f} images/s on "
-        f"{summary['device']} ({summary['threads']} threads)"
+        f"{summary['device']} ({summary['threads']} threads)", highlight=False,
     )
 
 
-class _TrainingProgress:
+class _TrainingProgress(_StderrProgress):
     """Epochs and batches with the running loss on stderr; the loss is read a few times a second at most."""
 
     REFRESH_SECONDS = 0.25
 
     def __init__(self, epochs: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-            TimeElapsedColumn(), console=self.console, disable=not self.console.is_terminal,
-        )
-        self.epochs = self.progress.add_task("epochs", total=epochs, loss="")
-        self.batches = self.progress.add_task("batches", total=None, loss="")
+        super().__init__()
+        self.epochs = self.progress.add_task("epochs", total=epochs, note="")
+        self.batches = self.progress.add_task("batches", total=None, note="")
         self.last_read = 0.0
-
-    def __enter__(self) -> _TrainingProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
 
     def batch_done(self, epoch: int, step: int, steps: int, loss: Any) -> None:
         if self.progress.disable:
@@ -304,10 +496,10 @@ class _TrainingProgress:
         if now - self.last_read >= self.REFRESH_SECONDS or step == steps:
             self.last_read = now
             self.progress.update(self.batches, completed=step, total=steps, description=f"epoch {epoch}",
-                                 loss=f"loss {loss.item():.4f}")  # one sync, a few times a second
+                                 note=f"loss {loss.item():.4f}")  # one sync, a few times a second
 
     def epoch_done(self, epoch: int, metrics: Any) -> bool:
-        self.progress.update(self.epochs, completed=epoch, loss=f"val {metrics.val_accuracy:.2%}")
+        self.progress.update(self.epochs, completed=epoch, note=f"val {metrics.val_accuracy:.2%}")
         return False
 
 

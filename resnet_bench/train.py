@@ -7,10 +7,13 @@ without host synchronisation; a callback after each epoch may stop the run (earl
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -103,10 +106,17 @@ RECIPES: dict[str, Recipe] = {
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:
-    """A named recipe, with fields overridden."""
-    if name not in RECIPES:
-        raise RecipeError(f"recipe={name!r} is not accepted; use one of: {', '.join(RECIPES)}")
-    return dataclasses.replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
+    """A named recipe, or a recipe as a JSON object (as a trial stores it), with fields overridden."""
+    if name.lstrip().startswith("{"):
+        try:
+            base = Recipe.from_dict(json.loads(name))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise RecipeError(f"recipe {name!r} is not a JSON object of recipe fields: {exc}") from None
+    elif name in RECIPES:
+        base = RECIPES[name]
+    else:
+        raise RecipeError(f"recipe={name!r} is not accepted; use one of: {', '.join(RECIPES)}, or a JSON object")
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,7 @@ class TrainResult:
     test_accuracy: float  # after the last epoch run; reported, never used for selection
     epochs: int  # epochs run (fewer than the recipe's when the callback stopped the run)
     stopped_early: bool  # the callback stopped the run
+    resumed_from_epoch: int  # epochs restored from a saved training state (0: trained from scratch)
     train_seconds: float  # training time, evaluation excluded
     seconds: float  # wall time of the whole call
     images_per_second: float  # training images per second of training time
@@ -167,8 +178,13 @@ def resolve_device(device: str) -> torch.device:
 def train(
     model: nn.Module, data: Splits, recipe: Recipe, device: str | torch.device = "auto", *,
     callback: EpochCallback | None = None, on_batch: BatchCallback | None = None, test_curve: bool = False,
+    state_path: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
-    """Train a model on the training split; measure validation accuracy each epoch and test accuracy at the end."""
+    """Train a model on the training split; measure validation accuracy each epoch and test accuracy at the end.
+
+    With `state_path`, the training state is written there after every epoch, and a run that finds a
+    state there resumes after its last epoch: a killed run loses at most one epoch.
+    """
     started = time.perf_counter()
     device = resolve_device(device) if isinstance(device, str) else device
     cuda = device.type == "cuda"
@@ -190,8 +206,10 @@ def train(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     history: list[EpochMetrics] = []
-    train_seconds, stopped = 0.0, False
-    for epoch in range(1, recipe.epochs + 1):
+    train_seconds, stopped, resumed = 0.0, False, 0
+    if state_path is not None and Path(state_path).is_file():
+        resumed, train_seconds, history = _load_state(Path(state_path), recipe, model, optimizer, scheduler, batches)
+    for epoch in range(resumed + 1, recipe.epochs + 1):
         model.train()
         loss_sum = torch.zeros((), device=device)
         wrong = torch.zeros((), device=device, dtype=torch.long)
@@ -226,6 +244,8 @@ def train(
             lr=scheduler.get_last_lr()[0], seconds=seconds,
         )
         history.append(metrics)
+        if state_path is not None:
+            _save_state(Path(state_path), recipe, model, optimizer, scheduler, batches, history, train_seconds)
         if callback is not None and callback(epoch, metrics):
             stopped = epoch < recipe.epochs
             break
@@ -233,13 +253,45 @@ def train(
     test_accuracy = accuracy(model, data.test, data, device, channels_last, bf16)
     return TrainResult(
         history=tuple(history), val_accuracy=history[-1].val_accuracy, test_accuracy=test_accuracy,
-        epochs=len(history), stopped_early=stopped, train_seconds=train_seconds,
+        epochs=len(history), stopped_early=stopped, resumed_from_epoch=resumed, train_seconds=train_seconds,
         seconds=time.perf_counter() - started,
         images_per_second=len(history) * len(batches) * recipe.batch_size / max(train_seconds, 1e-9),
         device=f"{device} ({torch.cuda.get_device_name(device)})" if cuda else "cpu",
         threads=torch.get_num_threads(), torch_version=str(torch.__version__), resnet_bench_version=__version__,
         recipe=recipe,
     )
+
+
+def _save_state(
+    path: Path, recipe: Recipe, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+    batches: DeviceBatches, history: list[EpochMetrics], train_seconds: float,
+) -> None:
+    """Everything a resumed run needs to continue exactly, written atomically (temporary file, then rename)."""
+    state = {
+        "recipe": recipe.to_dict(), "epoch": len(history), "train_seconds": train_seconds,
+        "history": [dataclasses.asdict(m) for m in history], "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "batches_rng": batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_state(
+    path: Path, recipe: Recipe, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+    batches: DeviceBatches,
+) -> tuple[int, float, list[EpochMetrics]]:
+    state = torch.load(path, map_location=batches.device, weights_only=True)
+    if Recipe.from_dict(state["recipe"]) != recipe:
+        raise RecipeError(f"the training state in {path} was saved with another recipe; remove it to start over")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    batches.generator.set_state(state["batches_rng"].cpu() if batches.device.type == "cpu" else state["batches_rng"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    return state["epoch"], state["train_seconds"], [EpochMetrics(**m) for m in state["history"]]
 
 
 @torch.no_grad()
@@ -292,6 +344,6 @@ def _lr_factor(recipe: Recipe, steps_per_epoch: int, total: int) -> Callable[[in
     return factor
 
 
-def spec_for_data(spec: Any, data: Splits) -> Any:
-    """The spec with the input channels and classes of a data set (Fashion-MNIST: 1 channel, 10 classes)."""
+def spec_for_data(spec: Any, data: Any) -> Any:
+    """The spec with the input channels and classes of a Dataset or Splits (Fashion-MNIST: 1 channel, 10 classes)."""
     return dataclasses.replace(spec, in_channels=data.in_channels, num_classes=data.num_classes)

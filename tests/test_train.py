@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import subprocess
 import sys
@@ -57,6 +58,11 @@ def test_named_recipes_and_round_trip():
     assert get_recipe("fast", epochs=3, lr=None).epochs == 3
     with pytest.raises(RecipeError, match="recipe='slow'.*he2015, fast"):
         get_recipe("slow")
+    stored = RECIPES["fast"].to_dict()
+    assert get_recipe(json.dumps(stored)) == RECIPES["fast"]
+    assert get_recipe(json.dumps(stored), seed=3).seed == 3
+    with pytest.raises(RecipeError, match="not a JSON object"):
+        get_recipe("{epochs: 3")
     for recipe in RECIPES.values():
         assert Recipe.from_dict(recipe.to_dict()) == recipe
     with pytest.raises(RecipeError, match="unknown recipe field 'lr_max'"):
@@ -188,3 +194,24 @@ def test_readme_figure_resnet20_three_epochs_on_the_mini_set():
     model = rb.build_model(spec_for_data(rb.presets.get("resnet20"), data))
     result = train(model, data, get_recipe("fast", epochs=3, seed=0), "cpu")
     assert result.test_accuracy >= 0.82
+
+
+def test_a_killed_run_resumes_after_its_last_epoch_and_ends_where_an_unbroken_run_ends(small, tmp_path):
+    recipe = dataclasses.replace(QUICK, epochs=3)
+    unbroken = train(tiny_model(small), small, recipe, "cpu")
+
+    state = tmp_path / "trial.state"
+
+    def interrupted_after_the_second_epoch(epoch, metrics):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(small), small, recipe, "cpu", state_path=state, callback=interrupted_after_the_second_epoch)
+    assert state.is_file() and torch.load(state, weights_only=True)["epoch"] == 2
+    resumed = train(tiny_model(small, seed=7), small, recipe, "cpu", state_path=state)  # other weights: all restored
+    assert resumed.resumed_from_epoch == 2 and resumed.epochs == 3
+    strip = lambda r: [dataclasses.replace(h, seconds=0) for h in r.history]  # noqa: E731
+    assert strip(resumed) == strip(unbroken) and resumed.test_accuracy == unbroken.test_accuracy
+    with pytest.raises(RecipeError, match="another recipe"):
+        train(tiny_model(small), small, dataclasses.replace(recipe, lr=0.3), "cpu", state_path=state)

@@ -1,0 +1,356 @@
+"""The study file (`studies/*.toml`): its schema, validated with errors that name the key path.
+
+A value in `space` or `recipe` is a fixed value (`stem = "cifar"`), a choice (`block = ["basic",
+"bottleneck"]`) or a range (`blocks = { low = 1, high = 4 }`, with `step` or `log = true`).
+This module is plain Python: Optuna is only imported where trials are sampled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from resnet_bench.errors import BadInputError
+from resnet_bench.spec import BLOCKS, SHORTCUTS, STEMS, STRIDE_ON
+
+SAMPLERS = ("tpe", "nsga2", "random")
+DEFAULT_SAMPLER = "tpe"  # measured against nsga2 and random: see README, "Choosing the sampler"
+# Objective metrics and their natural direction. test_accuracy is deliberately absent: it is never used for selection.
+OBJECTIVES = {
+    "val_accuracy": "maximize", "gflops": "minimize", "params": "minimize", "activations": "minimize",
+    "latency_ms": "minimize", "train_seconds": "minimize",
+}
+CONSTRAINTS = {"max_gflops": "gflops", "max_params": "params", "max_activations": "activations",
+               "max_latency_ms": "latency_ms"}
+SHIPPED_STUDIES = ("quickstart", "fashion_mnist", "cifar10")
+
+
+class StudyFileError(BadInputError):
+    """A study file that cannot be read; the message names the key path and what is accepted."""
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """One value."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of several values."""
+
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number between low and high, inclusive; integers when both bounds are integers."""
+
+    low: float
+    high: float
+    step: float | None = None  # grid step; None: continuous (floats) or 1 (integers)
+    log: bool = False  # sample on a log scale
+
+    @property
+    def is_int(self) -> bool:
+        """True when both bounds are integers."""
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+Domain = Fixed | Choice | Range
+
+# space key: (kind, check, accepted text, default)
+_INT = ("int", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "integers >= 1")
+_SPACE: dict[str, tuple[str, Any, str, Any]] = {
+    "stages": (*_INT, 3),
+    "blocks": (*_INT, 2),
+    "stem": ("str", lambda v: v in STEMS, f"one of {', '.join(STEMS)}", "cifar"),
+    "stem_width": (*_INT, 16),
+    "base_width": (*_INT, None),
+    "width_multiplier": ("float", lambda v: _is_number(v) and v > 0, "numbers > 0", 1),
+    "block": ("str", lambda v: v in BLOCKS, f"one of {', '.join(BLOCKS)}", "basic"),
+    "groups": (*_INT, 1),
+    "width_per_group": (*_INT, 64),
+    "stride_on": ("str", lambda v: v in STRIDE_ON, f"one of {', '.join(STRIDE_ON)}", "3x3"),
+    "shortcut": ("str", lambda v: v in SHORTCUTS, f"one of {', '.join(SHORTCUTS)}", "B"),
+    "dropout": ("float", lambda v: _is_number(v) and 0 <= v < 1, "numbers in [0, 1)", 0.0),
+    "zero_init_residual": ("bool", lambda v: isinstance(v, bool), "true or false", False),
+}
+SPACE_KEYS = tuple(_SPACE)
+
+# recipe key: (kind, check, accepted text); values are checked again by Recipe itself
+_RECIPE: dict[str, tuple[str, Any, str]] = {
+    "epochs": _INT, "batch_size": _INT,
+    "lr": ("float", lambda v: _is_number(v) and v >= 0, "numbers >= 0"),
+    "momentum": ("float", lambda v: _is_number(v) and 0 <= v <= 1, "numbers in [0, 1]"),
+    "nesterov": ("bool", lambda v: isinstance(v, bool), "true or false"),
+    "weight_decay": ("float", lambda v: _is_number(v) and v >= 0, "numbers >= 0"),
+    "warmup_epochs": ("float", lambda v: _is_number(v) and v >= 0, "numbers >= 0"),
+    "schedule": ("str", lambda v: v in ("step", "cosine", "linear", "constant"), "step, cosine, linear or constant"),
+    "label_smoothing": ("float", lambda v: _is_number(v) and 0 <= v <= 1, "numbers in [0, 1]"),
+    "precision": ("str", lambda v: v in ("auto", "bf16", "fp32"), "auto, bf16 or fp32"),
+    "channels_last": ("bool", lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A metric to optimise and its direction."""
+
+    metric: str  # a key of OBJECTIVES
+    direction: str  # maximize or minimize
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A validated study file."""
+
+    name: str  # the study's name in the storage
+    dataset: str  # a data set name (see resnet_bench.data.DATASETS)
+    seed: int  # seeds the sampler, the validation split, the weights and the training
+    objectives: tuple[Objective, ...]
+    space: dict[str, Domain]  # every key of SPACE_KEYS
+    constraints: dict[str, float]  # max_gflops, max_params, max_activations, max_latency_ms
+    recipe_name: str  # a named recipe
+    recipe: dict[str, Domain]  # overrides of the named recipe
+    n_trials: int  # trained trials a sweep adds (infeasible candidates do not count)
+    timeout_minutes: float | None  # wall-clock limit of one sweep command
+    sampler: str  # tpe, nsga2 or random
+    sampler_options: dict[str, int] = field(default_factory=dict)  # n_startup_trials (tpe), population_size (nsga2)
+    baselines: tuple[str, ...] = ()  # preset names trained with the same recipe
+    val_size: int = 2000  # validation images carved from the training set
+    image_size: int = 32  # imagefolder data sets only: decoded size
+    source: str = ""  # the file's text, kept with the study
+
+    def fingerprint_parts(self) -> dict[str, Any]:
+        """What a resumed study must share with the one it resumes: space, objectives, data set."""
+        return {
+            "space": {k: _domain_json(v) for k, v in sorted(self.space.items())},
+            "objectives": [[o.metric, o.direction] for o in self.objectives],
+            "dataset": self.dataset,
+        }
+
+    def fingerprint(self) -> str:
+        """A short hash of fingerprint_parts."""
+        text = json.dumps(self.fingerprint_parts(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _domain_json(d: Domain) -> Any:
+    if isinstance(d, Fixed):
+        return d.value
+    if isinstance(d, Choice):
+        return list(d.values)
+    return {"low": d.low, "high": d.high, "step": d.step, "log": d.log}
+
+
+def shipped_study(name: str) -> str:
+    """The text of a study file that ships in the package."""
+    return resources.files("resnet_bench").joinpath(f"studies/{name}.toml").read_text(encoding="utf-8")
+
+
+def load_study_file(path: str | Path | None) -> StudyConfig:
+    """Read and validate a study file; None or a shipped name (quickstart, ...) reads the packaged one."""
+    if path is None or str(path) in SHIPPED_STUDIES:
+        text, where = shipped_study(str(path or "quickstart")), f"{path or 'quickstart'} (shipped)"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            shipped = ", ".join(SHIPPED_STUDIES)
+            raise StudyFileError(f"study file {str(p)!r} does not exist; give a .toml path or one of: {shipped}")
+        text, where = p.read_text(encoding="utf-8"), str(p)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyFileError(f"{where}: not valid TOML: {exc}") from None
+    try:
+        return parse_study(data, source=text)
+    except StudyFileError as exc:
+        raise StudyFileError(f"{where}: {exc}") from None
+
+
+_TOP = ("name", "description", "dataset", "seed", "val_size", "image_size", "objectives", "space", "constraints",
+        "recipe", "budget", "sampler", "baselines")
+
+
+def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
+    """Validate a parsed study file."""
+    from resnet_bench.data import DATASETS
+    from resnet_bench.train import RECIPES
+
+    _known(data, _TOP, "")
+    name = _get(data, "name", str, "a name of letters, digits, '_', '-' and '.'")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise StudyFileError(f"name={name!r} is not accepted; use letters, digits, '_', '-' and '.'")
+    dataset = _get(data, "dataset", str, f"one of {', '.join(DATASETS)}")
+    if dataset not in DATASETS[:-1] and not (dataset.startswith("imagefolder:") and len(dataset) > 12):
+        raise StudyFileError(f"dataset={dataset!r} is not accepted; use one of {', '.join(DATASETS)}")
+    seed = _get(data, "seed", int, "an integer", default=0)
+    val_size = _get(data, "val_size", int, "an integer >= 1", default=2000)
+    image_size = _get(data, "image_size", int, "an integer >= 1", default=32)
+    _get(data, "description", str, "text", default="")
+
+    objectives = _objectives(data.get("objectives"))
+    space_table = _table(data, "space")
+    _known(space_table, SPACE_KEYS, "space.")
+    space = {k: _domain(space_table, k, "space.", kind, check, accepted, default)
+             for k, (kind, check, accepted, default) in _SPACE.items()}
+
+    constraints_table = _table(data, "constraints")
+    _known(constraints_table, tuple(CONSTRAINTS), "constraints.")
+    constraints = {}
+    for key, value in constraints_table.items():
+        if not _is_number(value) or value <= 0:
+            raise StudyFileError(f"constraints.{key}={value!r} is not accepted; it must be a number > 0")
+        constraints[key] = float(value)
+
+    recipe_table = _table(data, "recipe")
+    _known(recipe_table, ("name", *_RECIPE), "recipe.")
+    recipe_name = _get(recipe_table, "name", str, f"one of {', '.join(RECIPES)}", default="fast", path="recipe.")
+    if recipe_name not in RECIPES:
+        raise StudyFileError(f"recipe.name={recipe_name!r} is not accepted; use one of {', '.join(RECIPES)}")
+    recipe = {k: _domain(recipe_table, k, "recipe.", *spec, None) for k, spec in _RECIPE.items() if k in recipe_table}
+
+    budget = _table(data, "budget")
+    _known(budget, ("n_trials", "timeout_minutes"), "budget.")
+    n_trials = _get(budget, "n_trials", int, "an integer >= 1", default=20, path="budget.")
+    if n_trials < 1:
+        raise StudyFileError(f"budget.n_trials={n_trials} is not accepted; it must be an integer >= 1")
+    timeout = budget.get("timeout_minutes")
+    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+        raise StudyFileError(f"budget.timeout_minutes={timeout!r} is not accepted; it must be a number > 0")
+
+    sampler_table = _table(data, "sampler")
+    _known(sampler_table, ("name", "n_startup_trials", "population_size"), "sampler.")
+    sampler = _get(sampler_table, "name", str, f"one of {', '.join(SAMPLERS)}", default=DEFAULT_SAMPLER,
+                   path="sampler.")
+    if sampler not in SAMPLERS:
+        raise StudyFileError(f"sampler.name={sampler!r} is not accepted; use one of {', '.join(SAMPLERS)}")
+    options = {}
+    for key in ("n_startup_trials", "population_size"):
+        if key in sampler_table:
+            value = sampler_table[key]
+            low = 2 if key == "population_size" else 0
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise StudyFileError(f"sampler.{key}={value!r} is not accepted; it must be an integer >= {low}")
+            options[key] = value
+
+    baselines = data.get("baselines", [])
+    if not isinstance(baselines, list) or not all(isinstance(b, str) for b in baselines):
+        raise StudyFileError(f"baselines={baselines!r} is not accepted; it must be a list of preset names")
+    from resnet_bench import presets
+
+    for i, b in enumerate(baselines):
+        try:
+            presets.get(b)
+        except BadInputError as exc:
+            raise StudyFileError(f"baselines[{i}]: {exc}") from None
+
+    return StudyConfig(
+        name=name, dataset=dataset, seed=seed, objectives=objectives, space=space, constraints=constraints,
+        recipe_name=recipe_name, recipe=recipe, n_trials=n_trials,
+        timeout_minutes=float(timeout) if timeout is not None else None, sampler=sampler, sampler_options=options,
+        baselines=tuple(baselines), val_size=val_size, image_size=image_size, source=source,
+    )
+
+
+def _known(table: dict[str, Any], accepted: tuple[str, ...], path: str) -> None:
+    for key in table:
+        if key not in accepted:
+            raise StudyFileError(f"{path}{key} is not a study key; accepted under {path or 'the top level'}: "
+                                 f"{', '.join(accepted)}")
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise StudyFileError(f"{key} must be a table ([{key}]), got {type(value).__name__}")
+    return value
+
+
+def _get(data: dict[str, Any], key: str, kind: type, accepted: str, *, default: Any = ..., path: str = "") -> Any:
+    if key not in data:
+        if default is ...:
+            raise StudyFileError(f"{path}{key} is missing; it must be {accepted}")
+        return default
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise StudyFileError(f"{path}{key}={value!r} is not accepted; it must be {accepted}")
+    return value
+
+
+def _objectives(value: Any) -> tuple[Objective, ...]:
+    accepted = ", ".join(OBJECTIVES)
+    if not isinstance(value, list) or not value:
+        raise StudyFileError(
+            "objectives must be a non-empty list of tables, e.g. [[objectives]] metric = \"val_accuracy\""
+        )
+    out = []
+    for i, entry in enumerate(value):
+        path = f"objectives[{i}]"
+        if not isinstance(entry, dict):
+            raise StudyFileError(f"{path} must be a table with metric and direction")
+        _known(entry, ("metric", "direction"), f"{path}.")
+        metric = entry.get("metric")
+        if metric == "test_accuracy":
+            raise StudyFileError(f"{path}.metric='test_accuracy' is not accepted: the test set is never used for "
+                                 "selection; use val_accuracy")
+        if metric not in OBJECTIVES:
+            raise StudyFileError(f"{path}.metric={metric!r} is not an objective; use one of {accepted}")
+        direction = entry.get("direction", OBJECTIVES[metric])
+        if direction not in ("maximize", "minimize"):
+            raise StudyFileError(f"{path}.direction={direction!r} is not accepted; use maximize or minimize")
+        if any(o.metric == metric for o in out):
+            raise StudyFileError(f"{path}.metric={metric!r} is given twice")
+        out.append(Objective(metric, direction))
+    return tuple(out)
+
+
+def _domain(table: dict[str, Any], key: str, path: str, kind: str, check: Any, accepted: str, default: Any) -> Domain:
+    where = f"{path}{key}"
+    if key not in table:
+        return Fixed(default)
+    value = table[key]
+    if isinstance(value, list):
+        if not value:
+            raise StudyFileError(f"{where}=[] is an empty choice; give at least one value ({accepted})")
+        for v in value:
+            if not check(v):
+                raise StudyFileError(f"{where}: {v!r} is not accepted; the values must be {accepted}")
+        if len(set(map(repr, value))) != len(value):
+            raise StudyFileError(f"{where}={value!r} repeats a value")
+        return Choice(tuple(value)) if len(value) > 1 else Fixed(value[0])
+    if isinstance(value, dict):
+        if kind not in ("int", "float"):
+            raise StudyFileError(f"{where} takes a value or a list of values ({accepted}), not a range")
+        _known(value, ("low", "high", "step", "log"), f"{where}.")
+        low, high = value.get("low"), value.get("high")
+        for bound, v in (("low", low), ("high", high)):
+            if v is None or not check(v):
+                raise StudyFileError(f"{where}.{bound}={v!r} is not accepted; it must be one of the {accepted}")
+        if kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
+            raise StudyFileError(f"{where} is a range of integers; low and high must be integers")
+        if low > high:
+            raise StudyFileError(f"{where} is an empty range: low={low} > high={high}")
+        step, log = value.get("step"), value.get("log", False)
+        if step is not None and (not _is_number(step) or step <= 0):
+            raise StudyFileError(f"{where}.step={step!r} is not accepted; it must be a number > 0")
+        if not isinstance(log, bool) or (log and (low <= 0 or step is not None)):
+            raise StudyFileError(f"{where}.log={log!r} is not accepted; log needs low > 0 and no step")
+        if kind == "float" and isinstance(low, int) and isinstance(high, int):
+            low, high = float(low), float(high)
+        return Fixed(low) if low == high else Range(low, high, step, log)
+    if not check(value):
+        raise StudyFileError(f"{where}={value!r} is not accepted; it must be one of the {accepted}")
+    return Fixed(value)

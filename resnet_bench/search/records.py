@@ -1,0 +1,65 @@
+"""The trial record: the one place that names the fields a trial stores.
+
+Every trial of a study stores these fields as attributes in the Optuna storage; the report, early
+stopping and the experiments read them by these names. A record holds what is needed to rebuild
+and re-train its network: `resnet-bench train "<spec>" --dataset <dataset> --seed <seed>` with
+the stored recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# A trial's status, beside Optuna's own state: trained (complete), infeasible (outside the constraints,
+# or a combination the generator refuses: never trained), failed (an error while training; see reason).
+TRAINED, INFEASIBLE, FAILED = "trained", "infeasible", "failed"
+STATUSES = (TRAINED, INFEASIBLE, FAILED)
+
+
+@dataclass
+class TrialRecord:
+    """What one trial stores, field by field; None where not measured (yet)."""
+
+    status: str = ""  # trained, infeasible or failed; "" while running
+    reason: str = ""  # why infeasible or failed; "" when trained
+    baseline: str = ""  # preset name of a hand-designed baseline; "" for a sampled candidate
+    spec: str = ""  # the spec's one-line form, as trained (input channels and classes of the data set)
+    recipe: dict[str, Any] | None = None  # Recipe.to_dict() of the recipe it was trained with
+    seed: int | None = None  # weights, validation split and training
+    dataset: str = ""  # data set name
+    val_size: int | None = None  # validation images carved from the training set
+    input_size: int | None = None  # pixels, height = width
+    params: int | None = None  # trainable parameters
+    gflops: float | None = None  # conv + linear, 1e9 multiply-adds per image (fvcore)
+    gflops_total: float | None = None  # everything fvcore counts
+    activations: int | None = None  # output elements of conv and linear layers per image
+    latency_ms: float | None = None  # batch-1 inference latency, measured alone (only when asked for)
+    val_accuracy: float | None = None  # after the last epoch; the only accuracy used for selection
+    val_images: int | None = None  # images behind val_accuracy (for its interval)
+    test_accuracy: float | None = None  # reported, never used for selection
+    test_images: int | None = None  # images behind test_accuracy
+    epochs: int | None = None  # epochs trained
+    resumed_from_epoch: int | None = None  # epochs restored from a killed worker's saved state (0: none)
+    state_file: str = ""  # training state saved after every epoch while it runs (removed when it ends)
+    train_seconds: float | None = None  # training time, evaluation excluded
+    images_per_second: float | None = None  # training throughput
+    trial_seconds: float | None = None  # wall time of the whole trial: sampling, cost, training, storage
+    overhead_seconds: float | None = None  # trial_seconds less the training call: sampling, cost, storage
+    device: str = ""  # cpu, or cuda:N with the GPU's name
+    threads: int | None = None  # CPU threads torch used
+    torch_version: str = ""
+    resnet_bench_version: str = ""
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The fields that are set, as storage attributes."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != ""}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
+        """The record in a trial's attributes (unknown attributes are ignored)."""
+        return cls(**{k: v for k, v in attrs.items() if k in FIELDS})
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialRecord))

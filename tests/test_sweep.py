@@ -1,0 +1,310 @@
+"""The sweep: study files, a real small study on the mini data set, resume, infeasible and failed trials."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from importlib import resources
+from pathlib import Path
+
+import optuna
+import pytest
+
+import resnet_bench as rb
+from resnet_bench.cli import main
+from resnet_bench.search import sweep as sweep_module
+from resnet_bench.search.config import (
+    _RECIPE, CONSTRAINTS, SHIPPED_STUDIES, SPACE_KEYS, StudyFileError, load_study_file, parse_study,
+)
+from resnet_bench.search.records import FIELDS, TrialRecord
+from resnet_bench.search.space import space_size
+from resnet_bench.search.sweep import StudyMismatchError, Sweep, front, record_of
+from resnet_bench.spec import ResNetSpec
+from resnet_bench.train import TrainingDiverged
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_STUDY = """
+name = "tiny"
+dataset = "fashion-mnist-mini"
+seed = 0
+val_size = 500
+baselines = ["resnet20"]
+
+[[objectives]]
+metric = "val_accuracy"
+
+[[objectives]]
+metric = "params"
+
+[space]
+stages = 2
+blocks = 1
+stem = "cifar"
+stem_width = [4, 8]
+width_multiplier = [1, 64]
+block = "basic"
+shortcut = ["A", "B"]
+
+[constraints]
+max_params = 300000
+
+[recipe]
+name = "fast"
+epochs = 1
+batch_size = 256
+
+[budget]
+n_trials = 2
+
+[sampler]
+name = "random"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- study files -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", SHIPPED_STUDIES)
+def test_shipped_studies_parse_and_the_repository_copies_are_the_packaged_ones(name):
+    config = load_study_file(name)
+    assert config.name == name and config.objectives[0].metric == "val_accuracy"
+    packaged = resources.files("resnet_bench").joinpath(f"studies/{name}.toml").read_text()
+    assert (REPO / "studies" / f"{name}.toml").read_text() == packaged
+    assert load_study_file(REPO / "studies" / f"{name}.toml") == config
+
+
+def test_every_key_is_documented_by_an_example_in_the_quickstart():
+    text = load_study_file("quickstart").source
+    for key in (*SPACE_KEYS, *_RECIPE, *CONSTRAINTS, "n_trials", "timeout_minutes", "n_startup_trials",
+                "population_size", "baselines", "val_size", "image_size", "seed", "dataset", "description"):
+        assert key in text, key
+
+
+def test_cifar10_study_says_it_is_untested():
+    assert "UNTESTED ON THE REAL DATA" in load_study_file("cifar10").source
+
+
+def test_no_file_runs_the_quickstart():
+    assert load_study_file(None).name == "quickstart"
+
+
+def test_space_size_by_hand():
+    config = parse_study({**_minimal(), "space": {"stages": [2, 3], "blocks": {"low": 1, "high": 2},
+                                                  "block": ["basic", "bottleneck"], "groups": [1, 2],
+                                                  "shortcut": ["A", "none"], "stem_width": [8, 16]}})
+    # depths: 2**2 + 2**3 = 12; block x shortcut: basic (A: zero_init fixed, none) = 2, bottleneck with
+    # 2 groups = 4; stem widths 2.
+    assert space_size(config) == 12 * (2 + 4) * 2
+    lr = parse_study({**_minimal(), "recipe": {"lr": {"low": 0.01, "high": 0.1}}})
+    assert math.isinf(space_size(lr))
+
+
+def _minimal() -> dict:
+    return {"name": "x", "dataset": "fashion-mnist-mini", "objectives": [{"metric": "val_accuracy"}]}
+
+
+BAD = [
+    ({"space": {"grups": [1, 2]}}, ["space.grups is not a study key", "groups"]),
+    ({"space": {"groups": []}}, ["space.groups=[] is an empty choice"]),
+    ({"space": {"blocks": {"low": 4, "high": 2}}}, ["space.blocks is an empty range", "low=4 > high=2"]),
+    ({"space": {"blocks": {"low": 1, "high": 2.5}}}, ["space.blocks", "integers"]),
+    ({"space": {"block": ["basic", "dense"]}}, ["space.block", "'dense'", "preact_bottleneck"]),
+    ({"space": {"stem": {"low": 1, "high": 2}}}, ["space.stem takes a value or a list"]),
+    ({"space": {"dropout": 1.5}}, ["space.dropout=1.5", "[0, 1)"]),
+    ({"seed": "zero"}, ["seed='zero'", "integer"]),
+    ({"objectives": [{"metric": "accuracy"}]}, ["objectives[0].metric='accuracy' is not an objective", "val_accuracy"]),
+    ({"objectives": [{"metric": "test_accuracy"}]}, ["test_accuracy", "never used for selection"]),
+    ({"objectives": []}, ["objectives must be a non-empty list"]),
+    ({"objectives": [{"metric": "gflops", "direction": "up"}]}, ["objectives[0].direction='up'"]),
+    ({"constraints": {"max_flops": 1}}, ["constraints.max_flops is not a study key", "max_gflops"]),
+    ({"constraints": {"max_gflops": -1}}, ["constraints.max_gflops=-1", "> 0"]),
+    ({"recipe": {"name": "slow"}}, ["recipe.name='slow'", "he2015"]),
+    ({"recipe": {"epochs": 0}}, ["recipe.epochs=0", "integers >= 1"]),
+    ({"budget": {"n_trials": 0}}, ["budget.n_trials=0"]),
+    ({"sampler": {"name": "cmaes"}}, ["sampler.name='cmaes'", "tpe, nsga2, random"]),
+    ({"baselines": ["resnet51"]}, ["baselines[0]", "resnet50"]),
+    ({"dataset": "mnist"}, ["dataset='mnist'", "fashion-mnist-mini"]),
+    ({"colour": "red"}, ["colour is not a study key"]),
+]
+
+
+@pytest.mark.parametrize("change, words", BAD, ids=[str(c) for c, _ in BAD])
+def test_bad_study_file_is_exit_2_naming_the_key(capsys, tmp_path, change, words):
+    import tomllib
+
+    base = tomllib.loads(TINY_STUDY)
+    for key, value in change.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) and key in ("space", "constraints",
+                                                                                          "recipe", "budget",
+                                                                                          "sampler") else value
+    with pytest.raises(StudyFileError):
+        parse_study(base)
+    path = write(tmp_path, _toml(base))
+    code, out, err = run(capsys, "sweep", str(path), "--dry-run")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err, err
+
+
+def _toml(data: dict) -> str:
+    """A small TOML writer for the tests' study files."""
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif key == "objectives":
+            continue
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    for entry in data.get("objectives", []):
+        lines.append("[[objectives]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in entry.items()]
+    for key, table in tables:
+        lines.append(f"[{key}]")
+        for k, v in table.items():
+            v = "{ " + ", ".join(f"{a} = {json.dumps(b)}" for a, b in v.items()) + " }" if isinstance(v, dict) \
+                else json.dumps(v)
+            lines.append(f"{k} = {v}")
+    return "\n".join(lines) + "\n"
+
+
+def test_missing_and_broken_files(capsys, tmp_path):
+    code, _, err = run(capsys, "sweep", str(tmp_path / "none.toml"))
+    assert code == 2 and "does not exist" in err and "quickstart" in err
+    code, _, err = run(capsys, "sweep", str(write(tmp_path, "name = [")), "--dry-run")
+    assert code == 2 and "not valid TOML" in err
+
+
+def test_dry_run(capsys, tmp_path):
+    code, out, err = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY)), "--dry-run", "--dry-run-samples", "20",
+                         "--format", "json")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    assert row["space_size"] == 2 * 2 * 2 and row["samples"] == 20 and row["invalid"] == 0
+    assert 0 < row["feasible"] < 20  # width_multiplier 64 is far over 300,000 parameters
+    assert row["feasible_params_range"][1] <= 300_000 < row["params_range"][1]
+
+
+# -- a real sweep ------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_real_small_sweep_records_resumes_and_refuses_a_changed_file(capsys, tmp_path):
+    path = write(tmp_path, TINY_STUDY)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    code, out, err = run(capsys, "sweep", str(path), "--storage", storage, "--device", "cpu", "--format", "json")
+    assert code == 0, err
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    records = [(t, record_of(t)) for t in study.trials]
+    trained = [r for t, r in records if r.status == "trained"]
+    infeasible = [(t, r) for t, r in records if r.status == "infeasible"]
+    assert len(trained) == 2  # budget.n_trials; infeasible candidates do not count
+    baseline = [r for r in trained if r.baseline]
+    assert [r.baseline for r in baseline] == ["resnet20"] and baseline[0].params == 269_434  # 1 channel in
+    for r in trained:
+        assert r.dataset == "fashion-mnist-mini" and r.seed == 0 and r.val_size == 500 and r.input_size == 28
+        assert 0 < r.val_accuracy <= 1 and 0 < r.test_accuracy <= 1 and r.epochs == 1 and r.val_images == 500
+        assert r.recipe["epochs"] == 1 and r.recipe["batch_size"] == 256 and r.torch_version and r.threads >= 1
+        assert r.train_seconds > 0 and r.images_per_second > 0 and r.device == "cpu" and r.gflops > 0
+        assert r.resnet_bench_version == rb.__version__ and r.overhead_seconds < r.trial_seconds
+        # everything needed to rebuild it: the spec's one-line form builds the same network
+        assert sum(p.numel() for p in rb.build_model(ResNetSpec.parse(r.spec)).parameters()) == r.params
+    for trial, r in infeasible:  # never trained: cost and reason, no metrics
+        assert r.val_accuracy is None and r.train_seconds is None and "max_params" in r.reason
+        assert r.params > 300_000 and trial.constraints["max_params"] > 0 and trial.constraints["valid"] == 0
+    assert json.loads(out) and all(row["val_accuracy"] for row in json.loads(out))  # the front
+    # Re-trained from its record alone, through the command line, a trial gives the same numbers.
+    sampled = next(r for r in trained if not r.baseline)
+    code, out, err = run(capsys, "train", sampled.spec, "--dataset", sampled.dataset, "--seed", str(sampled.seed),
+                         "--val-size", str(sampled.val_size), "--recipe", json.dumps(sampled.recipe),
+                         "--device", "cpu", "--format", "json")
+    again = json.loads(out)[0]
+    assert code == 0 and again["spec"] == sampled.spec
+    assert (again["val_accuracy"], again["test_accuracy"]) == (sampled.val_accuracy, sampled.test_accuracy)
+    assert {f for t in study.trials for f in t.user_attrs} <= set(FIELDS)
+    assert all(t.constraints["max_params"] <= 0 for t in study.trials if record_of(t).status == "trained")
+
+    code, _, err = run(capsys, "sweep", str(path), "--storage", storage, "--device", "cpu", "--n-trials", "1")
+    assert code == 0, err
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert sum(record_of(t).status == "trained" for t in study.trials) == 3  # resumed, one more
+    assert sum(record_of(t).baseline == "resnet20" for t in study.trials) == 1  # not enqueued again
+    numbers = [t.number for t in study.trials]
+    assert numbers == sorted(set(numbers))
+
+    changed = write(tmp_path, TINY_STUDY.replace("stem_width = [4, 8]", "stem_width = [4, 16]"), "changed.toml")
+    code, out, err = run(capsys, "sweep", str(changed), "--storage", storage)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "different space" in err and "space.stem_width" in err and "--study-name" in err
+
+
+def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    calls = []
+
+    def diverges(*args, **kwargs):
+        calls.append(1)
+        raise TrainingDiverged("the training loss became nan in epoch 1 (lr 0.2)")
+
+    monkeypatch.setattr(sweep_module, "train", diverges)
+    config = load_study_file(write(tmp_path, TINY_STUDY.replace('baselines = ["resnet20"]', "")))
+    sweep = Sweep(config, storage=f"sqlite:///{tmp_path / 'f.db'}", device="cpu")
+    summary = sweep.run()
+    failed = [t for t in sweep.study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert summary.failed == 2 and summary.trained == 2 and len(calls) == 2 and len(failed) == 2
+    assert all("TrainingDiverged: the training loss became nan in epoch 1" in t.user_attrs["reason"] for t in failed)
+    assert all(t.user_attrs["status"] == "failed" and t.user_attrs["spec"] for t in failed)
+    assert front(sweep.study) == []
+
+
+def test_an_infeasible_space_stops_the_sweep(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_module, "MAX_REJECTED_PER_TRIAL", 3)
+    text = TINY_STUDY.replace("max_params = 300000", "max_params = 10").replace('baselines = ["resnet20"]', "")
+    config = load_study_file(write(tmp_path, text))
+    summary = Sweep(config, storage=f"sqlite:///{tmp_path / 'i.db'}", device="cpu").run(n_trials=1)
+    assert summary.stopped == "infeasible space" and summary.infeasible == 3 and summary.trained == 0
+
+
+def test_mismatch_error_is_bad_input(tmp_path):
+    config = load_study_file(write(tmp_path, TINY_STUDY))
+    storage = f"sqlite:///{tmp_path / 'm.db'}"
+    sweep_module.open_study(config, storage)
+    other = load_study_file(write(tmp_path, TINY_STUDY.replace('metric = "params"', 'metric = "gflops"'), "o.toml"))
+    with pytest.raises(StudyMismatchError, match="different objectives"):
+        sweep_module.open_study(other, storage)
+    assert sqlite3.connect(tmp_path / "m.db").execute("select count(*) from studies").fetchone() == (1,)
+
+
+def test_record_round_trip():
+    record = TrialRecord(status="trained", spec="block=basic,layers=1", params=3, val_accuracy=0.5)
+    assert TrialRecord.from_attrs({**record.to_attrs(), "unknown": [0.0]}) == record
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--storage", "nosuchdb://nowhere"], ["--storage 'nosuchdb://nowhere' cannot be opened"]),
+        (["--timeout", "-1"], ["--timeout -1.0", "> 0"]),
+        (["--n-trials", "0"], ["--n-trials '0'"]),
+        (["--device", "cuda:7"], ["cuda:7"]),
+    ],
+)
+def test_bad_sweep_options(capsys, tmp_path, argv, words):
+    code, out, err = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY)), *argv)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err

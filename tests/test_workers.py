@@ -1,0 +1,142 @@
+"""Many workers, one study: PostgreSQL, worker processes, a killed worker's trial retried from its checkpoint,
+and Ctrl-C. Real processes, a real server; nothing here is skipped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from resnet_bench.search.records import TrialRecord
+
+pytestmark = pytest.mark.slow
+
+STUDY = """
+name = "{name}"
+dataset = "fashion-mnist-mini"
+val_size = 500
+
+[[objectives]]
+metric = "val_accuracy"
+
+[[objectives]]
+metric = "params"
+
+[space]
+stages = 2
+blocks = [1, 2]
+stem = "cifar"
+stem_width = [4, 8]
+block = "basic"
+shortcut = ["A", "B"]
+
+[recipe]
+name = "fast"
+epochs = {epochs}
+batch_size = 256
+
+[sampler]
+name = "tpe"
+"""
+
+
+def study_file(tmp_path: Path, name: str, epochs: int) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(STUDY.format(name=name, epochs=epochs))
+    return path
+
+
+def sweep(path: Path, storage: str, out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "resnet_bench", "sweep", str(path), "--storage", storage, "--out", str(out),
+            "--device", "cpu", "--threads", "1", "--format", "json", *args]
+
+
+def trials(name: str, storage: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def wait_for_state_file(folder: Path, process: subprocess.Popen, seconds: float = 120) -> Path:
+    """The first per-epoch training state: a trial is running and has finished an epoch."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = list(folder.glob("**/*.state"))
+        if found:
+            return found[0]
+        assert process.poll() is None, "the worker ended before a trial finished an epoch"
+        time.sleep(0.2)
+    raise AssertionError("no trial finished an epoch in time")
+
+
+def test_two_commands_share_one_study_on_postgres(postgres_url, tmp_path):
+    path = study_file(tmp_path, "shared", epochs=1)
+    commands = [subprocess.Popen(sweep(path, postgres_url, tmp_path, "--n-trials", "3"), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for c in commands:
+        _, err = c.communicate(timeout=600)
+        assert c.returncode == 0, err
+    done = trials("shared", postgres_url)
+    numbers = [t.number for t in done]
+    assert numbers == list(range(len(done)))  # every number once: none lost, none duplicated
+    assert all(t.state.is_finished() for t in done)
+    assert sum(TrialRecord.from_attrs(t.user_attrs).status == "trained" for t in done) == 6  # 3 + 3
+
+
+def test_workers_option_on_sqlite_divides_trials_and_threads(tmp_path):
+    path = study_file(tmp_path, "local", epochs=1)
+    storage = f"sqlite:///{tmp_path / 'local.db'}"
+    done = subprocess.run(sweep(path, storage, tmp_path, "--n-trials", "3", "--workers", "2"), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    records = [TrialRecord.from_attrs(t.user_attrs) for t in trials("local", storage)]
+    assert sum(r.status == "trained" for r in records) == 3
+    assert "worker 1:" in done.stderr and "worker 2:" in done.stderr
+    assert all(r.threads == 1 for r in records if r.status == "trained")
+
+
+def test_a_killed_worker_is_retried_from_its_checkpoint(postgres_url, tmp_path):
+    path = study_file(tmp_path, "killed", epochs=6)
+    first = subprocess.Popen(sweep(path, postgres_url, tmp_path, "--n-trials", "1", "--heartbeat", "1"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = wait_for_state_file(tmp_path / "killed", first)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    running = [t for t in trials("killed", postgres_url) if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(running) == 1 and state.is_file()
+    time.sleep(2.5)  # past the grace period (twice the heartbeat)
+
+    done = subprocess.run(sweep(path, postgres_url, tmp_path, "--n-trials", "2", "--heartbeat", "1"),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    after = trials("killed", postgres_url)
+    killed = after[running[0].number]
+    assert killed.state == optuna.trial.TrialState.FAIL
+    retries = [t for t in after if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    record = TrialRecord.from_attrs(retries[0].user_attrs)
+    assert record.status == "trained" and record.resumed_from_epoch >= 1 and record.epochs == 6
+    assert record.spec == TrialRecord.from_attrs(killed.user_attrs).spec  # the same network, continued
+    assert sum(TrialRecord.from_attrs(t.user_attrs).status == "trained" for t in after) == 2
+    assert not state.exists()  # removed when the retried trial ended
+
+
+def test_ctrl_c_marks_the_trial_failed_and_exits_130(tmp_path):
+    path = study_file(tmp_path, "interrupted", epochs=6)
+    storage = f"sqlite:///{tmp_path / 'i.db'}"
+    process = subprocess.Popen(sweep(path, storage, tmp_path, "--n-trials", "2"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    state = wait_for_state_file(tmp_path, process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    done = trials("interrupted", storage)  # the storage opens: intact
+    assert len(done) == 1 and done[0].state == optuna.trial.TrialState.FAIL
+    record = TrialRecord.from_attrs(done[0].user_attrs)
+    assert record.status == "failed" and record.reason == "interrupted (Ctrl-C)" and record.spec
+    assert not state.exists()
