@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from resnet_bench.search.config import Choice, Domain, Fixed, Range, StudyConfig
+from resnet_bench.search.config import Choice, Domain, Fixed, StudyConfig
 from resnet_bench.spec import ResNetSpec
 from resnet_bench.train import Recipe, get_recipe
 

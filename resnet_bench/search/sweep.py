@@ -252,11 +252,12 @@ class Sweep:
         try:
             torch.manual_seed(config.seed)
             model = build_model(spec)
-            callback = None
-            if self.on_epoch is not None:
-                def callback(epoch: int, metrics: EpochMetrics) -> bool:
-                    self.on_epoch(trial.number, metrics, recipe.epochs)
-                    return False
+            on_epoch = self.on_epoch
+
+            def callback(epoch: int, metrics: EpochMetrics) -> bool:
+                if on_epoch is not None:
+                    on_epoch(trial.number, metrics, recipe.epochs)
+                return False
             training_started = time.perf_counter()
             result = train(model, data, recipe, self.device, callback=callback, state_path=record.state_file)
             training = time.perf_counter() - training_started

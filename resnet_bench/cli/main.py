@@ -1,0 +1,171 @@
+"""The `resnet-bench` command: parse, call the library once, render. Nothing below the CLI prints or exits."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from resnet_bench import __version__
+from resnet_bench.cli.cost import _cmd_models, _cmd_profile
+from resnet_bench.cli.output import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
+from resnet_bench.cli.sweeping import _cmd_sweep
+from resnet_bench.cli.training import _cmd_evaluate, _cmd_train
+from resnet_bench.errors import BadInputError
+
+FORMATS = ("table", "json", "csv")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (and the exit code 2 that argparse already uses)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _format_arg(value: str) -> str:
+    if value not in FORMATS:
+        raise argparse.ArgumentTypeError(f"--format {value!r} is not accepted; use one of: {', '.join(FORMATS)}")
+    return value
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format", type=_format_arg, default="table", metavar="{table,json,csv}",
+        help="table: rich table; json: one JSON document on stdout; csv: rows on stdout",
+    )
+
+
+def _positive_int(flag: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"{flag} {value!r} is not accepted; it must be an integer >= 1")
+        return number
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand."""
+    from resnet_bench.profiling import DTYPES
+
+    parser = _Parser(prog="resnet-bench", description="Accuracy against compute for residual networks.")
+    parser.add_argument("--version", action="version", version=f"resnet-bench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    models = sub.add_parser("models", help="list the presets with parameters, GFLOPs and published errors")
+    models.add_argument("--family", help="only this family (torchvision, cifar-resnet, wrn, ...)")
+    _add_format(models)
+    models.set_defaults(func=_cmd_models)
+
+    profile = sub.add_parser("profile", help="cost of one or more models, side by side")
+    profile.add_argument(
+        "models", nargs="+", metavar="MODEL",
+        help="a preset name, a one-line spec (block=bottleneck,layers=3-4-6-3) or a path to a JSON spec",
+    )
+    profile.add_argument("--by-stage", action="store_true", help="also the cost of the stem, each stage and the head")
+    profile.add_argument(
+        "--input-size", type=_positive_int("--input-size"), metavar="PIXELS",
+        help="input height = width (default: 224 for the imagenet stem, 32 for the cifar stem)",
+    )
+    profile.add_argument(
+        "--in-channels", type=_positive_int("--in-channels"), metavar="N", help="input channels (default: the spec's)"
+    )
+    speed = profile.add_argument_group("measured speed")
+    speed.add_argument("--latency", action="store_true", help="measure latency (batch 1) and throughput")
+    speed.add_argument("--train", action="store_true", help="also measure training throughput (implies --latency)")
+    speed.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    speed.add_argument("--batch-size", type=_positive_int("--batch-size"), default=64, help="for throughput (64)")
+    speed.add_argument("--dtype", choices=DTYPES, default="float32", help="float32, or an autocast dtype")
+    speed.add_argument("--runs", type=_positive_int("--runs"), default=10, help="timed runs per figure (10)")
+    _add_format(profile)
+    profile.set_defaults(func=_cmd_profile)
+
+    train = sub.add_parser("train", help="train one candidate and print its metrics")
+    train.add_argument("model", metavar="MODEL", help="a preset name, a one-line spec or a path to a JSON spec")
+    train.add_argument("--dataset", default="fashion-mnist-mini",
+                       help="fashion-mnist, fashion-mnist-mini (default, ships with the package), cifar10, "
+                            "cifar100 or imagefolder:PATH")
+    train.add_argument("--recipe", default="fast",
+                       help="a named recipe, fast (default) or he2015, or a recipe as a JSON object (as a trial stores it)")
+    train.add_argument("--epochs", type=_positive_int("--epochs"), help="override the recipe's epochs")
+    train.add_argument("--batch-size", type=_positive_int("--batch-size"), help="override the recipe's batch size")
+    train.add_argument("--lr", type=float, help="override the recipe's learning rate (per 128 images of batch)")
+    train.add_argument("--seed", type=int, default=0, help="weights, validation split, shuffling (0)")
+    train.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
+    train.add_argument("--val-size", type=_positive_int("--val-size"), default=2000,
+                       help="validation images carved from the training set (2000)")
+    train.add_argument("--image-size", type=_positive_int("--image-size"), default=32,
+                       help="imagefolder only: images are decoded once at this size (32)")
+    train.add_argument("--test-curve", action="store_true", help="also measure the test error after every epoch")
+    train.add_argument("--save", metavar="PATH", help="write a checkpoint (weights, spec, recipe, metrics)")
+    _add_format(train)
+    train.set_defaults(func=_cmd_train)
+
+    sweep = sub.add_parser("sweep", help="run (or resume) a study; no file: the quickstart study")
+    sweep.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
+                       help="a study file (.toml), or a shipped study: quickstart (default), fashion_mnist, cifar10")
+    sweep.add_argument("--n-trials", type=_positive_int("--n-trials"),
+                       help="trained trials this command adds (default: the file's budget.n_trials)")
+    sweep.add_argument("--timeout", type=float, metavar="MINUTES", help="stop starting trials after this long")
+    sweep.add_argument("--storage", help="an Optuna storage URL (default: sqlite under --out/<study>/study.db)")
+    sweep.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
+    sweep.add_argument("--out", default="reports", help="folder of the default storage (reports)")
+    sweep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    sweep.add_argument("--workers", type=_positive_int("--workers"), default=1,
+                       help="worker processes on this machine sharing the study (each pinned to a GPU if any)")
+    sweep.add_argument("--threads", type=_positive_int("--threads"),
+                       help="CPU threads per worker (default: the machine's cores divided among the workers)")
+    sweep.add_argument("--heartbeat", type=_positive_int("--heartbeat"), default=30, metavar="SECONDS",
+                       help="a worker silent for twice this long is presumed dead: its trial is retried (30)")
+    sweep.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    sweep.add_argument("--dry-run", action="store_true", help="sample the space and measure costs; train nothing")
+    sweep.add_argument("--dry-run-samples", type=_positive_int("--dry-run-samples"), default=100,
+                       help="candidates the dry run samples (100)")
+    _add_format(sweep)
+    sweep.set_defaults(func=_cmd_sweep)
+
+    evaluate = sub.add_parser("evaluate", help="re-measure a saved model")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_format(evaluate)
+    evaluate.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+        return EXIT_OK
+    except BadInputError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"resnet-bench {args.command}: error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader (`| head`) left early: not an error of ours; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:  # a failure, not bad input: exit 1, traceback only with --debug
+        if args.debug:
+            raise
+        sys.stderr.write(f"resnet-bench {args.command}: failed: {type(exc).__name__}: {exc} (rerun with --debug)\n")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

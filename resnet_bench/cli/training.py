@@ -1,0 +1,121 @@
+"""`resnet-bench train` and `resnet-bench evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
+from resnet_bench.errors import BadInputError
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from resnet_bench.checkpoint import save_checkpoint
+    from resnet_bench.data import load_dataset, split
+    from resnet_bench.models import build_model
+    from resnet_bench.presets import resolve
+    from resnet_bench.train import get_recipe, resolve_device, spec_for_data, train
+
+    if args.lr is not None and args.lr < 0:
+        raise BadInputError(f"--lr {args.lr} is not accepted; the learning rate must be >= 0")
+    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    device = resolve_device(args.device)
+    base = resolve(args.model)
+    data = split(load_dataset(args.dataset, image_size=args.image_size), val_size=args.val_size, seed=args.seed)
+    spec = spec_for_data(base, data)
+    torch.manual_seed(args.seed)
+    model = build_model(spec)
+    with _TrainingProgress(recipe.epochs) as progress:
+        result = train(model, data, recipe, device, callback=progress.epoch_done, on_batch=progress.batch_done,
+                       test_curve=args.test_curve)
+    if args.save:
+        save_checkpoint(args.save, model, spec, result, dataset=data.dataset, val_size=data.val_size,
+                        split_seed=data.seed, image_size=data.image_size)
+    summary = {"model": args.model, "spec": spec.format(), "dataset": data.dataset, **result.to_row()}
+    if args.format == "json":
+        print_records([{**summary, "history": result.history_rows()}], "json")
+    elif args.format == "csv":
+        print_records([{"model": args.model, **row} for row in result.history_rows()], "csv")
+    else:
+        _print_training(summary, result.history_rows())
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from resnet_bench.checkpoint import load_checkpoint
+    from resnet_bench.data import load_dataset, split
+    from resnet_bench.models import build_model
+    from resnet_bench.train import accuracy, resolve_device
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)
+    model = build_model(checkpoint.spec)
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    model.to(device)
+    data = split(load_dataset(checkpoint.dataset, image_size=checkpoint.image_size), val_size=checkpoint.val_size,
+                 seed=checkpoint.split_seed)
+    row = {
+        "checkpoint": args.checkpoint, "spec": checkpoint.spec.format(), "dataset": checkpoint.dataset,
+        "val_accuracy": accuracy(model, data.val, data, device),
+        "test_accuracy": accuracy(model, data.test, data, device),
+        "saved_val_accuracy": checkpoint.metrics["val_accuracy"],
+        "saved_test_accuracy": checkpoint.metrics["test_accuracy"], "device": str(device),
+    }
+    if args.format != "table":
+        print_records([row], args.format)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"evaluate {args.checkpoint}")
+    for column in ("", "now", "when saved"):
+        table.add_column(column, justify="left" if not column else "right")
+    for key in ("val_accuracy", "test_accuracy"):
+        table.add_row(key.replace("_", " "), f"{row[key]:.2%}", f"{row['saved_' + key]:.2%}")
+    stdout_console().print(table)
+
+
+def _print_training(summary: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    console = stdout_console()
+    table = Table(title=f"{summary['model']} on {summary['dataset']}")
+    for column in ("epoch", "train loss", "train error", "val accuracy", "test error", "lr", "seconds"):
+        table.add_column(column, justify="right")
+    for h in history:
+        test = "" if h["test_error"] is None else f"{h['test_error']:.2%}"
+        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['train_error']:.2%}",
+                      f"{h['val_accuracy']:.2%}", test, f"{h['lr']:.4f}", f"{h['seconds']:.1f}")
+    console.print(table)
+    console.print(
+        f"validation accuracy {summary['val_accuracy']:.2%}, test accuracy {summary['test_accuracy']:.2%} "
+        f"(test is reported, never used for selection); {summary['epochs']} epochs, "
+        f"{summary['train_seconds']:.1f} s of training, {summary['images_per_second']:,.0f} images/s on "
+        f"{summary['device']} ({summary['threads']} threads)", highlight=False,
+    )
+
+
+class _TrainingProgress(StderrProgress):
+    """Epochs and batches with the running loss on stderr; the loss is read a few times a second at most."""
+
+    REFRESH_SECONDS = 0.25
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = self.progress.add_task("epochs", total=epochs, note="")
+        self.batches = self.progress.add_task("batches", total=None, note="")
+        self.last_read = 0.0
+
+    def batch_done(self, epoch: int, step: int, steps: int, loss: Any) -> None:
+        if self.progress.disable:
+            return
+        now = time.monotonic()
+        if now - self.last_read >= self.REFRESH_SECONDS or step == steps:
+            self.last_read = now
+            self.progress.update(self.batches, completed=step, total=steps, description=f"epoch {epoch}",
+                                 note=f"loss {loss.item():.4f}")  # one sync, a few times a second
+
+    def epoch_done(self, epoch: int, metrics: Any) -> bool:
+        self.progress.update(self.epochs, completed=epoch, note=f"val {metrics.val_accuracy:.2%}")
+        return False
