@@ -66,16 +66,26 @@ def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    import sqlalchemy.exc
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
-        try:
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
-                heartbeat_stale_trial_callback=retry, **kwargs,
-            )
-        except Exception as exc:  # a bad URL, a server that does not answer, a missing driver
-            raise BadInputError(f"--storage {url!r} cannot be opened: {type(exc).__name__}: {exc}") from None
+        for attempt in range(6):
+            try:
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
+                    heartbeat_stale_trial_callback=retry, **kwargs,
+                )
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+                # Workers that meet an empty database at the same moment race to create Optuna's
+                # tables; the losers find them made once the winner commits.
+                if attempt == 5:
+                    raise BadInputError(f"--storage {url!r} cannot be opened: {type(exc).__name__}") from None
+                time.sleep(0.5 * (attempt + 1))
+            except Exception as exc:  # a bad URL, a server that does not answer, a missing driver
+                raise BadInputError(f"--storage {url!r} cannot be opened: {type(exc).__name__}: {exc}") from None
+    raise AssertionError("unreachable")
 
 
 def make_sampler(config: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
