@@ -29,10 +29,10 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         return
     import torch
 
-    from resnet_bench.search.sweep import Sweep, default_storage, front, open_study, record_of
+    from resnet_bench.search.sweep import Sweep, default_state_dir, default_storage, front, open_study, record_of
 
     storage = args.storage or default_storage(config, Path(args.out))
-    state_dir = None if storage.startswith("sqlite:///") else Path(args.out) / (args.study_name or config.name) / "states"
+    state_dir = default_state_dir(storage, args.study_name or config.name, Path(args.out))
     budget = args.n_trials or config.n_trials
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.workers))
     if args.workers > 1:

@@ -42,11 +42,17 @@ class StudyMismatchError(BadInputError):
     """A study file whose space, objectives or data set differ from those of the stored study it resumes."""
 
 
-def default_state_dir(storage: str, study_name: str) -> Path:
-    """Where training states are kept: beside a SQLite file, else under reports/<study>/states."""
+def default_state_dir(storage: str, study_name: str, out: Path = Path("reports")) -> Path:
+    """Where training states are kept: beside a SQLite file, else under <out>/<study>/states."""
     if storage.startswith("sqlite:///"):
         return Path(storage.removeprefix("sqlite:///")).parent / "states"
-    return Path("reports") / study_name / "states"
+    return out / study_name / "states"
+
+
+def constraint_values(config: StudyConfig, cost: dict[str, float | None]) -> dict[str, float]:
+    """Optuna's constraint values, <= 0 where satisfied, for the bounds whose metric was measured."""
+    return {key: float(cost[metric]) - bound for key, bound in config.constraints.items()
+            if cost.get(metric := CONSTRAINTS[key]) is not None}
 
 
 def default_storage(config: StudyConfig, out: Path) -> str:
@@ -247,9 +253,8 @@ class Sweep:
                                               batch_size=1, runs=10).latency_ms
         violations = self._violations(record)
         if any(v > 0 for v in violations.values()):
-            over = [f"{key}={getattr(record, metric):.4g} > {config.constraints[key]:g}"
-                    for key, metric in CONSTRAINTS.items() if key in config.constraints
-                    and getattr(record, metric) > config.constraints[key]]
+            over = [f"{key}={getattr(record, CONSTRAINTS[key]):.4g} > {config.constraints[key]:g}"
+                    for key, v in violations.items() if v > 0]
             return self._infeasible(trial, record, "outside the constraints: " + ", ".join(over), started)
 
         _set_constraints(trial, violations)
@@ -292,11 +297,8 @@ class Sweep:
 
     def _violations(self, record: TrialRecord) -> dict[str, float]:
         """Optuna's constraint values, <= 0 where satisfied: `valid` (the generator accepts it), then each bound."""
-        values = {"valid": 0.0}
-        for key, metric in CONSTRAINTS.items():
-            if key in self.config.constraints:
-                values[key] = float(getattr(record, metric)) - self.config.constraints[key]
-        return values
+        measured = {metric: getattr(record, metric) for metric in CONSTRAINTS.values()}
+        return {"valid": 0.0, **constraint_values(self.config, measured)}
 
     def _infeasible(self, trial: optuna.Trial, record: TrialRecord, reason: str, started: float,
                     invalid: bool = False) -> list[float]:
@@ -370,9 +372,8 @@ def dry_run(config: StudyConfig, samples: int = 100) -> DryRun:
             continue
         cost = count_cost(spec, dataset.image_size)
         valid.append(cost)
-        values = {"gflops": cost.gflops, "params": cost.params, "activations": cost.activations}
-        if all(values.get(metric, 0) <= config.constraints[key] for key, metric in CONSTRAINTS.items()
-               if key in config.constraints and metric in values):
+        measured = {"gflops": cost.gflops, "params": cost.params, "activations": cost.activations}  # no latency
+        if all(v <= 0 for v in constraint_values(config, measured).values()):
             feasible.append(cost)
 
     def span(costs: list[Any], attr: str) -> Any:
