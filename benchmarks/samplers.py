@@ -1,7 +1,7 @@
 """Which sampler learns within a small budget: hypervolume of the (val_accuracy, GFLOPs) front after N trials.
 
 Runs the quickstart space with each sampler and seed, trained for one epoch per candidate (to keep the
-measurement affordable on a CPU), and reports the exact 2-D hypervolume of the front of trained trials
+measurement affordable on a CPU), and reports the exact hypervolume (the report's, from moocore) of the front of trained trials
 against the reference point (val_accuracy 0, GFLOPs = the study's max_gflops), after every trial:
 
     python benchmarks/samplers.py [--n-trials 16] [--seeds 0 1] [--out samplers.json]
@@ -18,23 +18,12 @@ import json
 import tempfile
 from pathlib import Path
 
+from resnet_bench.report.pareto import hypervolume
 from resnet_bench.search.config import Fixed, load_study_file
 from resnet_bench.search.sweep import Sweep, record_of
 
 VARIANTS = {"tpe": ("tpe", {"n_startup_trials": 5}), "nsga2-pop8": ("nsga2", {"population_size": 8}),
             "random": ("random", {})}
-
-
-def hypervolume_2d(points: list[tuple[float, float]], max_gflops: float) -> float:
-    """Area dominated by (accuracy to maximise, GFLOPs to minimise) points, up to (0, max_gflops)."""
-    steps = sorted((g, a) for a, g in points if g <= max_gflops and a > 0)
-    # Integrate the staircase over GFLOPs: between two points the best accuracy reachable so cheaply.
-    area, best = 0.0, 0.0
-    for i, (g, a) in enumerate(steps):
-        best = max(best, a)
-        right = steps[i + 1][0] if i + 1 < len(steps) else max_gflops
-        area += best * (right - g)
-    return area
 
 
 def main() -> None:
@@ -60,7 +49,7 @@ def main() -> None:
                     r = record_of(trial)
                     if r.status == "trained":
                         points.append((r.val_accuracy, r.gflops))
-                        curve.append(hypervolume_2d(points, max_gflops))
+                        curve.append(hypervolume(points, (0.0, max_gflops), ["maximize", "minimize"]))
             results.setdefault(label, {})[seed] = curve
             print(f"{label:11s} seed {seed}: hypervolume after {len(curve)} trained trials {curve[-1]:.5f}; "
                   f"after 8: {curve[min(7, len(curve) - 1)]:.5f}", flush=True)

@@ -13,13 +13,14 @@ import pytest
 
 import resnet_bench as rb
 from resnet_bench.cli import main
+from resnet_bench.cli.sweeping import plan_workers
 from resnet_bench.search import sweep as sweep_module
 from resnet_bench.search.config import (
     _RECIPE, CONSTRAINTS, SHIPPED_STUDIES, SPACE_KEYS, StudyFileError, load_study_file, parse_study,
 )
 from resnet_bench.search.records import FIELDS, TrialRecord
 from resnet_bench.search.space import space_size
-from resnet_bench.search.sweep import StudyMismatchError, Sweep, front, record_of
+from resnet_bench.search.sweep import StudyMismatchError, Sweep, record_of
 from resnet_bench.spec import ResNetSpec
 from resnet_bench.train import TrainingDiverged
 
@@ -268,7 +269,7 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
     assert summary.failed == 2 and summary.trained == 2 and len(calls) == 2 and len(failed) == 2
     assert all("TrainingDiverged: the training loss became nan in epoch 1" in t.user_attrs["reason"] for t in failed)
     assert all(t.user_attrs["status"] == "failed" and t.user_attrs["spec"] for t in failed)
-    assert front(sweep.study) == []
+    assert not any(record_of(t).status == "trained" for t in sweep.study.trials)
 
 
 def test_an_infeasible_space_stops_the_sweep(tmp_path, monkeypatch):
@@ -301,6 +302,9 @@ def test_record_round_trip():
         (["--timeout", "-1"], ["--timeout -1.0", "> 0"]),
         (["--n-trials", "0"], ["--n-trials '0'"]),
         (["--device", "cuda:7"], ["cuda:7"]),
+        (["--trials-per-gpu", "2", "--device", "cpu"], ["--trials-per-gpu needs a GPU", "--workers N"]),
+        (["--trials-per-gpu", "2", "--workers", "2"], ["cannot both be given"]),
+        (["--trials-per-gpu", "0"], ["--trials-per-gpu '0'"]),
     ],
 )
 def test_bad_sweep_options(capsys, tmp_path, argv, words):
@@ -308,3 +312,18 @@ def test_bad_sweep_options(capsys, tmp_path, argv, words):
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     for word in words:
         assert word in err
+
+
+def test_worker_processes_are_spread_over_the_gpus():
+    assert plan_workers(None, None, 0) == [None] and plan_workers(None, None, 2) == [0]
+    assert plan_workers(3, None, 0) == [None, None, None] and plan_workers(3, None, 2) == [0, 1, 0]
+    assert plan_workers(None, 4, 1) == [0, 0, 0, 0] and plan_workers(None, 2, 3) == [0, 1, 2, 0, 1, 2]
+
+
+def test_latency_is_never_measured_on_a_shared_device(capsys, tmp_path):
+    text = TINY_STUDY.replace('metric = "params"', 'metric = "latency_ms"')
+    code, out, err = run(capsys, "sweep", str(write(tmp_path, text)), "--workers", "2", "--device", "cpu",
+                         "--storage", f"sqlite:///{tmp_path / 'l.db'}")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "latency_ms is measured alone" in err and "2 worker processes would share the CPU" in err
+    assert not (tmp_path / "l.db").exists()  # refused before the study is made

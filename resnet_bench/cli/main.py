@@ -11,6 +11,7 @@ from typing import NoReturn
 from resnet_bench import __version__
 from resnet_bench.cli.cost import _cmd_models, _cmd_profile
 from resnet_bench.cli.output import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
+from resnet_bench.cli.reporting import _cmd_report
 from resnet_bench.cli.sweeping import _cmd_sweep
 from resnet_bench.cli.training import _cmd_evaluate, _cmd_train
 from resnet_bench.errors import BadInputError
@@ -121,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
     sweep.add_argument("--out", default="reports", help="folder of the default storage (reports)")
     sweep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    sweep.add_argument("--workers", type=_positive_int("--workers"), default=1,
-                       help="worker processes on this machine sharing the study (each pinned to a GPU if any)")
+    sweep.add_argument("--workers", type=_positive_int("--workers"),
+                       help="worker processes on this machine sharing the study, pinned round-robin to the GPUs (1)")
+    sweep.add_argument("--trials-per-gpu", type=_positive_int("--trials-per-gpu"), metavar="K",
+                       help="K worker processes on each GPU, training side by side (instead of --workers)")
     sweep.add_argument("--threads", type=_positive_int("--threads"),
                        help="CPU threads per worker (default: the machine's cores divided among the workers)")
     sweep.add_argument("--heartbeat", type=_positive_int("--heartbeat"), default=30, metavar="SECONDS",
@@ -133,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="candidates the dry run samples (100)")
     _add_format(sweep)
     sweep.set_defaults(func=_cmd_sweep)
+
+    report = sub.add_parser("report", help="the Pareto report of a study: tables, CSV, Markdown, HTML and charts")
+    report.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
+                        help="the study's file (.toml) or a shipped study (default: quickstart); it names the study "
+                             "and its default storage, reports/<study>/study.db")
+    report.add_argument("--storage", help="an Optuna storage URL (default: sqlite under reports/<study>/study.db)")
+    report.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
+    report.add_argument("--out", metavar="DIR", help="folder of the report's files (default: reports/<study>)")
+    _add_format(report)
+    report.set_defaults(func=_cmd_report)
 
     evaluate = sub.add_parser("evaluate", help="re-measure a saved model")
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT")

@@ -29,16 +29,23 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         return
     import torch
 
-    from resnet_bench.search.sweep import Sweep, default_state_dir, default_storage, front, open_study, record_of
+    from resnet_bench.search.sweep import Sweep, default_state_dir, default_storage, open_study
 
+    gpus = torch.cuda.device_count() if args.device != "cpu" else 0
+    plan = plan_workers(args.workers, args.trials_per_gpu, gpus)
+    if config.needs_latency and len(plan) > max(gpus, 1):
+        raise BadInputError(
+            f"latency_ms is measured alone, and {len(plan)} worker processes would share "
+            f"{'a GPU' if gpus else 'the CPU'}; a study with a latency objective or max_latency_ms runs one worker "
+            "per device (drop --workers/--trials-per-gpu, or the latency from the study file)")
     storage = args.storage or default_storage(config, Path(args.out))
     state_dir = default_state_dir(storage, args.study_name or config.name, Path(args.out))
     budget = args.n_trials or config.n_trials
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // args.workers))
-    if args.workers > 1:
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // len(plan)))
+    if len(plan) > 1:
         # The parent makes the study (and enqueues the baselines) once; the workers join it.
         study = open_study(config, storage, args.study_name, heartbeat_seconds=args.heartbeat)
-        summary = _run_workers(args, storage, budget, study)
+        summary = _run_workers(args, storage, budget, study, plan)
     else:
         with _SweepProgress(budget, worker=args.worker_index) as progress:
             sweep = Sweep(config, storage=storage, study_name=args.study_name, device=args.device,
@@ -47,46 +54,51 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
                           on_trial_end=progress.trial_end)
             summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout)
         study = sweep.study
-    rows = []
-    for trial in front(study):
-        record = record_of(trial)
-        rows.append({"number": trial.number, "baseline": record.baseline, "spec": record.spec,
-                     "val_accuracy": record.val_accuracy, "test_accuracy": record.test_accuracy,
-                     "gflops": record.gflops, "params": record.params, "train_seconds": record.train_seconds})
+    # The front as the report computes it, from the storage: all workers' trials, this command's and earlier ones.
+    from resnet_bench.cli.reporting import print_front, records
+    from resnet_bench.report.analysis import build_report
+    from resnet_bench.search.trials import load_trials
+
+    report = build_report(load_trials(storage, study.study_name, config))
     if args.format != "table":
-        print_records(rows, args.format)
+        print_records(records(report.front), args.format)
         return
-    from rich.table import Table
-
-    objectives = ", ".join(f"{o.direction} {o.metric}" for o in config.objectives)
-    table = Table(title=f"Pareto front of {summary.study_name} ({objectives})",
-                  caption=f"{summary.trained} trained ({summary.failed} failed) and {summary.infeasible} infeasible "
-                          f"in {summary.seconds:.0f} s, stopped by {summary.stopped}; storage {summary.storage}")
-    for column in ("#", "network", "val acc", "test acc", "GFLOPs", "params"):
-        table.add_column(column, justify="left" if column == "network" else "right", overflow="fold")
-    for r in rows:
-        name = f"[bold]{r['baseline']}[/bold]" if r["baseline"] else r["spec"]
-        table.add_row(str(r["number"]), name, f"{r['val_accuracy']:.2%}", f"{r['test_accuracy']:.2%}",
-                      f"{r['gflops']:.4f}", f"{r['params']:,}")
-    stdout_console().print(table)
+    print_front(report, caption=(
+        f"this command: {summary.trained} trained ({summary.failed} failed) and {summary.infeasible} infeasible in "
+        f"{summary.seconds:.0f} s, stopped by {summary.stopped}; storage {summary.storage}; the whole report: "
+        f"resnet-bench report --storage {summary.storage} --study-name {summary.study_name}"))
 
 
-def _run_workers(args: argparse.Namespace, storage: str, budget: int, study: Any) -> Any:
-    """K worker processes of this command on one study; each gets its share of the trials, a GPU, and threads."""
+def plan_workers(workers: int | None, trials_per_gpu: int | None, gpus: int) -> list[int | None]:
+    """The GPU of each worker process this command starts (None: the CPU), round-robin over the GPUs.
+
+    `--workers N` starts N processes; `--trials-per-gpu K` starts K per GPU, so that small networks that leave
+    a GPU idle train side by side (processes, each with its own CUDA context; the GPU's settings are untouched).
+    """
+    if trials_per_gpu is not None:
+        if workers is not None:
+            raise BadInputError("--workers and --trials-per-gpu cannot both be given; --trials-per-gpu K starts "
+                                "K worker processes on each GPU")
+        if gpus == 0:
+            raise BadInputError("--trials-per-gpu needs a GPU, and none is visible here (or --device cpu was "
+                                "given); on a CPU, --workers N runs N worker processes")
+        return [i % gpus for i in range(trials_per_gpu * gpus)]
+    return [i % gpus if gpus else None for i in range(workers or 1)]
+
+
+def _run_workers(args: argparse.Namespace, storage: str, budget: int, study: Any, plan: list[int | None]) -> Any:
+    """Worker processes of this command on one study; each gets its share of the trials, its GPU, and threads."""
     import subprocess
-
-    import torch
 
     from resnet_bench.search.sweep import summarise_since
 
     study_name = study.study_name
     since = datetime.datetime.now()
-    gpus = torch.cuda.device_count()
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // len(plan))
     started = time.perf_counter()
     workers = []
-    for i in range(args.workers):
-        share = budget // args.workers + (i < budget % args.workers)
+    for i, gpu in enumerate(plan):
+        share = budget // len(plan) + (i < budget % len(plan))
         if share == 0:
             continue
         command = [sys.executable, "-m", "resnet_bench", "sweep", *([args.study_file] if args.study_file else []),
@@ -96,8 +108,8 @@ def _run_workers(args: argparse.Namespace, storage: str, budget: int, study: Any
         if args.timeout:
             command += ["--timeout", str(args.timeout)]
         env = dict(os.environ, RESNET_BENCH_WORKER=str(i + 1))
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
     try:
         codes = [w.wait() for w in workers]

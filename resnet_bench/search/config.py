@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -131,7 +132,14 @@ class StudyConfig:
     baselines: tuple[str, ...] = ()  # preset names trained with the same recipe
     val_size: int = 2000  # validation images carved from the training set
     image_size: int = 32  # imagefolder data sets only: decoded size
+    # [report] reference_point: objective metric -> the value the hypervolume is measured from (see report/)
+    reference_point: dict[str, float] = field(default_factory=dict)
     source: str = ""  # the file's text, kept with the study
+
+    @property
+    def needs_latency(self) -> bool:
+        """A latency objective or bound: every candidate's batch-1 latency is measured, alone on its device."""
+        return "max_latency_ms" in self.constraints or any(o.metric == "latency_ms" for o in self.objectives)
 
     def fingerprint_parts(self) -> dict[str, Any]:
         """What a resumed study must share with the one it resumes: space, objectives, data set."""
@@ -181,7 +189,7 @@ def load_study_file(path: str | Path | None) -> StudyConfig:
 
 
 _TOP = ("name", "description", "dataset", "seed", "val_size", "image_size", "objectives", "space", "constraints",
-        "recipe", "budget", "sampler", "baselines")
+        "recipe", "budget", "sampler", "baselines", "report")
 
 
 def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
@@ -257,12 +265,30 @@ def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
         except BadInputError as exc:
             raise StudyFileError(f"baselines[{i}]: {exc}") from None
 
+    reference_point = _reference_point(_table(data, "report"), objectives)
+
     return StudyConfig(
         name=name, dataset=dataset, seed=seed, objectives=objectives, space=space, constraints=constraints,
         recipe_name=recipe_name, recipe=recipe, n_trials=n_trials,
         timeout_minutes=float(timeout) if timeout is not None else None, sampler=sampler, sampler_options=options,
-        baselines=tuple(baselines), val_size=val_size, image_size=image_size, source=source,
+        baselines=tuple(baselines), val_size=val_size, image_size=image_size,
+        reference_point=reference_point, source=source,
     )
+
+
+def _reference_point(report: dict[str, Any], objectives: tuple[Objective, ...]) -> dict[str, float]:
+    """[report] reference_point = { metric = value, ... }: one number for some or all of the objectives."""
+    _known(report, ("reference_point",), "report.")
+    point = report.get("reference_point", {})
+    if not isinstance(point, dict):
+        raise StudyFileError(f"report.reference_point={point!r} is not accepted; it must be a table "
+                             "{ metric = value } over the objectives")
+    metrics = tuple(o.metric for o in objectives)
+    _known(point, metrics, "report.reference_point.")
+    for key, value in point.items():
+        if not _is_number(value) or not math.isfinite(value):
+            raise StudyFileError(f"report.reference_point.{key}={value!r} is not accepted; it must be a finite number")
+    return {k: float(v) for k, v in point.items()}
 
 
 def _known(table: dict[str, Any], accepted: tuple[str, ...], path: str) -> None:

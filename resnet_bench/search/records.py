@@ -63,3 +63,32 @@ class TrialRecord:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialRecord))
+
+
+# -- a study as a table ---------------------------------------------------------------------------------------
+
+RUNNING, WAITING = "running", "waiting"  # the status column of a trial that has not ended
+# The report's table: one flat row per trial. `number` and `state` are Optuna's; `status` is the record's, or
+# running/waiting/failed for a trial that has none yet (a worker that died before storing it); the spec's main
+# fields are spread into columns beside its one-line form; `started` and `completed` are ISO 8601, as Optuna
+# stores them (the workers' local time).
+SPEC_COLUMNS = ("depth", "block", "layers", "widths", "stem", "groups", "width_per_group", "shortcut")
+TRIAL_COLUMNS: tuple[str, ...] = (
+    "number", "state", "status", "reason", "baseline", "is_baseline", "spec", *SPEC_COLUMNS,
+    "params", "gflops", "gflops_total", "activations", "latency_ms", "val_accuracy", "val_images",
+    "test_accuracy", "test_images", "epochs", "resumed_from_epoch", "train_seconds",
+    "images_per_second", "trial_seconds", "started", "completed", "seed", "dataset", "input_size", "device",
+)
+
+
+@dataclass
+class StudyTrials:
+    """A study read from its storage as plain values: what the report works on (it never sees Optuna)."""
+
+    name: str  # the study's name in the storage
+    storage: str  # its URL
+    objectives: tuple[tuple[str, str], ...]  # (metric, maximize or minimize), in the study's order
+    dataset: str  # data set name, "" when the study holds no trial record yet
+    constraints: dict[str, float]  # the study file's [constraints]
+    reference_point: dict[str, float]  # the study file's [report] reference_point
+    trials: Any  # pandas.DataFrame with TRIAL_COLUMNS, one row per trial, by number

@@ -193,8 +193,6 @@ class Sweep:
             load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size, seed=config.seed
         )
         self.on_trial_start, self.on_epoch, self.on_trial_end = on_trial_start, on_epoch, on_trial_end
-        self.needs_latency = "max_latency_ms" in config.constraints or any(
-            o.metric == "latency_ms" for o in config.objectives)
 
     def run(self, n_trials: int | None = None, timeout_minutes: float | None = None) -> SweepSummary:
         """Run until n_trials more trials are trained (or failed), the timeout passes, or the space proves infeasible."""
@@ -248,7 +246,7 @@ class Sweep:
         cost = count_cost(spec, data.image_size)
         record.spec, record.params, record.gflops = spec.format(), cost.params, cost.gflops
         record.gflops_total, record.activations = cost.gflops_total, cost.activations
-        if self.needs_latency:  # measured alone, before training, at batch 1
+        if self.config.needs_latency:  # measured alone, before training, at batch 1
             record.latency_ms = measure_speed(spec, input_size=data.image_size, device=str(self.device),
                                               batch_size=1, runs=10).latency_ms
         violations = self._violations(record)
@@ -330,14 +328,6 @@ def _store(trial: optuna.Trial, record: TrialRecord) -> None:
 
 def _device_name(device: torch.device) -> str:
     return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
-
-
-def front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The trained trials on the Pareto front, by Optuna's own non-dominated sort."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        best = study.best_trials
-    return sorted((t for t in best if t.user_attrs.get("status") == TRAINED), key=lambda t: t.number)
 
 
 # -- the dry run ----------------------------------------------------------------------------------------------

@@ -1,0 +1,165 @@
+"""The report's files: trials.csv, front.csv, report.md, report.html (one self-contained page), two PNGs."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from resnet_bench.errors import BadInputError
+from resnet_bench.report.analysis import Report
+from resnet_bench.report.plots import hypervolume_chart, pareto_chart
+from resnet_bench.report.text import front_rows, network_name, published_rows, summary_lines
+
+FILES = ("trials.csv", "front.csv", "report.md", "report.html", "pareto.png", "hypervolume.png")
+
+
+def check_writable(folder: Path) -> None:
+    """Make the folder, or say in one line why it cannot be written (before any work is done)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".resnet-bench-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BadInputError(f"--out {str(folder)!r} cannot be written: {exc.strerror or exc}; "
+                            "give a folder you can write with --out") from None
+
+
+def write_report(report: Report, folder: Path) -> dict[str, Path]:
+    """Write every file of the report into the folder; return them by name."""
+    check_writable(folder)
+    paths = {name: folder / name for name in FILES}
+    report.trials.to_csv(paths["trials.csv"], index=False)
+    report.front.to_csv(paths["front.csv"], index=False)
+    pareto_chart(report, paths["pareto.png"])
+    hypervolume_chart(report, paths["hypervolume.png"])
+    paths["report.md"].write_text(markdown(report), encoding="utf-8")
+    paths["report.html"].write_text(
+        page(report, {name: paths[name].read_bytes() for name in ("pareto.png", "hypervolume.png")}), encoding="utf-8")
+    return paths
+
+
+# -- Markdown -----------------------------------------------------------------------------------------------
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    """A GitHub-flavoured Markdown table (numbers right-aligned)."""
+    if not rows:
+        return ""
+    headers = list(rows[0])
+    align = ["---" if h in ("network", "source", "notes") else "---:" for h in headers]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(_md_cell(r[h]) for h in headers) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(report: Report) -> str:
+    """report.md: the summary, the front, the charts (beside it as PNG files), the published results."""
+    study = report.study
+    parts = [f"# Pareto report: {study.name}\n", f"Storage: `{study.storage}`\n"]
+    parts += ["## Summary\n", "".join(f"- **{label}**: {text}\n" for label, text in summary_lines(report))]
+    parts.append(f"## Pareto front, cheapest first ({len(report.front)} networks)\n")
+    rows = front_rows(report)
+    parts.append(markdown_table(rows) if rows else "The front is empty: no trial has been trained yet.\n")
+    parts.append("\n![Validation accuracy against GFLOPs](pareto.png)\n\n![Hypervolume after each trial]"
+                 "(hypervolume.png)\n")
+    published = published_rows(report)
+    if published:
+        parts += [f"\n## Published results on {study.dataset}\n",
+                  "Test accuracy as published; GFLOPs and parameters of the same network as our profiler "
+                  "measures it on this data set's images.\n\n", markdown_table(published)]
+    parts.append("\nAll trials, with their Pareto ranks and intervals: `trials.csv`; the front: `front.csv`.\n")
+    return "\n".join(p.rstrip("\n") + "\n" for p in parts)
+
+
+# -- HTML ---------------------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto; padding: 1rem;
+       max-width: 72rem; color: #1a1a1a; background: #fff; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
+dt { font-weight: 600; } dd { margin: 0; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+table { border-collapse: collapse; font-size: .9rem; }
+th, td { padding: .3rem .6rem; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+th.text, td.text { text-align: left; white-space: normal; min-width: 12rem; overflow-wrap: anywhere; }
+tr.baseline td { font-weight: 600; }
+img { max-width: 100%; height: auto; display: block; margin: 1rem 0; }
+code { overflow-wrap: anywhere; }
+@media (max-width: 40rem) { body { font-size: 14px; padding: .6rem; } dl { grid-template-columns: 1fr; } }
+"""
+_TEXT_COLUMNS = ("network", "source", "notes", "spec", "reason")
+
+
+def html_table(rows: list[dict[str, str]], table_id: str, baseline_key: str | None = None) -> str:
+    """An escaped HTML table in a horizontally scrolling box (phones)."""
+    if not rows:
+        return ""
+    headers = list(rows[0])
+
+    def cls(h: str) -> str:
+        return ' class="text"' if h in _TEXT_COLUMNS else ""
+    head = "".join(f"<th{cls(h)}>{html.escape(h)}</th>" for h in headers)
+    body = []
+    for r in rows:
+        mark = ' class="baseline"' if baseline_key and r.get(baseline_key, "").endswith("(baseline)") else ""
+        body.append(f"<tr{mark}>" + "".join(f"<td{cls(h)}>{html.escape(r[h])}</td>" for h in headers) + "</tr>")
+    return (f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _image(png: bytes, alt: str, image_id: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img id="{image_id}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def page(report: Report, images: dict[str, bytes]) -> str:
+    """report.html: one file with its images embedded, no scripts, nothing fetched: it opens offline anywhere."""
+    study = report.study
+    summary = "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>"
+                      for label, text in summary_lines(report))
+    rows = front_rows(report)
+    front = (html_table(rows, "front", "network") if rows
+             else '<p id="front-empty">The front is empty: no trial has been trained yet.</p>')
+    published = published_rows(report)
+    published_html = ""
+    if published:
+        published_html = (f"<h2>Published results on {html.escape(study.dataset)}</h2><p>Test accuracy as published; "
+                          "GFLOPs and parameters of the same network as our profiler measures it on this data set's "
+                          f"images.</p>{html_table(published, 'published')}")
+    trials = [{"#": str(r["number"]), "status": str(r["status"]), "rank": "" if r["rank"] is None else str(r["rank"]),
+               "network": network_name(r),
+               "val acc": "" if r["val_accuracy"] is None else f"{r['val_accuracy']:.2%}",
+               "GFLOPs": "" if r["gflops"] is None else f"{r['gflops']:.4f}",
+               "reason": str(r["reason"] or "")}
+              for r in report.trials.astype(object).where(report.trials.notna(), None).to_dict("records")]
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Pareto report: {html.escape(study.name)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>Pareto report: {html.escape(study.name)}</h1>
+<p>Storage: <code>{html.escape(study.storage)}</code></p>
+<h2>Summary</h2>
+<dl id="summary">{summary}</dl>
+<h2>Pareto front, cheapest first ({len(report.front)} networks)</h2>
+{front}
+{_image(images["pareto.png"], "Validation accuracy against GFLOPs", "pareto")}
+<h2>Hypervolume after each trial</h2>
+{_image(images["hypervolume.png"], "Hypervolume after each trial", "hypervolume")}
+{published_html}
+<details><summary>All {len(report.trials)} trials</summary>
+{html_table(trials, "trials")}
+</details>
+</body>
+</html>
+"""

@@ -1,0 +1,84 @@
+"""The report's two charts, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from resnet_bench.report.analysis import ACCURACY, Report
+from resnet_bench.report.pareto import pareto_ranks
+from resnet_bench.search.records import TRAINED
+
+DPI = 144  # 1,152 x 720 pixels at 8 x 5 inches: sharp on a screen, small enough to embed
+
+
+def _figure():  # type: ignore[no-untyped-def]
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def pareto_chart(report: Report, path: Path) -> None:
+    """Validation accuracy against GFLOPs: every trained trial, the accuracy-GFLOPs front as a step line, the
+    study's own front (over all its objectives) ringed, baselines and published results labelled."""
+    fig, ax = _figure()
+    trained = report.trials[(report.trials["status"] == TRAINED) & report.trials[ACCURACY].notna()
+                            & report.trials["gflops"].notna()]
+    x = trained["gflops"].to_numpy(dtype=float)
+    y = 100 * trained[ACCURACY].to_numpy(dtype=float)
+    if len(trained):
+        low = 100 * trained["val_low"].to_numpy(dtype=float, na_value=np.nan)
+        high = 100 * trained["val_high"].to_numpy(dtype=float, na_value=np.nan)
+        ax.errorbar(x, y, yerr=[y - low, high - y], fmt="none", ecolor="0.75", elinewidth=0.8, zorder=1)
+        ax.scatter(x, y, s=18, color="tab:blue", alpha=0.7, label=f"trained trials ({len(trained)})", zorder=2)
+        steps = pareto_ranks(np.column_stack([y, x]), ["maximize", "minimize"]) == 1
+        order = np.argsort(x[steps])
+        ax.step(x[steps][order], y[steps][order], where="post", color="tab:red", linewidth=1.5,
+                label="accuracy-GFLOPs front", zorder=3)
+        on_front = trained["on_front"].to_numpy(dtype=bool)
+        ax.scatter(x[on_front], y[on_front], s=70, facecolors="none", edgecolors="tab:red", linewidths=1.2,
+                   label=f"study front ({', '.join(report.metrics)})", zorder=4)
+        for gx, acc, name in zip(x, y, trained["baseline"], strict=True):
+            if isinstance(name, str) and name:
+                ax.scatter([gx], [acc], marker="s", s=40, color="black", zorder=5)
+                ax.annotate(name, (gx, acc), textcoords="offset points", xytext=(5, -12), fontsize=8)
+    published = report.published
+    if len(published):
+        px, py = published["gflops"].to_numpy(dtype=float), 100 * published["accuracy"].to_numpy(dtype=float)
+        ax.scatter(px, py, marker="D", s=30, color="tab:green", label="published (test accuracy)", zorder=2)
+        for gx, acc, name in zip(px, py, published["model"], strict=True):
+            ax.annotate(name, (gx, acc), textcoords="offset points", xytext=(5, 3), fontsize=7, color="tab:green")
+    every_x = np.concatenate([x, published["gflops"].to_numpy(dtype=float) if len(published) else []])
+    if len(every_x) and every_x.min() > 0 and every_x.max() / every_x.min() > 20:
+        ax.set_xscale("log")
+    if not len(trained) and not len(published):
+        ax.text(0.5, 0.5, "no trained trial yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("GFLOPs per image (conv + linear, multiply-adds)")
+    ax.set_ylabel("validation accuracy (%), 95% interval")
+    ax.set_title(f"{report.study.name}: accuracy against compute ({report.study.dataset})")
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best")
+    fig.savefig(path, dpi=DPI)
+
+
+def hypervolume_chart(report: Report, path: Path) -> None:
+    """The hypervolume after each trial: how fast the search found its front."""
+    fig, ax = _figure()
+    curve = report.trials[["number", "hypervolume_so_far"]].dropna()
+    if len(curve):
+        ax.step(curve["number"].to_numpy(dtype=float), curve["hypervolume_so_far"].to_numpy(dtype=float),
+                where="post", color="tab:purple")
+        ax.scatter(curve["number"].to_numpy(dtype=float), curve["hypervolume_so_far"].to_numpy(dtype=float),
+                   s=10, color="tab:purple")
+    else:
+        ax.text(0.5, 0.5, "no trained trial yet", ha="center", va="center", transform=ax.transAxes)
+    reference = report.reference
+    where = ", ".join(f"{m} {v:g}" for m, v in reference.point.items()) if reference else "none yet"
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("hypervolume of the front so far")
+    ax.set_title(f"{report.study.name}: hypervolume after each trial (reference point: {where})", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.savefig(path, dpi=DPI)

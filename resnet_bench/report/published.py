@@ -1,0 +1,41 @@
+"""Published results as reference points on the report's chart: the package's table, GFLOPs from our profiler."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pandas as pd
+
+from resnet_bench.published import published_results
+
+COLUMNS = ("model", "dataset", "accuracy", "error_pct", "params", "gflops", "source", "location", "notes")
+
+
+def published_points(dataset: str, *, in_channels: int, num_classes: int, input_size: int) -> pd.DataFrame:
+    """The published test errors of presets on this data set (exact name: the mini subset matches nothing), with
+    the cost of each preset as our profiler measures it on this data set's images (channels, classes, size)."""
+    rows: list[dict[str, Any]] = []
+    for r in published_results():
+        if r.dataset != dataset:
+            continue
+        cost = _cost(r.model, in_channels, num_classes, input_size)
+        rows.append({"model": r.model, "dataset": r.dataset, "accuracy": round(1 - r.error_pct / 100, 6),
+                     "error_pct": r.error_pct, "params": cost["params"], "gflops": cost["gflops"],
+                     "source": r.source, "location": r.location, "notes": r.notes})
+    return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+
+
+def _cost(model: str, in_channels: int, num_classes: int, input_size: int) -> dict[str, Any]:
+    from resnet_bench import presets
+    from resnet_bench.preset_costs import preset_costs
+
+    spec = presets.get(model)
+    adapted = dataclasses.replace(spec, in_channels=in_channels, num_classes=num_classes)
+    shipped = preset_costs().get(model)
+    if adapted == spec and shipped is not None and shipped["input_size"] == input_size:
+        return shipped  # the shipped table measured exactly this network: no trace needed
+    from resnet_bench.profiling import count_cost
+
+    cost = count_cost(adapted, input_size)
+    return {"params": cost.params, "gflops": cost.gflops}

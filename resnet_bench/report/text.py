@@ -1,0 +1,109 @@
+"""The report's words and table cells, formatted once for the terminal, Markdown and HTML alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from resnet_bench.report.analysis import ACCURACY, STATUS_ORDER, Report
+
+# Objective metrics that the front table shows beyond accuracy, GFLOPs and parameters, with their headers.
+EXTRA_METRICS = {"activations": "activations", "latency_ms": "latency ms", "train_seconds": "train s"}
+
+
+def percent_interval(value: Any, low: Any, high: Any) -> str:
+    """85.20% [83.6, 86.7]: the accuracy and its interval."""
+    if pd.isna(value):
+        return ""
+    if pd.isna(low) or pd.isna(high):
+        return f"{float(value):.2%}"
+    return f"{float(value):.2%} [{100 * float(low):.1f}, {100 * float(high):.1f}]"
+
+
+DATA_FIELDS = ("in_channels=", "num_classes=")  # set by the data set, the same for every trial: not shown
+
+
+def network_name(row: Any) -> str:
+    """A baseline by its preset name, a sampled network by its one-line spec (less the data set's fields)."""
+    baseline = row.get("baseline")
+    if isinstance(baseline, str) and baseline:
+        return f"{baseline} (baseline)"
+    spec = row.get("spec")
+    if not isinstance(spec, str):
+        return ""
+    return ",".join(part for part in spec.split(",") if not part.startswith(DATA_FIELDS))
+
+
+def cost_text(metric: str, value: Any) -> str:
+    """A cost as people read it: 38,266 params, 0.0101 GFLOPs, 12.3 ms."""
+    if value is None or pd.isna(value):
+        return f"? {metric}"
+    if metric in ("params", "activations"):
+        return f"{int(value):,} {metric}"
+    names = {"gflops": "GFLOPs", "latency_ms": "ms latency", "train_seconds": "s of training"}
+    return f"{float(value):.4g} {names.get(metric, metric)}"
+
+
+def _number(value: Any, fmt: str) -> str:
+    return "" if value is None or pd.isna(value) else format(value, fmt)
+
+
+def front_rows(report: Report, test_interval: bool = True) -> list[dict[str, str]]:
+    """The front, cheapest first, as display strings under their column headers (the terminal leaves the test
+    accuracy's interval out, for width)."""
+    extra = [m for m in report.metrics if m in EXTRA_METRICS]
+    rows = []
+    for _, r in report.front.iterrows():
+        row = {
+            "#": str(r["number"]), "network": network_name(r),
+            "val acc [95% CI]": percent_interval(r[ACCURACY], r["val_low"], r["val_high"]),
+            **({"test acc [95% CI]": percent_interval(r["test_accuracy"], r["test_low"], r["test_high"])}
+               if test_interval else {"test acc": percent_interval(r["test_accuracy"], None, None)}),
+            "GFLOPs": _number(r["gflops"], ".4f"), "params": _number(r["params"], ","),
+        }
+        for metric in extra:
+            row[EXTRA_METRICS[metric]] = _number(r[metric], ",.4g" if metric != "activations" else ",")
+        rows.append(row)
+    return rows
+
+
+def published_rows(report: Report) -> list[dict[str, str]]:
+    """The published results shown beside the study, with our cost of each network."""
+    return [{"network": r["model"], "published test acc": f"{r['accuracy']:.2%}", "GFLOPs": f"{r['gflops']:.4f}",
+             "params": f"{r['params']:,}", "source": f"{r['source']}, {r['location']}", "notes": r["notes"]}
+            for _, r in report.published.iterrows()]
+
+
+def _trial(row: dict[str, Any], cost: str) -> str:
+    return (f"#{row['number']} {network_name(row)}: {percent_interval(row[ACCURACY], row['val_low'], row['val_high'])}"
+            f" at {cost_text(cost, row[cost])}")
+
+
+def summary_lines(report: Report) -> list[tuple[str, str]]:
+    """(label, text) pairs: trials by status, compute time, hypervolume, best accuracy, the cheapest tie."""
+    study = report.study
+    counts = ", ".join(f"{report.counts[s]} {s}" for s in STATUS_ORDER if report.counts[s] or s == "trained")
+    lines = [
+        ("study", f"{study.name} on {study.dataset or 'no data set yet'}; "
+                  + ", ".join(f"{d} {m}" for m, d in study.objectives)),
+        ("trials", f"{len(report.trials)}: {counts}"),
+        ("compute", f"{report.compute_seconds:,.0f} s in trials, {report.train_seconds:,.0f} s of it training"),
+    ]
+    if report.reference is None or report.hypervolume is None:
+        lines.append(("hypervolume", "none yet: no trained trial"))
+    else:
+        where = "; ".join(f"{m} {v:g} ({report.reference.origin[m]})" for m, v in report.reference.point.items())
+        lines.append(("hypervolume", f"{report.hypervolume:.6g} from the reference point {where}"))
+    if report.best is None:
+        lines.append(("front", "empty: the study has no trained trial yet"))
+        return lines
+    lines.append(("front", f"{len(report.front)} of {report.counts['trained']} trained trials"))
+    lines.append(("best accuracy", _trial(report.best, report.cost_metric) + " (validation, 95% Wilson interval)"))
+    best, tied, cost = report.best, report.tied, report.cost_metric
+    if tied is None or tied["number"] == best["number"]:
+        lines.append(("cheapest tie", "none: no cheaper network's interval overlaps the best one's"))
+    else:
+        saving = f"{best[cost] / tied[cost]:.3g}x less {cost}" if tied[cost] else f"less {cost}"
+        lines.append(("cheapest tie", _trial(tied, cost) + f": its interval overlaps the best one's, for {saving}"))
+    return lines

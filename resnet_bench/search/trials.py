@@ -1,0 +1,127 @@
+"""A study's trials as a pandas DataFrame: where the report's data leaves Optuna.
+
+Reads any study, also one that workers are still adding to; the report works on the `StudyTrials` this
+returns and never imports Optuna.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from resnet_bench.errors import BadInputError
+from resnet_bench.search.config import StudyConfig, StudyFileError, parse_study
+from resnet_bench.search.records import (
+    FAILED, RUNNING, TRAINED, TRIAL_COLUMNS, WAITING, StudyTrials, TrialRecord,
+)
+from resnet_bench.search.sweep import FINGERPRINT_PARTS, STUDY_FILE, open_storage
+from resnet_bench.spec import ResNetSpec, SpecError
+
+_INTS = ("number", "depth", "groups", "width_per_group", "params", "activations", "val_images", "test_images",
+         "epochs", "resumed_from_epoch", "seed", "input_size")
+_FLOATS = ("gflops", "gflops_total", "latency_ms", "val_accuracy", "test_accuracy", "train_seconds",
+           "images_per_second", "trial_seconds")
+_STATE = optuna.trial.TrialState
+
+
+class NoSuchStudyError(BadInputError):
+    """A study name that the storage does not hold; the message lists those it does."""
+
+
+def open_existing_storage(url: str) -> optuna.storages.BaseStorage:
+    """The storage of a URL that must already exist: a SQLite file is never created by reading it."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise BadInputError(f"--storage {url!r}: there is no file {str(path)!r}; run `resnet-bench sweep` "
+                                "first, or give the URL of an existing storage")
+    return open_storage(url)
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """The names of the studies a storage holds."""
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def load_trials(url: str, study_name: str, config: StudyConfig | None = None) -> StudyTrials:
+    """Every trial of a study, one flat row each (see records.TRIAL_COLUMNS).
+
+    The objectives' names come from the study itself (a study made by `resnet-bench sweep`); the constraints
+    and the hypervolume's reference point from `config` when given, else from the study file stored with it.
+    """
+    import pandas as pd
+
+    storage = open_existing_storage(url)
+    names = study_names(storage)
+    if study_name not in names:
+        held = f"the studies there: {', '.join(names)}" if names else "it holds no study"
+        raise NoSuchStudyError(f"no study {study_name!r} in {url}; {held} (choose one with --study-name)")
+    study_id = storage.get_study_id_from_name(study_name)
+    attrs = storage.get_study_user_attrs(study_id)
+    directions = storage.get_study_directions(study_id)
+    try:
+        metrics = [metric for metric, _ in attrs[FINGERPRINT_PARTS]["objectives"]]
+    except (KeyError, TypeError, ValueError):
+        raise BadInputError(f"study {study_name!r} in {url} was not made by `resnet-bench sweep`: it does not "
+                            "name its objectives") from None
+    if config is None:
+        config = _stored_config(attrs.get(STUDY_FILE, ""))
+    objectives = tuple((m, "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize")
+                       for m, d in zip(metrics, directions, strict=True))
+    rows = [_row(t) for t in storage.get_all_trials(study_id, deepcopy=False)]
+    frame = pd.DataFrame.from_records(rows, columns=list(TRIAL_COLUMNS))
+    frame = frame.astype({**dict.fromkeys(_INTS, "Int64"), **dict.fromkeys(_FLOATS, "Float64"),
+                          "is_baseline": bool})
+    frame = frame.sort_values("number", ignore_index=True)
+    datasets = frame["dataset"].dropna()
+    return StudyTrials(
+        name=study_name, storage=url, objectives=objectives,
+        dataset=config.dataset if config is not None else (datasets.iloc[0] if len(datasets) else ""),
+        constraints=dict(config.constraints) if config is not None else {},
+        reference_point=dict(config.reference_point) if config is not None else {},
+        trials=frame,
+    )
+
+
+def _stored_config(source: str) -> StudyConfig | None:
+    """The study file kept with a study, parsed; None when it is missing or no longer parses."""
+    try:
+        return parse_study(tomllib.loads(source), source=source) if source else None
+    except (tomllib.TOMLDecodeError, StudyFileError):
+        return None
+
+
+def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    record = TrialRecord.from_attrs(trial.user_attrs)
+    status, reason = record.status, record.reason
+    if not status:  # a trial without a finished record
+        if trial.state == _STATE.RUNNING:
+            status = RUNNING
+        elif trial.state == _STATE.WAITING:
+            status = WAITING
+        else:
+            status = FAILED
+            reason = reason or ("its worker stopped sending heartbeats (killed or lost); retried as another trial"
+                                if trial.state == _STATE.FAIL else f"ended {trial.state.name.lower()} without a record")
+    row: dict[str, Any] = {
+        **{k: v for k, v in vars(record).items() if k in TRIAL_COLUMNS},
+        "number": trial.number, "state": trial.state.name.lower(), "status": status, "reason": reason,
+        "is_baseline": bool(record.baseline),
+        "started": trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
+        "completed": trial.datetime_complete.isoformat(timespec="seconds") if trial.datetime_complete else None,
+    }
+    if status != TRAINED:  # an infeasible candidate is never trained: no metrics, whatever Optuna holds
+        row.update(val_accuracy=None, test_accuracy=None)
+    if record.spec:
+        try:
+            spec = ResNetSpec.parse(record.spec)
+        except SpecError:
+            spec = None
+        if spec is not None:
+            row.update(depth=spec.depth, block=spec.block, layers="-".join(map(str, spec.layers)),
+                       widths="-".join(map(str, spec.stage_widths)), stem=spec.stem, groups=spec.groups,
+                       width_per_group=spec.width_per_group, shortcut=spec.shortcut)
+    return row

@@ -1,0 +1,363 @@
+"""The report: Pareto ranks and hypervolume checked by hand, intervals, the report of a real sweep, its page in a
+real browser, and bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from io import StringIO
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from resnet_bench.cli import main
+from resnet_bench.report.analysis import build_report, resolve_reference
+from resnet_bench.report.export import FILES, html_table
+from resnet_bench.report.pareto import hypervolume, hypervolume_curve, pareto_ranks
+from resnet_bench.report.published import published_points
+from resnet_bench.report.stats import wilson_interval
+from resnet_bench.report.text import front_rows
+from resnet_bench.search.config import StudyFileError, load_study_file
+from resnet_bench.search.records import TRIAL_COLUMNS, StudyTrials
+from resnet_bench.search.sweep import open_study
+
+from .test_sweep import TINY_STUDY, run, write
+
+MAX_MIN = ["maximize", "minimize"]
+
+
+# -- Pareto ranks, by hand ------------------------------------------------------------------------------------
+
+def test_ranks_with_mixed_directions():
+    # (accuracy up, GFLOPs down): a=(0.9, 2) b=(0.8, 1) c=(0.7, 3) is dominated by both, d=(0.85, 2.5) by a only.
+    points = [[0.9, 2], [0.8, 1], [0.7, 3], [0.85, 2.5]]
+    assert pareto_ranks(points, MAX_MIN).tolist() == [1, 1, 3, 2]
+    # Both minimised: b dominates a and d, c (lowest first value) is dominated by none.
+    assert pareto_ranks(points, ["minimize", "minimize"]).tolist() == [2, 1, 1, 2]
+
+
+def test_ties_and_duplicates_share_a_rank():
+    points = [[0.9, 1.0], [0.9, 1.0], [0.9, 2.0], [0.8, 1.0]]
+    # Equal points do not dominate each other; (0.9, 2) and (0.8, 1) are each dominated by (0.9, 1).
+    assert pareto_ranks(points, MAX_MIN).tolist() == [1, 1, 2, 2]
+
+
+def test_a_single_point_and_no_points():
+    assert pareto_ranks([[0.5, 3.0]], MAX_MIN).tolist() == [1]
+    assert pareto_ranks(np.zeros((0, 2)), MAX_MIN).tolist() == []
+    assert hypervolume(np.zeros((0, 2)), [0, 1], MAX_MIN) == 0.0
+
+
+def test_ranks_in_three_objectives():
+    # (accuracy up, GFLOPs down, params down): b trades params for accuracy, so only c is dominated (by a).
+    points = [[0.9, 1, 10], [0.8, 1, 5], [0.85, 2, 10]]
+    assert pareto_ranks(points, ["maximize", "minimize", "minimize"]).tolist() == [1, 1, 2]
+
+
+def test_bad_points_are_refused():
+    with pytest.raises(ValueError, match="finite"):
+        pareto_ranks([[math.inf, 1.0]], MAX_MIN)
+    with pytest.raises(ValueError, match="shape"):
+        pareto_ranks([[1.0, 2.0, 3.0]], MAX_MIN)
+    with pytest.raises(ValueError, match="maximize or minimize"):
+        pareto_ranks([[1.0, 2.0]], ["max", "min"])
+
+
+# -- hypervolume, by hand ------------------------------------------------------------------------------------
+
+def test_hypervolume_two_objectives():
+    # From the reference (accuracy 0, GFLOPs 2): (0.8, 0.5) dominates 0.8 x 1.5, and (0.9, 1) adds 0.1 x 1.
+    assert hypervolume([[0.9, 1.0], [0.8, 0.5]], [0.0, 2.0], MAX_MIN) == pytest.approx(1.3)
+    # A dominated point and a duplicate add nothing; a point beyond the reference adds nothing.
+    assert hypervolume([[0.9, 1.0], [0.8, 0.5], [0.7, 1.5], [0.9, 1.0], [0.95, 2.5]], [0.0, 2.0],
+                       MAX_MIN) == pytest.approx(1.3)
+    assert hypervolume([[0.5, 1.0]], [0.0, 2.0], MAX_MIN) == pytest.approx(0.5)
+
+
+def test_hypervolume_three_objectives():
+    directions = ["maximize", "minimize", "minimize"]
+    # One box: 0.5 x (4 - 2) x (5 - 3) = 2. Two boxes: 2 + 0.4 x 3 x 4 - overlap 0.4 x 2 x 2 = 2 + 4.8 - 1.6.
+    assert hypervolume([[0.5, 2, 3]], [0, 4, 5], directions) == pytest.approx(2.0)
+    assert hypervolume([[0.5, 2, 3], [0.4, 1, 1]], [0, 4, 5], directions) == pytest.approx(5.2)
+
+
+def test_hypervolume_curve_is_the_volume_of_each_prefix():
+    curve = hypervolume_curve([[0.5, 1.0], [0.3, 1.5], [0.9, 1.0], [0.2, 0.5]], [0.0, 2.0], MAX_MIN)
+    assert curve.tolist() == pytest.approx([0.5, 0.5, 0.9, 0.9 + 0.2 * 0.5])
+
+
+# -- intervals -----------------------------------------------------------------------------------------------
+
+def test_wilson_interval_by_hand():
+    # 8 of 10: the textbook example, 95%: (0.4902, 0.9433).
+    low, high = wilson_interval(8, 10)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    # 0 of 10 and 10 of 10 stay inside [0, 1] and are not empty: upper bound z^2 / (n + z^2).
+    z2 = 1.959963984540054 ** 2
+    assert wilson_interval(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))
+    assert wilson_interval(10, 10) == pytest.approx((10 / (10 + z2), 1.0))
+    # More images, a narrower interval around the same accuracy.
+    assert np.diff(wilson_interval(1600, 2000)) < np.diff(wilson_interval(400, 500))
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+
+
+# -- the analysis on tables made by hand ---------------------------------------------------------------------
+
+def make_trials(rows: list[dict], objectives=(("val_accuracy", "maximize"), ("gflops", "minimize")),
+                constraints=None, reference_point=None) -> StudyTrials:
+    full = [{"status": "trained", "state": "complete", "baseline": "", "val_images": 1000, **r,
+             "is_baseline": bool(r.get("baseline"))} for r in rows]
+    frame = pd.DataFrame.from_records(full, columns=list(TRIAL_COLUMNS))
+    return StudyTrials(name="hand", storage="sqlite:///nowhere.db", objectives=tuple(objectives), dataset="cifar10",
+                       constraints=constraints or {}, reference_point=reference_point or {}, trials=frame)
+
+
+def test_front_summary_and_the_cheapest_network_tied_with_the_best():
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.90, "gflops": 4.0, "spec": "a"},
+        {"number": 1, "val_accuracy": 0.89, "gflops": 1.0, "spec": "b"},  # within 0.90's interval on 1000 images
+        {"number": 2, "val_accuracy": 0.80, "gflops": 0.5, "spec": "c"},  # cheaper, clearly worse
+        {"number": 3, "val_accuracy": 0.85, "gflops": 2.0, "spec": "d"},  # dominated by b
+        {"number": 4, "status": "infeasible", "gflops": 9.0, "spec": "e", "reason": "outside the constraints"},
+        {"number": 5, "status": "failed", "reason": "TrainingDiverged", "spec": "f"},
+        {"number": 6, "status": "running", "state": "running", "spec": "g"},
+    ], constraints={"max_gflops": 5.0})
+    report = build_report(study)
+    assert report.trials["rank"].tolist()[:4] == [1, 1, 1, 2] and report.trials["rank"].iloc[4:].isna().all()
+    assert report.front["number"].tolist() == [2, 1, 0]  # cheapest first
+    assert report.counts == {"trained": 4, "infeasible": 1, "failed": 1, "running": 1, "waiting": 0}
+    assert report.best["number"] == 0 and report.tied["number"] == 1
+    low, high = wilson_interval(890, 1000)
+    assert report.trials.loc[1, "val_low"] == pytest.approx(low) and report.trials.loc[1, "val_high"] == pytest.approx(high)
+    # Reference (accuracy 0, the max_gflops constraint 5): 0.8 x 4.5 + (0.89 - 0.8) x 4 + (0.90 - 0.89) x 1.
+    assert report.hypervolume == pytest.approx(0.8 * 4.5 + 0.09 * 4 + 0.01 * 1)
+    assert report.reference.origin["gflops"] == "the constraint on gflops" and report.reference.comparable
+    assert report.trials["hypervolume_so_far"].tolist() == pytest.approx(
+        [0.9 * 1, 0.9 * 1 + 0.89 * 3, 0.8 * 4.5 + 0.09 * 4 + 0.01, *[0.8 * 4.5 + 0.09 * 4 + 0.01] * 4])
+
+
+def test_baselines_are_named_and_marked_on_the_front():
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.90, "gflops": 4.0, "baseline": "resnet20",
+         "spec": "block=basic,layers=3-3-3,stem=cifar,stem_width=16,shortcut=A,in_channels=1,num_classes=10"},
+        {"number": 1, "val_accuracy": 0.80, "gflops": 1.0,
+         "spec": "block=basic,layers=1-1,stem=cifar,stem_width=8,in_channels=1,num_classes=10"},
+    ])
+    rows = front_rows(build_report(study))
+    assert [r["network"] for r in rows] == ["block=basic,layers=1-1,stem=cifar,stem_width=8", "resnet20 (baseline)"]
+    assert rows[1]["val acc [95% CI]"] == "90.00% [88.0, 91.7]" and rows[0]["GFLOPs"] == "1.0000"
+    assert '<tr class="baseline"><td>0</td>' in html_table(rows, "front", "network")
+
+
+def test_reference_point_from_the_file_else_documented_else_the_data():
+    trained = pd.DataFrame({"val_accuracy": [0.5, 0.7], "params": [100.0, 300.0]})
+    objectives = (("val_accuracy", "maximize"), ("params", "minimize"))
+    given = make_trials([], objectives, reference_point={"params": 1000.0})
+    assert resolve_reference(given, trained).point == {"val_accuracy": 0.0, "params": 1000.0}
+    assert resolve_reference(given, trained).comparable
+    from_data = resolve_reference(make_trials([], objectives), trained)
+    assert from_data.point == {"val_accuracy": 0.0, "params": pytest.approx(330.0)}
+    assert not from_data.comparable and "not comparable" in from_data.origin["params"]
+    assert resolve_reference(make_trials([], objectives), trained.iloc[:0]) is None
+
+
+def test_bad_reference_point_in_a_study_file_names_the_key(tmp_path):
+    bad = TINY_STUDY + "\n[report]\nreference_point = { gflops = 1.0 }\n"
+    with pytest.raises(StudyFileError, match="report.reference_point.gflops is not a study key.*val_accuracy, params"):
+        load_study_file(write(tmp_path, bad))
+    with pytest.raises(StudyFileError, match="report.reference_point.params='x'.*finite number"):
+        load_study_file(write(tmp_path, TINY_STUDY + '\n[report]\nreference_point = { params = "x" }\n'))
+
+
+def test_published_points_match_the_data_set_exactly_with_our_costs():
+    cifar = published_points("cifar10", in_channels=3, num_classes=10, input_size=32)
+    resnet20 = cifar[cifar["model"] == "resnet20"].iloc[0]
+    # He et al. 2015 Table 6: 8.75% error; our profiler: 40,551,104 multiply-adds, 269,722 parameters.
+    assert resnet20["accuracy"] == pytest.approx(0.9125) and resnet20["params"] == 269_722
+    assert resnet20["gflops"] == pytest.approx(0.040551, abs=1e-6) and "1512.03385" in resnet20["source"]
+    assert {"resnext29_8x64d", "wrn28_10", "resnet110"} <= set(cifar["model"])
+    fashion = published_points("fashion-mnist", in_channels=1, num_classes=10, input_size=28)
+    assert set(fashion["model"]) == {"wrn40_4", "wrn28_10", "resnet18"}
+    wrn = fashion[fashion["model"] == "wrn28_10"].iloc[0]
+    assert wrn["params"] == 36_479_194 - 3 * 3 * 2 * 16  # the same network with a grey input: 2 channels fewer
+    assert published_points("fashion-mnist-mini", in_channels=1, num_classes=10, input_size=28).empty
+
+
+def test_the_report_maths_imports_neither_optuna_nor_torch():
+    code = ("import sys, resnet_bench.report.analysis, resnet_bench.report.export, resnet_bench.report.text; "
+            "print(sorted(m for m in ('optuna', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# -- the report of a real sweep ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A real small sweep on the bundled Fashion-MNIST subset: the resnet20 baseline and 3 sampled networks."""
+    folder = tmp_path_factory.mktemp("report")
+    path = write(folder, TINY_STUDY.replace("n_trials = 2", "n_trials = 4").replace(
+        "stem_width = [4, 8]", "stem_width = [4, 8, 16]"))
+    storage = f"sqlite:///{folder / 'study.db'}"
+    assert main(["sweep", str(path), "--storage", storage, "--device", "cpu", "--format", "json"]) == 0
+    return path, storage, folder
+
+
+def dominates(a, b, directions) -> bool:
+    better = [x > y if d == "maximize" else x < y for x, y, d in zip(a, b, directions)]
+    worse = [x < y if d == "maximize" else x > y for x, y, d in zip(a, b, directions)]
+    return any(better) and not any(worse)
+
+
+@pytest.mark.slow
+def test_report_of_a_real_sweep(swept, capsys):
+    path, storage, folder = swept
+    out_dir = folder / "out"
+    code, out, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(out_dir))
+    assert code == 0, err
+    assert all((out_dir / name).stat().st_size > 0 for name in FILES)
+    assert "Pareto front of tiny, cheapest first" in out and "cheapest tie" in out
+
+    # The front printed equals the non-dominated set recomputed here from Optuna's own records.
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    trained = [t for t in trials if t.user_attrs.get("status") == "trained"]
+    assert len(trained) == 4
+    values = {t.number: (t.user_attrs["val_accuracy"], t.user_attrs["params"]) for t in trained}
+    expected = {n for n, v in values.items() if not any(dominates(w, v, MAX_MIN) for w in values.values())}
+    front = pd.read_csv(out_dir / "front.csv")
+    assert set(front["number"]) == expected and front["params"].is_monotonic_increasing
+    shown = {int(m) for m in re.findall(r"^│ +(\d+) │", out, re.M)}
+    assert shown == expected
+
+    # trials.csv round-trips through pandas: every trial, its rank, the values stored in the study.
+    table = pd.read_csv(out_dir / "trials.csv")
+    assert sorted(table["number"]) == [t.number for t in trials]
+    for t in trials:
+        row = table[table["number"] == t.number].iloc[0]
+        assert row["status"] == t.user_attrs["status"] and row["params"] == t.user_attrs["params"]
+        if t.number in values:
+            assert row["val_accuracy"] == t.user_attrs["val_accuracy"]
+            assert (row["rank"] == 1) == (t.number in expected) and bool(row["on_front"]) == (t.number in expected)
+            assert row["val_low"] <= row["val_accuracy"] <= row["val_high"]
+        else:
+            assert pd.isna(row["rank"]) and pd.isna(row["val_accuracy"])
+    assert table["hypervolume_so_far"].is_monotonic_increasing
+    assert table.loc[table["number"] == 0, ["baseline", "is_baseline"]].values.tolist() == [["resnet20", True]]
+
+    # --format json and csv print the same trials with their ranks, and nothing else.
+    code, out, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(out_dir), "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and [r["number"] for r in rows] == sorted(table["number"].tolist())
+    assert {r["number"] for r in rows if r["rank"] == 1} == expected and all("val_low" in r for r in rows)
+    code, out, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(out_dir), "--format", "csv")
+    assert code == 0 and pd.read_csv(StringIO(out))["rank"].tolist() == pd.read_csv(out_dir / "trials.csv")["rank"].tolist()
+
+    markdown = (out_dir / "report.md").read_text()
+    assert "## Pareto front" in markdown and "![Validation accuracy against GFLOPs](pareto.png)" in markdown
+
+
+@pytest.mark.slow
+def test_report_of_a_study_still_running(swept, capsys, tmp_path):
+    _, storage, folder = swept
+    copy = tmp_path / "running.db"
+    shutil.copy(folder / "study.db", copy)
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{copy}")
+    study.ask()  # a trial that a worker is training now
+    code, out, err = run(capsys, "report", "--storage", f"sqlite:///{copy}", "--out", str(tmp_path / "r"),
+                         "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["status"] for r in rows].count("running") == 1 and rows[-1]["rank"] is None
+
+
+@pytest.mark.slow
+def test_report_html_in_a_real_browser(swept, tmp_path, capsys):
+    """Headless Chromium renders report.html: the front table is in the DOM and both embedded images decoded."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is needed: apt-get install chromium (.ci/run installs it)"
+    path, storage, _ = swept
+    code, _, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(tmp_path))
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    assert "<script" not in page and "http://" not in page and "https://" not in page  # nothing to fetch
+    # A probe appended to a copy of the page writes what the browser decoded into the DOM once the page loaded.
+    probe = ("<script>addEventListener('load', () => { const out = document.createElement('pre'); out.id = 'probe';"
+             "out.textContent = JSON.stringify([...document.images].map(i => [i.id, i.complete, i.naturalWidth,"
+             " i.naturalHeight])); document.body.append(out); });</script>")
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", probe + "</body>"))
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+         "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    decoded = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1).replace("&quot;", '"'))
+    assert [(i, complete) for i, complete, *_ in decoded] == [("pareto", True), ("hypervolume", True)]
+    assert all((w, h) == (1152, 720) for _, _, w, h in decoded)  # 8 x 5 inches at 144 dpi
+    front = re.search(r'<table id="front">(.*?)</table>', dom, re.S).group(1)
+    front_numbers = [int(n) for n in re.findall(r"<tr[^>]*><td>(\d+)</td>", front)]
+    assert front_numbers == pd.read_csv(tmp_path / "front.csv")["number"].tolist()
+    assert re.search(r'<dl id="summary">.*best accuracy', dom, re.S)
+    for match in re.finditer(r'src="data:image/png;base64,([^"]+)"', page):
+        assert base64.b64decode(match.group(1)).startswith(b"\x89PNG")
+
+
+# -- bad input -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, words", [
+    (["--storage", "nosuchdb://nowhere", "--study-name", "x"], ["--storage 'nosuchdb://nowhere' cannot be opened"]),
+    (["--storage", "sqlite:///{tmp}/missing.db", "--study-name", "x"], ["there is no file", "resnet-bench sweep"]),
+    (["--format", "xml"], ["--format 'xml' is not accepted", "table, json, csv"]),
+])
+def test_bad_report_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, out, err = run(capsys, "report", *argv)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert all(w in err for w in words), err
+    assert not (tmp_path / "missing.db").exists()  # reading never creates a storage
+
+
+def test_no_such_study_lists_the_studies_there(capsys, tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    for name in ("alpha", "beta"):
+        optuna.create_study(study_name=name, storage=storage)
+    code, out, err = run(capsys, "report", "--storage", storage, "--study-name", "gamma")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "no study 'gamma'" in err and "alpha, beta" in err
+    code, out, err = run(capsys, "report", "--storage", storage)  # two studies: which one?
+    assert code == 2 and "--study-name is needed" in err and "alpha, beta" in err
+
+
+def test_an_output_folder_that_cannot_be_written(capsys, tmp_path):
+    config = load_study_file(write(tmp_path, TINY_STUDY))
+    storage = f"sqlite:///{tmp_path / 'e.db'}"
+    open_study(config, storage)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, out, err = run(capsys, "report", "--storage", storage, "--out", str(blocker / "sub"))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"--out '{blocker / 'sub'}' cannot be written" in err
+
+
+def test_an_empty_study_prints_an_empty_front_and_exits_0(capsys, tmp_path):
+    config = load_study_file(write(tmp_path, TINY_STUDY))
+    storage = f"sqlite:///{tmp_path / 'e.db'}"
+    open_study(config, storage)  # made, its baseline waiting, nothing trained
+    code, out, err = run(capsys, "report", str(tmp_path / "study.toml"), "--storage", storage,
+                         "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "The front is empty" in out and "1 waiting" in out
+    assert all((tmp_path / "r" / name).exists() for name in FILES)
+    assert pd.read_csv(tmp_path / "r" / "front.csv").empty
+    code, out, _ = run(capsys, "report", "--storage", storage, "--out", str(tmp_path / "r"), "--format", "json")
+    assert code == 0 and [r["status"] for r in json.loads(out)] == ["waiting"]
