@@ -13,54 +13,13 @@ batch size (128), one epoch each after one warm-up epoch, in one run:
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import torch
-import torchvision.transforms as T
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from common import emit, textbook_images_per_second
 
 import resnet_bench as rb
-from resnet_bench.data import ImageSet, Splits, load_dataset, split
+from resnet_bench.data import load_dataset, split
 from resnet_bench.train import Recipe, spec_for_data, train
-
-
-class PilImages(Dataset):
-    """A torchvision-style data set: one PIL image per item, transformed per image in the workers."""
-
-    def __init__(self, images: ImageSet, transform: T.Compose) -> None:
-        self.images, self.labels, self.transform = images.images[:, 0].numpy(), images.labels.tolist(), transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.images[i], mode="L")), self.labels[i]
-
-
-def textbook_epoch_images_per_second(data: Splits, model: torch.nn.Module, device: str, epochs: int) -> float:
-    transform = T.Compose([T.RandomCrop(28, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(data.mean, data.std)])
-    loader = DataLoader(PilImages(data.train, transform), batch_size=128, shuffle=True, num_workers=2)
-    model.to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    seconds, images = 0.0, 0
-    for epoch in range(epochs + 1):  # the first epoch warms up and is not counted
-        start = time.perf_counter()
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        if epoch:
-            seconds += time.perf_counter() - start
-            images += len(data.train)
-    return images / seconds
 
 
 def main() -> None:
@@ -73,7 +32,7 @@ def main() -> None:
     spec = spec_for_data(rb.presets.get("resnet20"), data)
 
     torch.manual_seed(0)
-    textbook = textbook_epoch_images_per_second(data, rb.build_model(spec), args.device, args.epochs)
+    textbook = textbook_images_per_second(data, rb.build_model(spec), args.device, args.epochs)
     torch.manual_seed(0)
     recipe = Recipe(epochs=args.epochs + 1, batch_size=128, lr=0.1, weight_decay=5e-4, schedule="constant")
     result = train(rb.build_model(spec), data, recipe, args.device)
@@ -86,10 +45,7 @@ def main() -> None:
     }
     print(f"textbook loop: {textbook:8.1f} images/s")
     print(f"ours:          {ours:8.1f} images/s   ratio {ours / textbook:.2f}x  ({result.device}, {result.threads} threads)")
-    print(json.dumps(figures))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(figures, f, indent=2)
+    emit(figures, args.out)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ class Recipe:
     seed: int = 0  # shuffling, augmentation and dropout; the model's weights are the caller's
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16; fp32
     channels_last: bool | None = None  # memory format; None: on CUDA only
+    # torch.compile the training forward and backward. Every new architecture compiles anew: the first step's
+    # time is reported as compile_seconds, apart from train_seconds (see README, "GPU speed").
+    compile: bool = False
 
     def __post_init__(self) -> None:
         def bad(name: str, accepted: str) -> RecipeError:
@@ -142,7 +145,7 @@ class TrainResult:
     epochs: int  # epochs run (fewer than the recipe's when the callback stopped the run)
     stopped_early: bool  # the callback stopped the run
     resumed_from_epoch: int  # epochs restored from a saved training state (0: trained from scratch)
-    train_seconds: float  # training time, evaluation excluded
+    train_seconds: float  # training time, evaluation excluded (and compilation: see compile_seconds)
     seconds: float  # wall time of the whole call
     images_per_second: float  # training images per second of training time
     device: str  # cpu, or cuda:N with the GPU's name
@@ -150,6 +153,7 @@ class TrainResult:
     torch_version: str
     resnet_bench_version: str
     recipe: Recipe = field(repr=False)
+    compile_seconds: float = 0.0  # torch.compile's first step (compilation and that one step); 0 when not compiled
 
     def to_row(self) -> dict[str, Any]:
         """One flat row, without the per-epoch history."""
@@ -206,18 +210,24 @@ def train(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     history: list[EpochMetrics] = []
-    train_seconds, stopped, resumed = 0.0, False, 0
+    train_seconds, stopped, resumed, compile_seconds, untimed_images = 0.0, False, 0, 0.0, 0
     if state_path is not None and Path(state_path).is_file():
         resumed, train_seconds, history = _load_state(Path(state_path), recipe, model, optimizer, scheduler, batches)
+    # The compiled module shares its parameters with `model`; evaluation runs the plain one (no recompilation
+    # for eval mode and its batch size).
+    forward = torch.compile(model) if recipe.compile else model
     for epoch in range(resumed + 1, recipe.epochs + 1):
         model.train()
         loss_sum = torch.zeros((), device=device)
         wrong = torch.zeros((), device=device, dtype=torch.long)
-        t0 = time.perf_counter()
+        timer = _EpochTimer(device)
         try:
             for step, (x, y) in enumerate(batches):
+                compiling = recipe.compile and epoch == resumed + 1 and step == 0
+                if compiling:
+                    t_compile = time.perf_counter()
                 with autocast:
-                    logits = model(x)
+                    logits = forward(x)
                     loss = loss_fn(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -225,15 +235,22 @@ def train(
                 scheduler.step()
                 loss_sum += loss.detach() * len(y)
                 wrong += (logits.argmax(1) != y).sum()
+                if compiling:  # one sync, once per run: compilation is timed apart, the epoch's clock restarts
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    compile_seconds = time.perf_counter() - t_compile
+                    untimed_images += len(y)
+                    timer = _EpochTimer(device)
                 if on_batch is not None:
                     on_batch(epoch, step + 1, len(batches), loss.detach())
+            timer.stop()
             seen = len(batches) * recipe.batch_size
             train_loss, train_error = (loss_sum / seen).item(), wrong.item() / seen  # the epoch's one sync
         except torch.OutOfMemoryError:
             raise TrainingOutOfMemory(
                 f"{device} ran out of memory in epoch {epoch} at batch size {recipe.batch_size}"
             ) from None
-        seconds = time.perf_counter() - t0
+        seconds = timer.seconds()
         train_seconds += seconds
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"the training loss became {train_loss} in epoch {epoch} (lr {recipe.lr})")
@@ -255,11 +272,32 @@ def train(
         history=tuple(history), val_accuracy=history[-1].val_accuracy, test_accuracy=test_accuracy,
         epochs=len(history), stopped_early=stopped, resumed_from_epoch=resumed, train_seconds=train_seconds,
         seconds=time.perf_counter() - started,
-        images_per_second=len(history) * len(batches) * recipe.batch_size / max(train_seconds, 1e-9),
+        images_per_second=(len(history) * len(batches) * recipe.batch_size - untimed_images) / max(train_seconds, 1e-9),
         device=f"{device} ({torch.cuda.get_device_name(device)})" if cuda else "cpu",
         threads=torch.get_num_threads(), torch_version=str(torch.__version__), resnet_bench_version=__version__,
-        recipe=recipe,
+        recipe=recipe, compile_seconds=compile_seconds,
     )
+
+
+class _EpochTimer:
+    """An epoch's training time: CUDA events on a GPU (no host synchronisation inside the epoch), else the clock."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        self.t0 = time.perf_counter()
+        self.t1 = self.t0
+
+    def stop(self) -> None:
+        if self.cuda:
+            self.end.record()
+        self.t1 = time.perf_counter()
+
+    def seconds(self) -> float:
+        """After stop() and a synchronisation (the epoch's .item())."""
+        return self.start.elapsed_time(self.end) / 1000 if self.cuda else self.t1 - self.t0
 
 
 def _save_state(

@@ -327,3 +327,13 @@ def test_latency_is_never_measured_on_a_shared_device(capsys, tmp_path):
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "latency_ms is measured alone" in err and "2 worker processes would share the CPU" in err
     assert not (tmp_path / "l.db").exists()  # refused before the study is made
+
+
+def test_a_study_can_compile_its_candidates(tmp_path):
+    from resnet_bench.search.space import sample_recipe
+
+    config = load_study_file(write(tmp_path, TINY_STUDY.replace("batch_size = 256", "batch_size = 256\ncompile = true")))
+    trial = optuna.create_study().ask()
+    assert sample_recipe(trial, config).compile is True
+    with pytest.raises(StudyFileError, match="recipe.compile='yes'.*true or false"):
+        load_study_file(write(tmp_path, TINY_STUDY.replace("batch_size = 256", 'batch_size = 256\ncompile = "yes"')))

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int("--epochs"), help="override the recipe's epochs")
     train.add_argument("--batch-size", type=_positive_int("--batch-size"), help="override the recipe's batch size")
     train.add_argument("--lr", type=float, help="override the recipe's learning rate (per 128 images of batch)")
+    train.add_argument("--compile", action="store_true",
+                       help="torch.compile the model (its compile time is reported apart from training time)")
     train.add_argument("--seed", type=int, default=0, help="weights, validation split, shuffling (0)")
     train.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
     train.add_argument("--val-size", type=_positive_int("--val-size"), default=2000,

@@ -21,7 +21,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     if args.lr is not None and args.lr < 0:
         raise BadInputError(f"--lr {args.lr} is not accepted; the learning rate must be >= 0")
-    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                        compile=True if args.compile else None)
     device = resolve_device(args.device)
     base = resolve(args.model)
     data = split(load_dataset(args.dataset, image_size=args.image_size), val_size=args.val_size, seed=args.seed)
@@ -92,7 +93,9 @@ def _print_training(summary: dict[str, Any], history: list[dict[str, Any]]) -> N
         f"validation accuracy {summary['val_accuracy']:.2%}, test accuracy {summary['test_accuracy']:.2%} "
         f"(test is reported, never used for selection); {summary['epochs']} epochs, "
         f"{summary['train_seconds']:.1f} s of training, {summary['images_per_second']:,.0f} images/s on "
-        f"{summary['device']} ({summary['threads']} threads)", highlight=False,
+        f"{summary['device']} ({summary['threads']} threads)"
+        + (f"; torch.compile took {summary['compile_seconds']:.1f} s apart" if summary["compile_seconds"] else ""),
+        highlight=False,
     )
 
 

@@ -98,6 +98,7 @@ _RECIPE: dict[str, tuple[str, Any, str]] = {
     "label_smoothing": ("float", lambda v: _is_number(v) and 0 <= v <= 1, "numbers in [0, 1]"),
     "precision": ("str", lambda v: v in ("auto", "bf16", "fp32"), "auto, bf16 or fp32"),
     "channels_last": ("bool", lambda v: isinstance(v, bool), "true or false"),
+    "compile": ("bool", lambda v: isinstance(v, bool), "true or false"),
 }
 
 

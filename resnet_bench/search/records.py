@@ -45,6 +45,7 @@ class TrialRecord:
     state_file: str = ""  # training state saved after every epoch while it runs (removed when it ends)
     train_seconds: float | None = None  # training time, evaluation excluded
     images_per_second: float | None = None  # training throughput
+    compile_seconds: float | None = None  # torch.compile's first step, apart from train_seconds (0: not compiled)
     trial_seconds: float | None = None  # wall time of the whole trial: sampling, cost, training, storage
     overhead_seconds: float | None = None  # trial_seconds less the training call: sampling, cost, storage
     device: str = ""  # cpu, or cuda:N with the GPU's name
@@ -76,7 +77,7 @@ SPEC_COLUMNS = ("depth", "block", "layers", "widths", "stem", "groups", "width_p
 TRIAL_COLUMNS: tuple[str, ...] = (
     "number", "state", "status", "reason", "baseline", "is_baseline", "spec", *SPEC_COLUMNS,
     "params", "gflops", "gflops_total", "activations", "latency_ms", "val_accuracy", "val_images",
-    "test_accuracy", "test_images", "epochs", "resumed_from_epoch", "train_seconds",
+    "test_accuracy", "test_images", "epochs", "resumed_from_epoch", "train_seconds", "compile_seconds",
     "images_per_second", "trial_seconds", "started", "completed", "seed", "dataset", "input_size", "device",
 )
 

@@ -287,6 +287,7 @@ class Sweep:
         record.epochs, record.train_seconds = result.epochs, result.train_seconds
         record.resumed_from_epoch = result.resumed_from_epoch
         record.images_per_second, record.device = result.images_per_second, result.device
+        record.compile_seconds = result.compile_seconds
         record.status = TRAINED
         record.trial_seconds = time.perf_counter() - started
         record.overhead_seconds = record.trial_seconds - training

@@ -23,7 +23,7 @@ from resnet_bench.spec import ResNetSpec, SpecError
 _INTS = ("number", "depth", "groups", "width_per_group", "params", "activations", "val_images", "test_images",
          "epochs", "resumed_from_epoch", "seed", "input_size")
 _FLOATS = ("gflops", "gflops_total", "latency_ms", "val_accuracy", "test_accuracy", "train_seconds",
-           "images_per_second", "trial_seconds")
+           "compile_seconds", "images_per_second", "trial_seconds")
 _STATE = optuna.trial.TrialState
 
 
