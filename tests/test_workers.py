@@ -128,8 +128,11 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(postgres_url, tmp_path):
 def test_ctrl_c_marks_the_trial_failed_and_exits_130(tmp_path):
     path = study_file(tmp_path, "interrupted", epochs=6)
     storage = f"sqlite:///{tmp_path / 'i.db'}"
+    # A shell without job control starts background commands with SIGINT ignored, and Python then keeps it
+    # ignored: give the command the default disposition that a terminal's Ctrl-C meets.
     process = subprocess.Popen(sweep(path, storage, tmp_path, "--n-trials", "2"), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state = wait_for_state_file(tmp_path, process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
