@@ -19,7 +19,7 @@ import pytest
 
 from resnet_bench.cli import main
 from resnet_bench.report.analysis import build_report, resolve_reference
-from resnet_bench.report.export import FILES, html_table
+from resnet_bench.report.export import FILES, html_table, write_report
 from resnet_bench.report.pareto import hypervolume, hypervolume_curve, pareto_ranks
 from resnet_bench.report.published import published_points
 from resnet_bench.report.stats import wilson_interval
@@ -361,3 +361,20 @@ def test_an_empty_study_prints_an_empty_front_and_exits_0(capsys, tmp_path):
     assert pd.read_csv(tmp_path / "r" / "front.csv").empty
     code, out, _ = run(capsys, "report", "--storage", storage, "--out", str(tmp_path / "r"), "--format", "json")
     assert code == 0 and [r["status"] for r in json.loads(out)] == ["waiting"]
+
+
+def test_three_objectives_rank_and_measure_over_all_three(tmp_path):
+    objectives = (("val_accuracy", "maximize"), ("gflops", "minimize"), ("params", "minimize"))
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.9, "gflops": 2.0, "params": 100, "spec": "a"},
+        {"number": 1, "val_accuracy": 0.8, "gflops": 1.0, "params": 300, "spec": "b"},
+        {"number": 2, "val_accuracy": 0.8, "gflops": 2.0, "params": 300, "spec": "c"},  # dominated by a and b
+    ], objectives, reference_point={"gflops": 4.0, "params": 400.0})
+    report = build_report(study, published_points("cifar10", in_channels=3, num_classes=10, input_size=32))
+    assert report.trials["rank"].tolist() == [1, 1, 2] and report.front["number"].tolist() == [1, 0]
+    # Boxes from (0, 4, 400): a 0.9 x 2 x 300 = 540, b 0.8 x 3 x 100 = 240, overlap 0.8 x 2 x 100 = 160.
+    assert report.hypervolume == pytest.approx(540 + 240 - 160)
+    paths = write_report(report, tmp_path)
+    markdown = paths["report.md"].read_text()
+    assert "## Published results on cifar10" in markdown and "| resnet110 | 93.57% |" in markdown
+    assert pd.read_csv(paths["front.csv"])["number"].tolist() == [1, 0]
