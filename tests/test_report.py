@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from resnet_bench.cli import main
-from resnet_bench.report.analysis import build_report, resolve_reference
+from resnet_bench.report.analysis import ADDED_COLUMNS, build_report, resolve_reference
 from resnet_bench.report.export import FILES, html_table, write_report
 from resnet_bench.report.pareto import hypervolume, hypervolume_curve, pareto_ranks
 from resnet_bench.report.published import published_points
@@ -133,6 +133,7 @@ def test_front_summary_and_the_cheapest_network_tied_with_the_best():
         {"number": 6, "status": "running", "state": "running", "spec": "g"},
     ], constraints={"max_gflops": 5.0})
     report = build_report(study)
+    assert list(report.trials.columns) == [*TRIAL_COLUMNS, *ADDED_COLUMNS]
     assert report.trials["rank"].tolist()[:4] == [1, 1, 1, 2] and report.trials["rank"].iloc[4:].isna().all()
     assert report.front["number"].tolist() == [2, 1, 0]  # cheapest first
     assert report.counts == {"trained": 4, "infeasible": 1, "failed": 1, "running": 1, "waiting": 0}

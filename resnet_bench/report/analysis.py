@@ -89,19 +89,17 @@ def build_report(study: StudyTrials, published: pd.DataFrame | None = None) -> R
     metrics = [m for m, _ in study.objectives]
     directions = [d for _, d in study.objectives]
     trials = study.trials.copy()
-    for column in ADDED_COLUMNS:
-        trials[column] = pd.Series(pd.NA, index=trials.index, dtype="boolean" if column == "on_front" else "Float64")
-    trials["rank"] = trials["rank"].astype("Int64")
-    _intervals(trials, "val")
-    _intervals(trials, "test")
-
     # Ranks among the trained trials whose objectives were all measured; the rest have none.
     rankable = (trials["status"] == TRAINED) & trials[metrics].notna().all(axis=1)
     trained = trials[rankable]
     points = trained[metrics].to_numpy(dtype=float)
+    trials["rank"] = pd.Series(pd.NA, index=trials.index, dtype="Int64")
     if len(trained):
         trials.loc[rankable, "rank"] = pareto_ranks(points, directions)
     trials["on_front"] = (trials["rank"] == 1).fillna(False).astype(bool)
+    _intervals(trials, "val")
+    _intervals(trials, "test")
+    trials["hypervolume_so_far"] = pd.Series(pd.NA, index=trials.index, dtype="Float64")
 
     reference = resolve_reference(study, trained)
     hypervolume = None

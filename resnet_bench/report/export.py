@@ -9,7 +9,7 @@ from pathlib import Path
 from resnet_bench.errors import BadInputError
 from resnet_bench.report.analysis import Report
 from resnet_bench.report.plots import hypervolume_chart, pareto_chart
-from resnet_bench.report.text import front_rows, network_name, published_rows, summary_lines
+from resnet_bench.report.text import front_rows, network_name, percent_interval, published_rows, summary_lines
 
 FILES = ("trials.csv", "front.csv", "report.md", "report.html", "pareto.png", "hypervolume.png")
 
@@ -134,7 +134,7 @@ def page(report: Report, images: dict[str, bytes]) -> str:
                           f"images.</p>{html_table(published, 'published')}")
     trials = [{"#": str(r["number"]), "status": str(r["status"]), "rank": "" if r["rank"] is None else str(r["rank"]),
                "network": network_name(r),
-               "val acc": "" if r["val_accuracy"] is None else f"{r['val_accuracy']:.2%}",
+               "val acc": percent_interval(r["val_accuracy"], None, None),
                "GFLOPs": "" if r["gflops"] is None else f"{r['gflops']:.4f}",
                "reason": str(r["reason"] or "")}
               for r in report.trials.astype(object).where(report.trials.notna(), None).to_dict("records")]

@@ -15,7 +15,7 @@ import optuna
 from resnet_bench.errors import BadInputError
 from resnet_bench.search.config import StudyConfig, StudyFileError, parse_study
 from resnet_bench.search.records import (
-    FAILED, RUNNING, TRAINED, TRIAL_COLUMNS, WAITING, StudyTrials, TrialRecord,
+    FAILED, RUNNING, TRIAL_COLUMNS, WAITING, StudyTrials, TrialRecord,
 )
 from resnet_bench.search.sweep import FINGERPRINT_PARTS, STUDY_FILE, open_storage
 from resnet_bench.spec import ResNetSpec, SpecError
@@ -113,8 +113,6 @@ def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "started": trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
         "completed": trial.datetime_complete.isoformat(timespec="seconds") if trial.datetime_complete else None,
     }
-    if status != TRAINED:  # an infeasible candidate is never trained: no metrics, whatever Optuna holds
-        row.update(val_accuracy=None, test_accuracy=None)
     if record.spec:
         try:
             spec = ResNetSpec.parse(record.spec)
