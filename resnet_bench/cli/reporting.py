@@ -26,33 +26,20 @@ def _cmd_report(args: argparse.Namespace) -> None:
             held = f"it holds {', '.join(names)}" if names else "it holds no study"
             raise BadInputError(f"--study-name is needed to choose a study in {storage}; {held}")
         study_name = names[0]
+    from resnet_bench.report.analysis import build_report
     from resnet_bench.report.export import check_writable, write_report
+    from resnet_bench.report.published import published_points_for
 
     out = Path(args.out) if args.out else Path("reports") / study_name
     check_writable(out)
     with status_spinner(f"reading study {study_name}"):
         study = load_trials(storage, study_name, config)
-        report = _analyse(study)
+        report = build_report(study, published_points_for(study))
         paths = write_report(report, out)
     if args.format != "table":
         print_records(records(report.trials), args.format)
         return
     _render(report, paths)
-
-
-def _analyse(study: Any) -> Any:
-    from resnet_bench.report.analysis import build_report
-    from resnet_bench.report.published import published_points
-    from resnet_bench.spec import ResNetSpec
-
-    trained = study.trials[(study.trials["status"] == "trained") & study.trials["spec"].notna()]
-    published = None
-    if len(trained):  # the published networks measured on the images this study trained on
-        first = trained.iloc[0]
-        spec = ResNetSpec.parse(first["spec"])
-        published = published_points(study.dataset, in_channels=spec.in_channels, num_classes=spec.num_classes,
-                                      input_size=int(first["input_size"]))
-    return build_report(study, published)
 
 
 def records(frame: Any) -> list[dict[str, Any]]:

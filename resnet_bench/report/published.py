@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from resnet_bench.published import published_results
+from resnet_bench.search.records import TRAINED, StudyTrials
 
 COLUMNS = ("model", "dataset", "accuracy", "error_pct", "params", "gflops", "source", "location", "notes")
 
@@ -24,6 +25,20 @@ def published_points(dataset: str, *, in_channels: int, num_classes: int, input_
                      "error_pct": r.error_pct, "params": cost["params"], "gflops": cost["gflops"],
                      "source": r.source, "location": r.location, "notes": r.notes})
     return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+
+
+def published_points_for(study: StudyTrials) -> pd.DataFrame:
+    """The published points of a study's data set, measured on the images its trials trained on (channels and
+    classes from a trained trial's spec, its input size); none while no trial is trained."""
+    from resnet_bench.spec import ResNetSpec
+
+    trained = study.trials[(study.trials["status"] == TRAINED) & study.trials["spec"].notna()]
+    if trained.empty:
+        return pd.DataFrame(columns=list(COLUMNS))
+    first = trained.iloc[0]
+    spec = ResNetSpec.parse(first["spec"])
+    return published_points(study.dataset, in_channels=spec.in_channels, num_classes=spec.num_classes,
+                            input_size=int(first["input_size"]))
 
 
 def _cost(model: str, in_channels: int, num_classes: int, input_size: int) -> dict[str, Any]:
