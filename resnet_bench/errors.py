@@ -1,7 +1,16 @@
-"""Exceptions that separate a user's bad input (exit code 2) from a failure (exit code 1)."""
+"""Exceptions that separate a user's bad input (exit code 2) from a failure (exit code 1), and the checks of input."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class BadInputError(ValueError):
     """Input that the user can correct: the message names the field, the value and what is accepted."""
+
+
+def check_positive_int(name: str, value: Any, *, error: type[BadInputError] = BadInputError) -> int:
+    """`value` when it is an integer >= 1 (never a bool); otherwise `error` naming the field and the value."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise error(f"{name}={value!r} is not accepted; it must be an integer >= 1")
+    return value

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.errors import BadInputError
+from resnet_bench.errors import BadInputError, check_positive_int
 
 BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
 STEMS = ("imagenet", "cifar")
 SHORTCUTS = ("A", "B", "C", "none")
 STRIDE_ON = ("3x3", "1x1")
+# A bottleneck with stride_on unset strides in its 3x3 conv, as torchvision's ResNet "v1.5".
+DEFAULT_STRIDE_ON = "3x3"
 
 # A bottleneck widens its output by this factor over its planes (He et al. 2015, Fig. 5).
 BOTTLENECK_EXPANSION = 4
@@ -25,9 +27,14 @@ class SpecError(BadInputError):
     """A ResNetSpec field, or a one-line or JSON spec, that cannot describe a network."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ResNetSpec:
-    """A residual network: stem, then stages of blocks, then global pooling and a linear classifier."""
+    """A residual network: stem, then stages of blocks, then global pooling and a linear classifier.
+
+    The fields keep what they were given (widths and stride_on stay None when not given); what depends on
+    other fields is a property, so `dataclasses.replace` recomputes it. Two specs are equal when their
+    one-line forms are, e.g. widths=None and the widths that None implies.
+    """
 
     block: str = "basic"  # residual unit: basic, bottleneck, preact_basic or preact_bottleneck
     layers: tuple[int, ...] = (2, 2, 2, 2)  # blocks per stage; every stage after the first halves the resolution
@@ -36,7 +43,7 @@ class ResNetSpec:
     stem_width: int = 64  # output channels of the stem convolution
     groups: int = 1  # cardinality: groups of a bottleneck's 3x3 conv (ResNeXt's C)
     width_per_group: int = 64  # bottleneck inner width = int(planes * width_per_group / 64) * groups
-    stride_on: str | None = None  # bottleneck only: the conv that strides, 3x3 (torchvision v1.5) or 1x1 (paper)
+    stride_on: str | None = None  # bottleneck only: the strided conv, 3x3 (torchvision v1.5; default) or 1x1 (paper)
     shortcut: str = "B"  # A: zero-padded identity; B: projection where shape changes; C: always; none: plain net
     dropout: float = 0.0  # dropout probability between the convolutions of a block (WRN uses 0.3)
     in_channels: int = 3  # channels of the input image: 1 for grey, 3 for RGB
@@ -45,6 +52,14 @@ class ResNetSpec:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ResNetSpec):
+            return NotImplemented
+        return self.format() == other.format()
+
+    def __hash__(self) -> int:
+        return hash(self.format())
 
     # -- derived properties -------------------------------------------------------------------
 
@@ -65,9 +80,15 @@ class ResNetSpec:
 
     @property
     def stage_widths(self) -> tuple[int, ...]:
-        """Planes of each stage (never None, unlike the field it is read from)."""
-        assert self.widths is not None  # filled in by __post_init__
-        return self.widths
+        """Planes of each stage: `widths`, or stem_width doubled per stage when widths is None."""
+        return self.widths if self.widths is not None else _doubling_widths(self.stem_width, len(self.layers))
+
+    @property
+    def strided_conv(self) -> str | None:
+        """The bottleneck conv that strides, `3x3` or `1x1` (`stride_on`, or its default); None for basic blocks."""
+        if not self.is_bottleneck:
+            return None
+        return self.stride_on if self.stride_on is not None else DEFAULT_STRIDE_ON
 
     @property
     def stage_channels(self) -> tuple[int, ...]:
@@ -87,10 +108,11 @@ class ResNetSpec:
     # -- the dict, JSON and one-line forms ----------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field as plain JSON types (tuples become lists)."""
+        """Every field as given, as plain JSON types (tuples become lists; widths and stride_on may be None)."""
         out = dataclasses.asdict(self)
-        for name in ("layers", "widths"):
-            out[name] = list(out[name])
+        for name in _TUPLE_FIELDS:
+            if out[name] is not None:
+                out[name] = list(out[name])
         return out
 
     @classmethod
@@ -133,10 +155,17 @@ class ResNetSpec:
 
     def format(self) -> str:
         """The one-line form: block and layers, then every field that differs from its default."""
-        implied = _implied_defaults(self.block, self.stem_width, len(self.layers))
+        # widths and stride_on are written as resolved, so a spec that gives its defaults formats as one that does not.
+        resolved = {name: getattr(self, name) for name in FIELD_NAMES}
+        resolved.update(widths=self.stage_widths, stride_on=self.strided_conv)
+        implied = dict(_FIELD_DEFAULTS)
+        implied.update(
+            widths=_doubling_widths(self.stem_width, len(self.layers)),
+            stride_on=DEFAULT_STRIDE_ON if self.is_bottleneck else None,
+        )
         parts = []
         for name in FIELD_NAMES:
-            value = getattr(self, name)
+            value = resolved[name]
             if name in ("block", "layers") or value != implied[name]:
                 parts.append(f"{name}={_format_value(value)}")
         return ",".join(parts)
@@ -177,22 +206,14 @@ def _inner_width(planes: int, width_per_group: int, groups: int) -> int:
     return (planes * width_per_group // 64) * groups
 
 
-def _implied_defaults(block: str, stem_width: int, stages: int) -> dict[str, Any]:
-    """Field defaults after __post_init__ fills in the fields whose default depends on others."""
-    implied = dict(_FIELD_DEFAULTS)
-    implied["widths"] = tuple(stem_width * 2**i for i in range(stages))
-    implied["stride_on"] = "3x3" if block in ("bottleneck", "preact_bottleneck") else None
-    return implied
+def _doubling_widths(stem_width: int, stages: int) -> tuple[int, ...]:
+    """The default planes per stage: stem_width, doubled at every stage."""
+    return tuple(stem_width * 2**i for i in range(stages))
 
 
 def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
     if value not in accepted:
         raise SpecError(f"{name}={value!r} is not accepted; {name} must be one of: {', '.join(accepted)}")
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SpecError(f"{name}={value!r} is not accepted; {name} must be an integer >= 1")
 
 
 def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
@@ -210,23 +231,22 @@ def _coerce_sequence(name: str, value: Any) -> Any:
 
 
 def _validate(spec: ResNetSpec) -> None:
-    """Check every field; fill in widths and stride_on, whose defaults depend on other fields."""
+    """Check every field; normalise layers, widths and dropout to their types, never store a derived value."""
     set_field = object.__setattr__  # the dataclass is frozen; this runs once, inside __post_init__
     _choice("block", spec.block, BLOCKS)
     set_field(spec, "layers", _int_tuple("layers", spec.layers))
     _choice("stem", spec.stem, STEMS)
-    _positive_int("stem_width", spec.stem_width)
-    if spec.widths is None:
-        set_field(spec, "widths", _implied_defaults(spec.block, spec.stem_width, len(spec.layers))["widths"])
-    widths = _int_tuple("widths", spec.widths)
-    set_field(spec, "widths", widths)
+    check_positive_int("stem_width", spec.stem_width, error=SpecError)
+    if spec.widths is not None:
+        set_field(spec, "widths", _int_tuple("widths", spec.widths))
+    widths = spec.stage_widths
     if len(widths) != len(spec.layers):
         raise SpecError(
             f"widths={'-'.join(map(str, widths))} has {len(widths)} stages but layers="
             f"{'-'.join(map(str, spec.layers))} has {len(spec.layers)}; give one width per stage"
         )
     for name in ("groups", "width_per_group", "in_channels", "num_classes"):
-        _positive_int(name, getattr(spec, name))
+        check_positive_int(name, getattr(spec, name), error=SpecError)
     _choice("shortcut", spec.shortcut, SHORTCUTS)
     if isinstance(spec.dropout, bool) or not isinstance(spec.dropout, (int, float)):
         raise SpecError(f"dropout={spec.dropout!r} is not accepted; dropout must be a number in [0, 1)")
@@ -239,9 +259,8 @@ def _validate(spec: ResNetSpec) -> None:
         )
 
     if spec.is_bottleneck:
-        if spec.stride_on is None:
-            set_field(spec, "stride_on", "3x3")
-        _choice("stride_on", spec.stride_on, STRIDE_ON)
+        if spec.stride_on is not None:
+            _choice("stride_on", spec.stride_on, STRIDE_ON)
         for stage, planes in enumerate(widths):
             if _inner_width(planes, spec.width_per_group, spec.groups) < 1:
                 raise SpecError(

@@ -69,6 +69,16 @@ def test_stride_on_1x1_has_the_same_parameters_and_fewer_flops():
     assert _flops(v15, 224) - _flops(paper, 224) == 2 * block_in * inner * (4 * positions - positions)
 
 
+def test_a_bottleneck_without_stride_on_strides_in_its_3x3_conv():
+    # stride_on stays None in the spec; the model reads the resolved `strided_conv` (torchvision's v1.5).
+    spec = ResNetSpec(block="bottleneck", layers=(1, 1))
+    assert spec.stride_on is None and spec.strided_conv == "3x3"
+    second = blocks_of(rb.build_model(spec))[1]
+    assert second.conv1.stride == (1, 1) and second.conv2.stride == (2, 2)
+    preact = blocks_of(rb.build_model(ResNetSpec(block="preact_bottleneck", layers=(1, 1))))[1]
+    assert preact.conv1.stride == (1, 1) and preact.conv2.stride == (2, 2)
+
+
 def test_preact_projection_sees_the_preactivated_input():
     torch.manual_seed(0)
     block = PreActBasicBlock(

@@ -134,7 +134,7 @@ def test_shortcut_b_adds_exactly_two_projections_to_resnet20():
 
 def test_any_wrn_by_name():
     spec = presets.get("wrn22_8")
-    assert spec.layers == (3, 3, 3) and spec.widths == (128, 256, 512) and spec.block == "preact_basic"
+    assert spec.layers == (3, 3, 3) and spec.stage_widths == (128, 256, 512) and spec.block == "preact_basic"
     assert presets.family("wrn22_8") == "wrn"
     with pytest.raises(SpecError, match="depth=27"):
         presets.get("wrn27_2")

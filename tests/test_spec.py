@@ -16,14 +16,14 @@ from resnet_bench.spec import BLOCKS, FIELD_NAMES, SHORTCUTS, STEMS, ResNetSpec,
 
 def test_default_spec_is_resnet18():
     assert ResNetSpec() == presets.get("resnet18")
-    assert ResNetSpec().widths == (64, 128, 256, 512)
+    assert ResNetSpec().stage_widths == (64, 128, 256, 512)
 
 
 def test_one_line_form_of_the_issue_example():
     spec = ResNetSpec.parse("block=bottleneck,layers=3-4-6-3,groups=32,width_per_group=4")
     assert spec == presets.get("resnext50_32x4d")
     assert spec.format() == "block=bottleneck,layers=3-4-6-3,groups=32,width_per_group=4"
-    assert spec.stride_on == "3x3"  # torchvision's v1.5 default for a bottleneck
+    assert spec.strided_conv == "3x3"  # torchvision's v1.5 default for a bottleneck
     assert spec.inner_widths == (128, 256, 512, 1024)  # int(64 * 4 / 64) * 32 = 128, as torchvision
 
 
@@ -33,7 +33,7 @@ def test_parse_tolerates_spaces_and_case_of_shortcut_letters():
 
 def test_widths_default_to_doubling_from_the_stem():
     spec = ResNetSpec(layers=(1, 1, 1), stem="cifar", stem_width=16)
-    assert spec.widths == (16, 32, 64)
+    assert spec.stage_widths == (16, 32, 64)
     assert "widths" not in spec.format()
     assert ResNetSpec(layers=(1, 1), widths=(16, 48)).format() == "block=basic,layers=1-1,widths=16-48"
 
@@ -181,3 +181,68 @@ def test_bad_json(tmp_path):
 def test_field_names_are_the_dataclass_fields():
     assert FIELD_NAMES[:2] == ("block", "layers")
     assert set(FIELD_NAMES) == set(ResNetSpec().to_dict())
+
+
+# -- fields as given, derived values as properties: dataclasses.replace stays correct ------------------
+
+def test_replace_stem_width_recomputes_the_default_widths():
+    from resnet_bench.models import build_model  # imports torch, which no other test here needs
+
+    spec = dataclasses.replace(presets.get("resnet18"), stem_width=32)
+    assert spec.stage_widths == (32, 64, 128, 256)
+    assert spec.widths is None
+    assert spec.format() == "block=basic,layers=2-2-2-2,stem_width=32"
+    replaced, parsed = build_model(spec), build_model("block=basic,layers=2-2-2-2,stem_width=32")
+    assert sum(p.numel() for p in replaced.parameters()) == sum(p.numel() for p in parsed.parameters())
+
+
+def test_replace_a_bottleneck_with_a_basic_block():
+    spec = dataclasses.replace(presets.get("resnext50_32x4d"), block="basic", groups=1, width_per_group=64)
+    assert spec.stride_on is None and spec.strided_conv is None
+    assert spec == presets.get("resnet34")
+
+
+def test_stride_on_keeps_what_was_given_and_strided_conv_resolves_it():
+    assert ResNetSpec(block="bottleneck").stride_on is None
+    assert ResNetSpec(block="bottleneck").strided_conv == "3x3"  # torchvision's "v1.5"
+    assert ResNetSpec(block="bottleneck", stride_on="1x1").strided_conv == "1x1"
+    assert ResNetSpec().strided_conv is None
+
+
+def test_explicit_default_widths_equal_and_hash_as_none():
+    implied = ResNetSpec(widths=(64, 128, 256, 512))
+    assert implied.widths == (64, 128, 256, 512) and ResNetSpec().widths is None
+    assert implied == ResNetSpec() and hash(implied) == hash(ResNetSpec())
+    assert len({implied, ResNetSpec(), presets.get("resnet18")}) == 1
+    explicit = ResNetSpec(block="bottleneck", stride_on="3x3")
+    assert explicit == ResNetSpec(block="bottleneck") and hash(explicit) == hash(ResNetSpec(block="bottleneck"))
+    assert ResNetSpec(widths=(64, 128, 256, 256)) != ResNetSpec()
+    assert ResNetSpec() != "block=basic,layers=2-2-2-2"
+
+
+def test_dict_keeps_the_fields_as_given():
+    data = presets.get("resnet50").to_dict()
+    assert data["widths"] is None and data["stride_on"] is None
+    back = ResNetSpec.from_dict(json.loads(json.dumps(data)))
+    assert back.widths is None and back.stride_on is None
+    assert dataclasses.replace(back, stem_width=32).stage_widths == (32, 64, 128, 256)
+    # A dict of an older version stores the filled-in values; it still loads, and equals the spec.
+    old = dict(data, widths=[64, 128, 256, 512], stride_on="3x3")
+    assert ResNetSpec.from_dict(old) == presets.get("resnet50")
+    assert ResNetSpec.from_dict(old).to_dict()["widths"] == [64, 128, 256, 512]
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_every_preset_survives_replace(name):
+    spec = presets.get(name)
+    assert dataclasses.replace(spec) == spec and hash(dataclasses.replace(spec)) == hash(spec)
+    assert ResNetSpec.parse(spec.format()) == spec and hash(ResNetSpec.parse(spec.format())) == hash(spec)
+    # A field is None exactly when the preset leaves it to its default, which the one-line form omits.
+    line = spec.format()
+    assert (spec.widths is None) == ("widths=" not in line)
+    assert (spec.stride_on is None) == ("stride_on=" not in line)
+    # Replacing a field is editing the one-line form: what depended on it follows.
+    items = dict(item.split("=") for item in line.split(","))
+    items["stem_width"] = str(2 * spec.stem_width)
+    edited = ResNetSpec.parse(",".join(f"{k}={v}" for k, v in items.items()))
+    assert dataclasses.replace(spec, stem_width=2 * spec.stem_width) == edited

@@ -100,7 +100,7 @@ def _make_block(spec: ResNetSpec, stage: int, in_channels: int, stride: int) -> 
         downsample = nn.Sequential(*proj)
     common = dict(stride=stride, downsample=downsample, residual=spec.shortcut != "none", dropout=spec.dropout)
     if spec.is_bottleneck:
-        bottleneck = dict(inner=spec.inner_widths[stage], groups=spec.groups, stride_on_3x3=spec.stride_on == "3x3")
+        bottleneck = dict(inner=spec.inner_widths[stage], groups=spec.groups, stride_on_3x3=spec.strided_conv == "3x3")
         cls = PreActBottleneck if spec.is_preact else Bottleneck
         return cls(in_channels, planes, **common, **bottleneck)
     cls = PreActBasicBlock if spec.is_preact else BasicBlock
