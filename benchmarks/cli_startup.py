@@ -1,41 +1,55 @@
-"""How long `resnet-bench profile` and `resnet-bench models` take beyond importing torch, torchvision and fvcore.
+"""How long the commands take to start, beside the imports they could have paid for.
 
 Runs each command several times, interleaved so that the machine's load falls on all of them alike,
-and prints the medians and the differences to the import baseline:
+and prints the medians and the differences to the baselines:
 
-    python benchmarks/cli_startup.py [--runs 7]
+    resnet-bench sweep                                   # once: the study that `report` reads
+    python benchmarks/cli_startup.py [--runs 7] [--storage sqlite:///reports/quickstart/study.db]
+    python benchmarks/cli_startup.py --code /path/to/another/checkout   # the same, for another version's code
+
+`report` reads a study and writes its tables, charts and page; `import torch` beside it is what the report
+would pay if it imported torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-
-COMMANDS = {
-    "baseline: import torch, torchvision, fvcore": [sys.executable, "-c", "import torch, torchvision, fvcore"],
-    "resnet-bench profile resnext50_32x4d": ["resnet-bench", "profile", "resnext50_32x4d"],
-    "resnet-bench models": ["resnet-bench", "models"],
-}
+from pathlib import Path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--storage", default=f"sqlite:///{Path('reports/quickstart/study.db').resolve()}",
+                        help="the study that `report` reads (default: the quickstart's, made by resnet-bench sweep)")
+    parser.add_argument("--code", help="a checkout whose resnet_bench to time instead of the installed one")
     args = parser.parse_args()
-    if shutil.which("resnet-bench") is None:
-        sys.exit("resnet-bench is not on PATH; pip install . first")
-    seconds: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    if args.storage.startswith("sqlite:///") and not Path(args.storage.removeprefix("sqlite:///")).is_file():
+        sys.exit(f"{args.storage} does not exist: run `resnet-bench sweep` first, or give --storage")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (args.code, os.environ.get("PYTHONPATH")) if p))
+    out = tempfile.mkdtemp()
+    bench = [sys.executable, "-m", "resnet_bench"]
+    commands = {
+        "baseline: import torch, torchvision, fvcore": [sys.executable, "-c", "import torch, torchvision, fvcore"],
+        "baseline: import torch": [sys.executable, "-c", "import torch"],
+        "resnet-bench profile resnext50_32x4d": [*bench, "profile", "resnext50_32x4d"],
+        "resnet-bench models": [*bench, "models"],
+        "resnet-bench report": [*bench, "report", "--storage", args.storage, "--out", out],
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):
-        for name, command in COMMANDS.items():
+        for name, command in commands.items():
             start = time.perf_counter()
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             seconds[name].append(time.perf_counter() - start)
-    baseline = statistics.median(seconds[next(iter(COMMANDS))])
+    baseline = statistics.median(seconds[next(iter(commands))])
     result = {}
     for name, runs in seconds.items():
         median = statistics.median(runs)

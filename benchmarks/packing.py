@@ -24,7 +24,8 @@ from common import emit
 def worker(index: int, args: argparse.Namespace, barrier, results) -> None:  # type: ignore[no-untyped-def]
     import resnet_bench as rb
     from resnet_bench.data import load_dataset, split
-    from resnet_bench.train import Recipe, spec_for_data, train
+    from resnet_bench.recipe import Recipe
+    from resnet_bench.train import spec_for_data, train
 
     if args.device == "cpu":
         torch.set_num_threads(max(1, args.threads // args.current_k))

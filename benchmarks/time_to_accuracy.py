@@ -21,7 +21,8 @@ from common import emit
 
 import resnet_bench as rb
 from resnet_bench.data import load_dataset, split
-from resnet_bench.train import get_recipe, spec_for_data, train
+from resnet_bench.recipe import get_recipe
+from resnet_bench.train import spec_for_data, train
 
 
 def main() -> None:

@@ -34,7 +34,8 @@ from common import emit, textbook_images_per_second, textbook_pipeline_images_pe
 import resnet_bench as rb
 from resnet_bench.data import DeviceBatches, ImageSet, Splits, load_dataset, split
 from resnet_bench.profiling import count_cost
-from resnet_bench.train import Recipe, spec_for_data, train
+from resnet_bench.recipe import Recipe
+from resnet_bench.train import spec_for_data, train
 
 MODELS = {
     "resnet18-cifar": "block=basic,layers=2-2-2-2,stem=cifar,stem_width=64",

@@ -19,7 +19,8 @@ from common import emit, textbook_images_per_second
 
 import resnet_bench as rb
 from resnet_bench.data import load_dataset, split
-from resnet_bench.train import Recipe, spec_for_data, train
+from resnet_bench.recipe import Recipe
+from resnet_bench.train import spec_for_data, train
 
 
 def main() -> None:

@@ -12,7 +12,9 @@ import torch
 from resnet_bench import __version__
 from resnet_bench.errors import BadInputError
 from resnet_bench.spec import ResNetSpec
-from resnet_bench.train import Recipe, TrainResult
+from resnet_bench.files import atomic_path
+from resnet_bench.recipe import Recipe
+from resnet_bench.train import TrainResult
 
 FORMAT = "resnet-bench-checkpoint"
 FORMAT_VERSION = 1
@@ -42,16 +44,14 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically (a temporary file, then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "resnet_bench_version": __version__,
         "spec": spec.to_dict(), "recipe": result.recipe.to_dict(), "dataset": dataset, "val_size": val_size,
         "split_seed": split_seed, "image_size": image_size, "metrics": result.to_row(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from resnet_bench.dataset_names import DATASETS, IMAGEFOLDER, is_dataset_name
 from resnet_bench.errors import BadInputError
+from resnet_bench.files import atomic_path
 
-DATASETS = ("fashion-mnist", "fashion-mnist-mini", "cifar10", "cifar100", "imagefolder:PATH")
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 FASHION_MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -96,7 +97,7 @@ class Dataset(_ImageShape):
 class Splits(_ImageShape):
     """Training, validation (carved from the training set) and test images, with normalisation constants."""
 
-    dataset: str  # the data set's name
+    dataset_name: str  # the data set's name
     train: ImageSet  # what the network learns from
     val: ImageSet  # carved from the training set; the only accuracy used for selection
     test: ImageSet  # the data set's test set: measured for the report, never used for selection
@@ -122,7 +123,7 @@ def load_dataset(name: str, *, image_size: int = 32) -> Dataset:
         return _fashion_mnist_mini()
     if name in ("cifar10", "cifar100"):
         return _cifar(name)
-    if name.startswith("imagefolder:") and len(name) > len("imagefolder:"):
+    if is_dataset_name(name):  # the only name left: imagefolder:PATH
         return _imagefolder(name, image_size)
     raise DataError(f"dataset={name!r} is not accepted; use one of: {', '.join(DATASETS)}")
 
@@ -240,7 +241,7 @@ def _download_cifar(name: str, base: Path) -> None:
 
 def _imagefolder(name: str, image_size: int) -> Dataset:
     """torchvision's ImageFolder layout (train/ and val/ or test/), decoded once at image_size and cached."""
-    root = Path(name.removeprefix("imagefolder:")).expanduser().resolve()
+    root = Path(name.removeprefix(IMAGEFOLDER)).expanduser().resolve()
     train_dir = root / "train"
     test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
     if not train_dir.is_dir() or test_dir is None:
@@ -259,10 +260,9 @@ def _imagefolder(name: str, image_size: int) -> Dataset:
 
     train, classes = _decode_folder(train_dir, image_size, None)
     test, _ = _decode_folder(test_dir, image_size, classes)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save({"train": [train.images, train.labels], "test": [test.images, test.labels], "classes": classes}, tmp)
-    tmp.replace(cache)  # never leave a half-written cache behind
+    with atomic_path(cache) as tmp:  # never leave a half-written cache behind
+        torch.save({"train": [train.images, train.labels], "test": [test.images, test.labels], "classes": classes},
+                   tmp)
     return Dataset(name, train, test, tuple(classes))
 
 
@@ -311,7 +311,7 @@ def split(dataset: Dataset, *, val_size: int = DEFAULT_VAL_SIZE, seed: int = 0) 
     train = dataset.train.subset(train_idx.sort().values)
     pixels = train.images.float().div_(255)
     return Splits(
-        dataset=dataset.name, train=train, val=dataset.train.subset(val_idx.sort().values), test=dataset.test,
+        dataset_name=dataset.name, train=train, val=dataset.train.subset(val_idx.sort().values), test=dataset.test,
         classes=dataset.classes,
         mean=tuple(pixels.mean(dim=(0, 2, 3)).tolist()), std=tuple(pixels.std(dim=(0, 2, 3)).tolist()),
         val_size=val_size, seed=seed,

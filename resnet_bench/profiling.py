@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resnet_bench.errors import BadInputError
+from resnet_bench.devices import check_device, check_dtype, device_name
+from resnet_bench.errors import check_positive_int
 from resnet_bench.presets import resolve
 from resnet_bench.spec import ResNetSpec
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 NATIVE_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
-DTYPES = ("float32", "bfloat16", "float16")
 
 # fvcore op handles are grouped into these kinds; the headline counts the first two.
 _HEADLINE_KINDS = ("conv", "linear")
@@ -120,28 +120,21 @@ def native_input_size(spec: ResNetSpec) -> int:
     return NATIVE_INPUT_SIZE[spec.stem]
 
 
-def check_input_size(input_size: Any) -> int:
-    """An input size, validated."""
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise BadInputError(f"input_size={input_size!r} is not accepted; it must be an integer >= 1 (pixels)")
-    return input_size
-
-
 def count_cost(model: ResNetSpec | str, input_size: int | None = None) -> Cost:
     """Parameters, FLOPs and activations of a model at an input size (default: its stem's native size)."""
     spec = resolve(model)
-    size = native_input_size(spec) if input_size is None else check_input_size(input_size)
+    size = native_input_size(spec) if input_size is None else check_positive_int("input_size", input_size)
     return _count_cost(spec.format(), size)
 
 
 @functools.lru_cache(maxsize=1024)
-def _count_cost(line: str, input_size: int) -> Cost:
+def _count_cost(spec_line: str, input_size: int) -> Cost:
     # Cached by the spec's one-line form: a search proposes the same network many times.
     import torch
 
     from resnet_bench.models import build_model
 
-    spec = ResNetSpec.parse(line)
+    spec = ResNetSpec.parse(spec_line)
     model = build_model(spec).eval()
     x = torch.zeros(1, spec.in_channels, input_size, input_size)
     counts, shapes = _trace(model, x)
@@ -163,7 +156,7 @@ def _count_cost(line: str, input_size: int) -> Cost:
     )
     total = counts[""]
     return Cost(
-        spec=line, input_size=input_size, in_channels=spec.in_channels,
+        spec=spec_line, input_size=input_size, in_channels=spec.in_channels,
         params=sum(p.numel() for p in model.parameters()),
         gflops=_headline(total) / 1e9,
         gflops_total=sum(v for k, v in total.items() if k != "acts") / 1e9,
@@ -231,33 +224,6 @@ def _combined(op: str, flop_handle: Any, activation_handle: Any) -> Any:
 
 # -- measured speed -----------------------------------------------------------------------------------
 
-def check_device(device: str) -> str:
-    """A device string that this machine has: cpu, cuda or cuda:N."""
-    import torch
-
-    if device == "cpu":
-        return device
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise BadInputError(f"device={device!r} is not available: this machine has no CUDA GPU; use device=cpu")
-        index = int(device[5:]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise BadInputError(
-                f"device={device!r} is not available: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
-            )
-        return f"cuda:{index}"
-    raise BadInputError(f"device={device!r} is not accepted; use cpu, cuda or cuda:N")
-
-
-def check_dtype(dtype: str, device: str) -> str:
-    """A dtype name that the device runs."""
-    if dtype not in DTYPES:
-        raise BadInputError(f"dtype={dtype!r} is not accepted; use one of: {', '.join(DTYPES)}")
-    if dtype == "float16" and device == "cpu":
-        raise BadInputError("dtype='float16' is not accepted on cpu; use float32 or bfloat16 there")
-    return dtype
-
-
 def measure_speed(
     model: ResNetSpec | str, *, input_size: int | None = None, device: str = "cpu", dtype: str = "float32",
     batch_size: int = 64, runs: int = 10, warmup: int = 3, train: bool = False,
@@ -268,12 +234,11 @@ def measure_speed(
     from resnet_bench.models import build_model
 
     spec = resolve(model)
-    size = native_input_size(spec) if input_size is None else check_input_size(input_size)
+    size = native_input_size(spec) if input_size is None else check_positive_int("input_size", input_size)
     device = check_device(device)
     dtype = check_dtype(dtype, device)
-    for name, value in (("batch_size", batch_size), ("runs", runs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise BadInputError(f"{name}={value!r} is not accepted; it must be an integer >= 1")
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("runs", runs)
     cuda = device.startswith("cuda")
     net = build_model(spec).to(device)
     autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, dtype), enabled=dtype != "float32")
@@ -321,9 +286,8 @@ def measure_speed(
 
         train_throughput = batch_size / statistics.median(timed(step, batch_size))
     q1, _, q3 = statistics.quantiles(one, n=4) if len(one) > 1 else (one[0], 0, one[0])
-    name = f"{device} ({torch.cuda.get_device_name(device)})" if cuda else "cpu"
     return Speed(
-        device=name, dtype=dtype, threads=torch.get_num_threads(), batch_size=batch_size, runs=runs,
+        device=device_name(device), dtype=dtype, threads=torch.get_num_threads(), batch_size=batch_size, runs=runs,
         latency_ms=statistics.median(one) * 1e3, latency_iqr_ms=(q3 - q1) * 1e3,
         throughput=batch_size / statistics.median(many), train_throughput=train_throughput,
         peak_memory_mb=torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,

@@ -7,7 +7,6 @@ without host synchronisation; a callback after each epoch may stop the run (earl
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -21,15 +20,9 @@ from torch import nn
 
 from resnet_bench import __version__
 from resnet_bench.data import DeviceBatches, ImageSet, Splits
-from resnet_bench.errors import BadInputError
-
-SCHEDULES = ("step", "cosine", "linear", "constant")
-PRECISIONS = ("auto", "bf16", "fp32")
-LR_REFERENCE_BATCH = 128  # `lr` is per 128 images of batch and scales linearly (Goyal et al. 2017, arXiv 1706.02677)
-
-
-class RecipeError(BadInputError):
-    """A recipe field outside what it accepts."""
+from resnet_bench.devices import device_name, resolve_device
+from resnet_bench.files import atomic_path
+from resnet_bench.recipe import LR_REFERENCE_BATCH, Recipe, RecipeError, lr_factor
 
 
 class TrainingDiverged(RuntimeError):
@@ -38,88 +31,6 @@ class TrainingDiverged(RuntimeError):
 
 class TrainingOutOfMemory(RuntimeError):
     """The device ran out of memory while training; the message names the batch size."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a candidate is trained; defaults are He et al. 2015's CIFAR recipe (§4.2), shortened to 30 epochs."""
-
-    epochs: int = 30  # passes over the training split
-    batch_size: int = 128  # images per step
-    lr: float = 0.1  # peak SGD learning rate per 128 images of batch; the step uses lr * batch_size / 128
-    momentum: float = 0.9  # SGD momentum
-    nesterov: bool = False  # Nesterov momentum
-    weight_decay: float = 1e-4  # L2 on convolution and linear weights; never on BN parameters or biases
-    warmup_epochs: float = 0.0  # linear warm-up from 0 to the peak learning rate, epochs
-    schedule: str = "step"  # after warm-up: step (/10 at milestones), cosine or linear to 0, constant
-    milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of training where lr is divided by 10
-    label_smoothing: float = 0.0  # cross-entropy label smoothing (Szegedy et al. 2016)
-    seed: int = 0  # shuffling, augmentation and dropout; the model's weights are the caller's
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16; fp32
-    channels_last: bool | None = None  # memory format; None: on CUDA only
-    # torch.compile the training forward and backward. Every new architecture compiles anew: the first step's
-    # time is reported as compile_seconds, apart from train_seconds (see README, "GPU speed").
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        def bad(name: str, accepted: str) -> RecipeError:
-            return RecipeError(f"recipe {name}={getattr(self, name)!r} is not accepted; {name} must be {accepted}")
-
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(name, "an integer >= 1")
-        for name, low, high in (("lr", 0, math.inf), ("momentum", 0, 1), ("weight_decay", 0, math.inf),
-                                ("warmup_epochs", 0, math.inf), ("label_smoothing", 0, 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise bad(name, f"a number in [{low}, {high}]")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"one of {', '.join(SCHEDULES)}")
-        if self.precision not in PRECISIONS:
-            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
-        if not all(0 < m < 1 for m in self.milestones):
-            raise bad("milestones", "fractions of training in (0, 1)")
-        object.__setattr__(self, "milestones", tuple(self.milestones))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field as plain JSON types."""
-        out = dataclasses.asdict(self)
-        out["milestones"] = list(self.milestones)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        """The recipe of a dict such as `to_dict` returns; unknown keys are errors."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise RecipeError(f"unknown recipe field {unknown[0]!r}; accepted: {', '.join(names)}")
-        return cls(**{k: tuple(v) if k == "milestones" else v for k, v in data.items()})
-
-
-RECIPES: dict[str, Recipe] = {
-    # He et al. 2015 §4.2: lr 0.1, momentum 0.9, weight decay 1e-4, batch 128, lr /10 at 50% and 75%
-    # (32k and 48k of 64k iterations), 182 epochs of 45k images.
-    "he2015": Recipe(epochs=182, batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step"),
-    # For search: a few epochs, short warm-up, then linear decay to zero (one-cycle), Nesterov, batch 64.
-    "fast": Recipe(epochs=5, batch_size=64, lr=0.2, nesterov=True, weight_decay=5e-4, warmup_epochs=1.0,
-                   schedule="linear", label_smoothing=0.0),
-}
-
-
-def get_recipe(name: str, **overrides: Any) -> Recipe:
-    """A named recipe, or a recipe as a JSON object (as a trial stores it), with fields overridden."""
-    if name.lstrip().startswith("{"):
-        try:
-            base = Recipe.from_dict(json.loads(name))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise RecipeError(f"recipe {name!r} is not a JSON object of recipe fields: {exc}") from None
-    elif name in RECIPES:
-        base = RECIPES[name]
-    else:
-        raise RecipeError(f"recipe={name!r} is not accepted; use one of: {', '.join(RECIPES)}, or a JSON object")
-    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -170,15 +81,6 @@ EpochCallback = Callable[[int, EpochMetrics], bool | None]  # return True to sto
 BatchCallback = Callable[[int, int, int, torch.Tensor], None]  # epoch, step, steps per epoch, loss (on device)
 
 
-def resolve_device(device: str) -> torch.device:
-    """auto, cpu, cuda or cuda:N, checked against this machine."""
-    from resnet_bench.profiling import check_device
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(check_device(device))
-
-
 def train(
     model: nn.Module, data: Splits, recipe: Recipe, device: str | torch.device = "auto", *,
     callback: EpochCallback | None = None, on_batch: BatchCallback | None = None, test_curve: bool = False,
@@ -187,96 +89,132 @@ def train(
     """Train a model on the training split; measure validation accuracy each epoch and test accuracy at the end.
 
     With `state_path`, the training state is written there after every epoch, and a run that finds a
-    state there resumes after its last epoch: a killed run loses at most one epoch.
+    state there resumes after its last epoch: a killed run loses at most one epoch. `callback` sees each
+    epoch's metrics and stops the run by returning True (the seam for early stopping).
     """
     started = time.perf_counter()
-    device = resolve_device(device) if isinstance(device, str) else device
-    cuda = device.type == "cuda"
-    channels_last = cuda if recipe.channels_last is None else recipe.channels_last
-    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and cuda)
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    torch.manual_seed(recipe.seed)  # dropout
-
-    batches = DeviceBatches(
-        data.train, batch_size=recipe.batch_size, device=device, mean=data.mean, std=data.std, train=True,
-        seed=recipe.seed, channels_last=channels_last,
-    )
-    if len(batches) == 0:
-        raise RecipeError(f"recipe batch_size={recipe.batch_size} is larger than the training split ({len(data.train)})")
-    optimizer = _optimizer(model, recipe, cuda)
-    steps = len(batches) * recipe.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(recipe, len(batches), steps))
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
+    loop = _Loop.start(model, data, recipe, resolve_device(device))
     history: list[EpochMetrics] = []
-    train_seconds, stopped, resumed, compile_seconds, untimed_images = 0.0, False, 0, 0.0, 0
+    train_seconds, stopped, resumed = 0.0, False, 0
     if state_path is not None and Path(state_path).is_file():
-        resumed, train_seconds, history = _load_state(Path(state_path), recipe, model, optimizer, scheduler, batches)
-    # The compiled module shares its parameters with `model`; evaluation runs the plain one (no recompilation
-    # for eval mode and its batch size).
-    forward = torch.compile(model) if recipe.compile else model
+        resumed, train_seconds, history = _load_state(Path(state_path), loop)
     for epoch in range(resumed + 1, recipe.epochs + 1):
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        wrong = torch.zeros((), device=device, dtype=torch.long)
-        timer = _EpochTimer(device)
-        try:
-            for step, (x, y) in enumerate(batches):
-                compiling = recipe.compile and epoch == resumed + 1 and step == 0
-                if compiling:
-                    t_compile = time.perf_counter()
-                with autocast:
-                    logits = forward(x)
-                    loss = loss_fn(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum += loss.detach() * len(y)
-                wrong += (logits.argmax(1) != y).sum()
-                if compiling:  # one sync, once per run: compilation is timed apart, the epoch's clock restarts
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                    compile_seconds = time.perf_counter() - t_compile
-                    untimed_images += len(y)
-                    timer = _EpochTimer(device)
-                if on_batch is not None:
-                    on_batch(epoch, step + 1, len(batches), loss.detach())
-            timer.stop()
-            seen = len(batches) * recipe.batch_size
-            train_loss, train_error = (loss_sum / seen).item(), wrong.item() / seen  # the epoch's one sync
-        except torch.OutOfMemoryError:
-            raise TrainingOutOfMemory(
-                f"{device} ran out of memory in epoch {epoch} at batch size {recipe.batch_size}"
-            ) from None
-        seconds = timer.seconds()
-        train_seconds += seconds
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"the training loss became {train_loss} in epoch {epoch} (lr {recipe.lr})")
-        metrics = EpochMetrics(
-            epoch=epoch, train_loss=train_loss, train_error=train_error,
-            val_accuracy=accuracy(model, data.val, data, device, channels_last, bf16),
-            test_error=1 - accuracy(model, data.test, data, device, channels_last, bf16) if test_curve else None,
-            lr=scheduler.get_last_lr()[0], seconds=seconds,
-        )
+        metrics = loop.epoch(epoch, compile_now=recipe.compile and epoch == resumed + 1, on_batch=on_batch,
+                             test_curve=test_curve)
         history.append(metrics)
+        train_seconds += metrics.seconds
         if state_path is not None:
-            _save_state(Path(state_path), recipe, model, optimizer, scheduler, batches, history, train_seconds)
+            _save_state(Path(state_path), loop, history, train_seconds)
         if callback is not None and callback(epoch, metrics):
             stopped = epoch < recipe.epochs
             break
 
-    test_accuracy = accuracy(model, data.test, data, device, channels_last, bf16)
+    images = len(history) * len(loop.batches) * recipe.batch_size - loop.untimed_images
     return TrainResult(
-        history=tuple(history), val_accuracy=history[-1].val_accuracy, test_accuracy=test_accuracy,
+        history=tuple(history), val_accuracy=history[-1].val_accuracy, test_accuracy=loop.accuracy(data.test),
         epochs=len(history), stopped_early=stopped, resumed_from_epoch=resumed, train_seconds=train_seconds,
-        seconds=time.perf_counter() - started,
-        images_per_second=(len(history) * len(batches) * recipe.batch_size - untimed_images) / max(train_seconds, 1e-9),
-        device=f"{device} ({torch.cuda.get_device_name(device)})" if cuda else "cpu",
-        threads=torch.get_num_threads(), torch_version=str(torch.__version__), resnet_bench_version=__version__,
-        recipe=recipe, compile_seconds=compile_seconds,
+        seconds=time.perf_counter() - started, images_per_second=images / max(train_seconds, 1e-9),
+        device=device_name(loop.device), threads=torch.get_num_threads(), torch_version=str(torch.__version__),
+        resnet_bench_version=__version__, recipe=recipe, compile_seconds=loop.compile_seconds,
     )
+
+
+@dataclass
+class _Loop:
+    """What every epoch of one training run uses: the model, its batches, optimizer and schedule."""
+
+    model: nn.Module
+    forward: Any  # the model, or its torch.compile'd form (sharing its parameters)
+    data: Splits
+    recipe: Recipe
+    device: torch.device
+    channels_last: bool
+    bf16: bool  # bf16 autocast for the forward pass
+    batches: DeviceBatches
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: nn.Module
+    compile_seconds: float = 0.0  # the first compiled step, timed apart from training
+    untimed_images: int = 0  # images of that step, left out of the throughput
+
+    @classmethod
+    def start(cls, model: nn.Module, data: Splits, recipe: Recipe, device: torch.device) -> _Loop:
+        """The model moved to the device in its memory format, the batches, the optimizer and the schedule."""
+        cuda = device.type == "cuda"
+        channels_last = cuda if recipe.channels_last is None else recipe.channels_last
+        model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+        torch.manual_seed(recipe.seed)  # dropout
+        batches = DeviceBatches(
+            data.train, batch_size=recipe.batch_size, device=device, mean=data.mean, std=data.std, train=True,
+            seed=recipe.seed, channels_last=channels_last,
+        )
+        if len(batches) == 0:
+            raise RecipeError(
+                f"recipe batch_size={recipe.batch_size} is larger than the training split ({len(data.train)})")
+        optimizer = sgd_optimizer(model, recipe, cuda)
+        schedule = lr_factor(recipe, len(batches), len(batches) * recipe.epochs)
+        # The compiled module shares its parameters with `model`; evaluation runs the plain one (no recompilation
+        # for eval mode and its batch size).
+        return cls(
+            model=model, forward=torch.compile(model) if recipe.compile else model, data=data, recipe=recipe,
+            device=device, channels_last=channels_last,
+            bf16=recipe.precision == "bf16" or (recipe.precision == "auto" and cuda), batches=batches,
+            optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
+            loss_fn=nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
+        )
+
+    def epoch(self, epoch: int, *, compile_now: bool = False, on_batch: BatchCallback | None = None,
+              test_curve: bool = False) -> EpochMetrics:
+        """One pass over the training split, then the validation accuracy (and the test error, if asked)."""
+        train_loss, train_error, seconds = self._train_pass(epoch, compile_now, on_batch)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"the training loss became {train_loss} in epoch {epoch} (lr {self.recipe.lr})")
+        return EpochMetrics(
+            epoch=epoch, train_loss=train_loss, train_error=train_error,
+            val_accuracy=self.accuracy(self.data.val),
+            test_error=1 - self.accuracy(self.data.test) if test_curve else None,
+            lr=self.scheduler.get_last_lr()[0], seconds=seconds,
+        )
+
+    def _train_pass(self, epoch: int, compile_now: bool, on_batch: BatchCallback | None) -> tuple[float, float, float]:
+        """Mean loss, error and training seconds of one epoch; one host synchronisation, at its end."""
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        wrong = torch.zeros((), device=self.device, dtype=torch.long)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        timer = _EpochTimer(self.device)
+        try:
+            for step, (x, y) in enumerate(self.batches):
+                compiling = compile_now and step == 0
+                t_compile = time.perf_counter() if compiling else 0.0
+                with autocast:
+                    logits = self.forward(x)
+                    loss = self.loss_fn(logits, y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                loss_sum += loss.detach() * len(y)
+                wrong += (logits.argmax(1) != y).sum()
+                if compiling:  # one sync, once per run: compilation is timed apart, the epoch's clock restarts
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    self.compile_seconds = time.perf_counter() - t_compile
+                    self.untimed_images += len(y)
+                    timer = _EpochTimer(self.device)
+                if on_batch is not None:
+                    on_batch(epoch, step + 1, len(self.batches), loss.detach())
+            timer.stop()
+            seen = len(self.batches) * self.recipe.batch_size
+            return (loss_sum / seen).item(), wrong.item() / seen, timer.seconds()  # the epoch's one sync
+        except torch.OutOfMemoryError:
+            raise TrainingOutOfMemory(
+                f"{self.device} ran out of memory in epoch {epoch} at batch size {self.recipe.batch_size}"
+            ) from None
+
+    def accuracy(self, images: ImageSet) -> float:
+        """Accuracy of the model on an image set, in the run's memory format and precision."""
+        return accuracy(self.model, images, self.data, self.device, self.channels_last, self.bf16)
 
 
 class _EpochTimer:
@@ -300,36 +238,44 @@ class _EpochTimer:
         return self.start.elapsed_time(self.end) / 1000 if self.cuda else self.t1 - self.t0
 
 
-def _save_state(
-    path: Path, recipe: Recipe, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-    batches: DeviceBatches, history: list[EpochMetrics], train_seconds: float,
-) -> None:
-    """Everything a resumed run needs to continue exactly, written atomically (temporary file, then rename)."""
+def _save_state(path: Path, loop: _Loop, history: list[EpochMetrics], train_seconds: float) -> None:
+    """Everything a resumed run needs to continue exactly, written atomically."""
     state = {
-        "recipe": recipe.to_dict(), "epoch": len(history), "train_seconds": train_seconds,
-        "history": [dataclasses.asdict(m) for m in history], "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "batches_rng": batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "recipe": loop.recipe.to_dict(), "epoch": len(history), "train_seconds": train_seconds,
+        "history": [dataclasses.asdict(m) for m in history], "model": loop.model.state_dict(),
+        "optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict(),
+        "batches_rng": loop.batches.generator.get_state(), **rng_state(loop.device),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
-def _load_state(
-    path: Path, recipe: Recipe, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-    batches: DeviceBatches,
-) -> tuple[int, float, list[EpochMetrics]]:
-    state = torch.load(path, map_location=batches.device, weights_only=True)
-    if Recipe.from_dict(state["recipe"]) != recipe:
+def _load_state(path: Path, loop: _Loop) -> tuple[int, float, list[EpochMetrics]]:
+    state = torch.load(path, map_location=loop.device, weights_only=True)
+    if Recipe.from_dict(state["recipe"]) != loop.recipe:
         raise RecipeError(f"the training state in {path} was saved with another recipe; remove it to start over")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    batches.generator.set_state(state["batches_rng"].cpu() if batches.device.type == "cpu" else state["batches_rng"])
-    torch.set_rng_state(state["torch_rng"].cpu())
+    loop.model.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.scheduler.load_state_dict(state["scheduler"])
+    # A generator's state is a CPU byte tensor, for a CUDA generator too; map_location moved it to the device.
+    loop.batches.generator.set_state(state["batches_rng"].cpu())
+    restore_rng_state(state, loop.device)
     return state["epoch"], state["train_seconds"], [EpochMetrics(**m) for m in state["history"]]
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global random states that training draws from (dropout): the CPU's and, on a GPU, that GPU's."""
+    state = {"torch_rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore what `rng_state` saved (random states are CPU byte tensors, wherever torch.load put them)."""
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
 
 
 @torch.no_grad()
@@ -350,7 +296,7 @@ def accuracy(
     return correct.item() / len(images)
 
 
-def _optimizer(model: nn.Module, recipe: Recipe, cuda: bool) -> torch.optim.SGD:
+def sgd_optimizer(model: nn.Module, recipe: Recipe, cuda: bool) -> torch.optim.SGD:
     # Weight decay on conv and linear weights only: decaying BN scales and biases does not regularise
     # a network followed by BN (van Laarhoven 2017) and hurts with few epochs.
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
@@ -360,26 +306,6 @@ def _optimizer(model: nn.Module, recipe: Recipe, cuda: bool) -> torch.optim.SGD:
         lr=recipe.lr * recipe.batch_size / LR_REFERENCE_BATCH, momentum=recipe.momentum,
         nesterov=recipe.nesterov and recipe.momentum > 0, foreach=True if cuda else None,
     )
-
-
-def _lr_factor(recipe: Recipe, steps_per_epoch: int, total: int) -> Callable[[int], float]:
-    """Multiplier of the peak learning rate after `step` optimizer steps."""
-    warmup = round(recipe.warmup_epochs * steps_per_epoch)
-    milestones = [round(m * total) for m in recipe.milestones]
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        if recipe.schedule == "step":
-            return 0.1 ** sum(step >= m for m in milestones)
-        if recipe.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        if recipe.schedule == "linear":
-            return max(0.0, 1 - progress)
-        return 1.0
-
-    return factor
 
 
 def spec_for_data(spec: Any, data: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import pickle
 import struct
 
 import numpy as np
@@ -14,6 +13,8 @@ from resnet_bench import data as data_module
 from resnet_bench.data import (
     CROP_PADDING, SYSTEM_FASHION_MNIST, DataError, DeviceBatches, ImageSet, load_dataset, read_idx, split,
 )
+
+from .helpers import write_cifar
 
 
 @pytest.fixture
@@ -78,36 +79,9 @@ def test_read_idx_rejects_other_files():
     assert read_idx(struct.pack(">I", 0x801) + struct.pack(">I", 3) + bytes([1, 2, 3])).tolist() == [1, 2, 3]
 
 
-def _write_cifar(root, name: str, n_train: int, n_test: int, classes: int):
-    """Small files in CIFAR's real format: pickled dicts of bytes keys, as torchvision downloads them."""
-    rng = np.random.default_rng(0)
-    label_key = b"labels" if name == "cifar10" else b"fine_labels"
-    folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
-    folder.mkdir()
-
-    def dump(file, n, offset):
-        entry = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 label_key: [(i + offset) % classes for i in range(n)], b"batch_label": file.encode()}
-        with (folder / file).open("wb") as f:
-            pickle.dump(entry, f)
-        return entry
-
-    if name == "cifar10":
-        entries = [dump(f"data_batch_{i}", n_train, i) for i in range(1, 6)]
-        dump("test_batch", n_test, 0)
-        meta, names = "batches.meta", {b"label_names": [f"class{i}".encode() for i in range(classes)]}
-    else:
-        entries = [dump("train", n_train, 0)]
-        dump("test", n_test, 0)
-        meta, names = "meta", {b"fine_label_names": [f"class{i}".encode() for i in range(classes)]}
-    with (folder / meta).open("wb") as f:
-        pickle.dump(names, f)
-    return entries
-
-
 @pytest.mark.parametrize("name, classes", [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_from_files_in_the_real_format(empty_root, name, classes):
-    entries = _write_cifar(empty_root, name, n_train=20, n_test=7, classes=classes)
+    entries = write_cifar(empty_root, name, n_train=20, n_test=7, classes=classes)
     loaded = load_dataset(name)
     batches = 5 if name == "cifar10" else 1
     assert loaded.train.images.shape == (20 * batches, 3, 32, 32) and loaded.test.images.shape == (7, 3, 32, 32)

@@ -15,9 +15,19 @@ from torch.utils.flop_counter import FlopCounterMode
 import resnet_bench as rb
 from resnet_bench import presets
 from resnet_bench.errors import BadInputError
-from resnet_bench.preset_costs import compute_row, preset_costs
+from resnet_bench.preset_costs import (
+    DATASET_GEOMETRY,
+    compute_reference_row,
+    compute_row,
+    cost_on_images,
+    preset_costs,
+    reference_costs,
+)
 from resnet_bench.profiling import count_cost, measure_speed, quiet
+from resnet_bench.published import published_results
 from resnet_bench.spec import ResNetSpec
+
+from .helpers import write_cifar
 
 LARGE = {"resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2"}
 
@@ -143,3 +153,43 @@ def test_preset_table_lists_every_preset():
 def test_preset_table_row_is_what_fvcore_measures_now(name):
     """The shipped table cannot drift: rebuild it with `python -m resnet_bench.preset_costs`."""
     assert compute_row(name) == preset_costs()[name]
+
+
+def test_reference_table_has_every_published_row_at_its_data_sets_geometry():
+    assert list(reference_costs()) == [(r.model, r.dataset) for r in published_results()]
+    for (_, dataset), row in reference_costs().items():
+        assert (row["in_channels"], row["num_classes"], row["input_size"]) == DATASET_GEOMETRY[dataset]
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10", "cifar100"])
+def test_reference_geometry_is_what_the_trainer_sees(dataset, tmp_path, monkeypatch):
+    """Channels and classes reach a trial's spec through spec_for_data; the loaded image size is its input_size.
+    ImageNet has no loader: its geometry is the 224x224 crop of torchvision's published accuracies."""
+    from resnet_bench.data import load_dataset
+    from resnet_bench.train import spec_for_data
+
+    if dataset == "fashion-mnist":
+        data = load_dataset("fashion-mnist-mini")  # real Fashion-MNIST images, shipped; the full set may be absent
+    else:
+        monkeypatch.setenv("RESNET_BENCH_DATA", str(tmp_path))
+        write_cifar(tmp_path, dataset, n_train=2, n_test=1, classes=10 if dataset == "cifar10" else 100)
+        data = load_dataset(dataset)
+    spec = spec_for_data(presets.get("resnet20"), data)
+    assert (spec.in_channels, spec.num_classes, data.image_size) == DATASET_GEOMETRY[dataset]
+
+
+def test_cost_on_images_reads_the_tables_and_traces_a_geometry_they_lack():
+    shipped = cost_on_images("wrn28_10", in_channels=1, num_classes=10, input_size=28)
+    assert shipped == {"params": 36_478_906, "gflops": 4.014199}  # the fashion-mnist row
+    # No published row has resnet20 on 64x64 grey images: traced now, rounded as the tables store it.
+    traced = cost_on_images("resnet20", in_channels=1, num_classes=10, input_size=64)
+    spec = dataclasses.replace(presets.get("resnet20"), in_channels=1)
+    assert traced == {"params": count_cost(spec, 64).params, "gflops": round(count_cost(spec, 64).gflops, 6)}
+    assert traced["params"] == 269_722 - 3 * 3 * 2 * 16  # a grey input: 2 stem channels fewer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, dataset", [(r.model, r.dataset) for r in published_results()])
+def test_reference_table_row_is_what_fvcore_measures_now(model, dataset):
+    """The shipped table cannot drift: rebuild it with `python -m resnet_bench.preset_costs`."""
+    assert compute_reference_row(model, dataset) == reference_costs()[model, dataset]

@@ -21,14 +21,14 @@ from resnet_bench.cli import main
 from resnet_bench.report.analysis import ADDED_COLUMNS, build_report, resolve_reference
 from resnet_bench.report.export import FILES, html_table, write_report
 from resnet_bench.report.pareto import hypervolume, hypervolume_curve, pareto_ranks
-from resnet_bench.report.published import published_points
+from resnet_bench.report.references import published_points
 from resnet_bench.report.stats import wilson_interval
 from resnet_bench.report.text import front_rows
 from resnet_bench.search.config import StudyFileError, load_study_file
 from resnet_bench.search.records import TRIAL_COLUMNS, StudyTrials
-from resnet_bench.search.sweep import open_study
+from resnet_bench.search.study import open_study
 
-from .test_sweep import TINY_STUDY, run, write
+from .helpers import TINY_STUDY, run, write
 
 MAX_MIN = ["maximize", "minimize"]
 
@@ -194,6 +194,18 @@ def test_published_points_match_the_data_set_exactly_with_our_costs():
     assert published_points("fashion-mnist-mini", in_channels=1, num_classes=10, input_size=28).empty
 
 
+def test_published_points_off_their_native_geometry_import_no_torch():
+    # A grey 28-pixel input and 100 classes differ from every preset's own: the costs come from
+    # tables/reference_costs.csv, not from a trace.
+    code = ("import sys; from resnet_bench.report.references import published_points; "
+            "f = published_points('fashion-mnist', in_channels=1, num_classes=10, input_size=28); "
+            "c = published_points('cifar100', in_channels=3, num_classes=100, input_size=32); "
+            "assert len(f) and len(c) and f['gflops'].notna().all() and c['gflops'].notna().all(); "
+            "print(sorted(m for m in ('torch', 'torchvision', 'fvcore') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_the_report_maths_imports_neither_optuna_nor_torch():
     code = ("import sys, resnet_bench.report.analysis, resnet_bench.report.export, resnet_bench.report.text; "
             "print(sorted(m for m in ('optuna', 'torch') if m in sys.modules))")
@@ -223,10 +235,10 @@ def dominates(a, b, directions) -> bool:
 @pytest.mark.slow
 def test_report_of_a_real_sweep(swept, capsys):
     path, storage, folder = swept
-    out_dir = folder / "out"
+    out_dir = folder / "out"  # --out: the folder of studies; the report goes to out/<study>/
     code, out, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(out_dir))
     assert code == 0, err
-    assert all((out_dir / name).stat().st_size > 0 for name in FILES)
+    assert all((out_dir / "tiny" / name).stat().st_size > 0 for name in FILES)
     assert "Pareto front of tiny, cheapest first" in out and "cheapest tie" in out
 
     # The front printed equals the non-dominated set recomputed here from Optuna's own records.
@@ -235,13 +247,13 @@ def test_report_of_a_real_sweep(swept, capsys):
     assert len(trained) == 4
     values = {t.number: (t.user_attrs["val_accuracy"], t.user_attrs["params"]) for t in trained}
     expected = {n for n, v in values.items() if not any(dominates(w, v, MAX_MIN) for w in values.values())}
-    front = pd.read_csv(out_dir / "front.csv")
+    front = pd.read_csv(out_dir / "tiny" / "front.csv")
     assert set(front["number"]) == expected and front["params"].is_monotonic_increasing
     shown = {int(m) for m in re.findall(r"^│ +(\d+) │", out, re.M)}
     assert shown == expected
 
     # trials.csv round-trips through pandas: every trial, its rank, the values stored in the study.
-    table = pd.read_csv(out_dir / "trials.csv")
+    table = pd.read_csv(out_dir / "tiny" / "trials.csv")
     assert sorted(table["number"]) == [t.number for t in trials]
     for t in trials:
         row = table[table["number"] == t.number].iloc[0]
@@ -261,9 +273,9 @@ def test_report_of_a_real_sweep(swept, capsys):
     assert code == 0 and [r["number"] for r in rows] == sorted(table["number"].tolist())
     assert {r["number"] for r in rows if r["rank"] == 1} == expected and all("val_low" in r for r in rows)
     code, out, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(out_dir), "--format", "csv")
-    assert code == 0 and pd.read_csv(StringIO(out))["rank"].tolist() == pd.read_csv(out_dir / "trials.csv")["rank"].tolist()
+    assert code == 0 and pd.read_csv(StringIO(out))["rank"].tolist() == pd.read_csv(out_dir / "tiny" / "trials.csv")["rank"].tolist()
 
-    markdown = (out_dir / "report.md").read_text()
+    markdown = (out_dir / "tiny" / "report.md").read_text()
     assert "## Pareto front" in markdown and "![Validation accuracy against GFLOPs](pareto.png)" in markdown
 
 
@@ -289,13 +301,13 @@ def test_report_html_in_a_real_browser(swept, tmp_path, capsys):
     path, storage, _ = swept
     code, _, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(tmp_path))
     assert code == 0, err
-    page = (tmp_path / "report.html").read_text()
+    page = (tmp_path / "tiny" / "report.html").read_text()
     assert "<script" not in page and "http://" not in page and "https://" not in page  # nothing to fetch
     # A probe appended to a copy of the page writes what the browser decoded into the DOM once the page loaded.
     probe = ("<script>addEventListener('load', () => { const out = document.createElement('pre'); out.id = 'probe';"
              "out.textContent = JSON.stringify([...document.images].map(i => [i.id, i.complete, i.naturalWidth,"
              " i.naturalHeight])); document.body.append(out); });</script>")
-    probed = tmp_path / "probed.html"
+    probed = tmp_path / "tiny" / "probed.html"
     probed.write_text(page.replace("</body>", probe + "</body>"))
     dom = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
@@ -307,7 +319,7 @@ def test_report_html_in_a_real_browser(swept, tmp_path, capsys):
     assert all((w, h) == (1152, 720) for _, _, w, h in decoded)  # 8 x 5 inches at 144 dpi
     front = re.search(r'<table id="front">(.*?)</table>', dom, re.S).group(1)
     front_numbers = [int(n) for n in re.findall(r"<tr[^>]*><td>(\d+)</td>", front)]
-    assert front_numbers == pd.read_csv(tmp_path / "front.csv")["number"].tolist()
+    assert front_numbers == pd.read_csv(tmp_path / "tiny" / "front.csv")["number"].tolist()
     assert re.search(r'<dl id="summary">.*best accuracy', dom, re.S)
     for match in re.finditer(r'src="data:image/png;base64,([^"]+)"', page):
         assert base64.b64decode(match.group(1)).startswith(b"\x89PNG")
@@ -316,7 +328,7 @@ def test_report_html_in_a_real_browser(swept, tmp_path, capsys):
 # -- bad input -----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, words", [
-    (["--storage", "nosuchdb://nowhere", "--study-name", "x"], ["--storage 'nosuchdb://nowhere' cannot be opened"]),
+    (["--storage", "nosuchdb://nowhere", "--study-name", "x"], ["--storage 'nosuchdb://nowhere' is not a storage URL"]),
     (["--storage", "sqlite:///{tmp}/missing.db", "--study-name", "x"], ["there is no file", "resnet-bench sweep"]),
     (["--format", "xml"], ["--format 'xml' is not accepted", "table, json, csv"]),
 ])
@@ -347,7 +359,7 @@ def test_an_output_folder_that_cannot_be_written(capsys, tmp_path):
     blocker.write_text("")
     code, out, err = run(capsys, "report", "--storage", storage, "--out", str(blocker / "sub"))
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert f"--out '{blocker / 'sub'}' cannot be written" in err
+    assert f"the report's folder '{blocker / 'sub' / 'tiny'}' cannot be written" in err and "--out" in err
 
 
 def test_an_empty_study_prints_an_empty_front_and_exits_0(capsys, tmp_path):
@@ -358,8 +370,8 @@ def test_an_empty_study_prints_an_empty_front_and_exits_0(capsys, tmp_path):
                          "--out", str(tmp_path / "r"))
     assert code == 0, err
     assert "The front is empty" in out and "1 waiting" in out
-    assert all((tmp_path / "r" / name).exists() for name in FILES)
-    assert pd.read_csv(tmp_path / "r" / "front.csv").empty
+    assert all((tmp_path / "r" / "tiny" / name).exists() for name in FILES)
+    assert pd.read_csv(tmp_path / "r" / "tiny" / "front.csv").empty
     code, out, _ = run(capsys, "report", "--storage", storage, "--out", str(tmp_path / "r"), "--format", "json")
     assert code == 0 and [r["status"] for r in json.loads(out)] == ["waiting"]
 

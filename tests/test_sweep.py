@@ -6,78 +6,25 @@ import json
 import math
 import sqlite3
 from importlib import resources
-from pathlib import Path
 
 import optuna
 import pytest
 
 import resnet_bench as rb
-from resnet_bench.cli import main
-from resnet_bench.cli.sweeping import plan_workers
 from resnet_bench.search import sweep as sweep_module
 from resnet_bench.search.config import (
-    _RECIPE, CONSTRAINTS, SHIPPED_STUDIES, SPACE_KEYS, StudyFileError, load_study_file, parse_study,
+    CONSTRAINTS, RECIPE_KEYS, SHIPPED_STUDIES, SPACE_KEYS, StudyFileError, load_study_file, parse_study,
 )
 from resnet_bench.search.records import FIELDS, TrialRecord
 from resnet_bench.search.space import space_size
-from resnet_bench.search.sweep import StudyMismatchError, Sweep, record_of
+from resnet_bench.search.storage import locate_study
+from resnet_bench.search.study import StudyMismatchError, open_study
+from resnet_bench.search.sweep import Sweep, record_of
+from resnet_bench.search.workers import plan_workers
 from resnet_bench.spec import ResNetSpec
 from resnet_bench.train import TrainingDiverged
 
-REPO = Path(__file__).resolve().parent.parent
-
-TINY_STUDY = """
-name = "tiny"
-dataset = "fashion-mnist-mini"
-seed = 0
-val_size = 500
-baselines = ["resnet20"]
-
-[[objectives]]
-metric = "val_accuracy"
-
-[[objectives]]
-metric = "params"
-
-[space]
-stages = 2
-blocks = 1
-stem = "cifar"
-stem_width = [4, 8]
-width_multiplier = [1, 64]
-block = "basic"
-shortcut = ["A", "B"]
-
-[constraints]
-max_params = 300000
-
-[recipe]
-name = "fast"
-epochs = 1
-batch_size = 256
-
-[budget]
-n_trials = 2
-
-[sampler]
-name = "random"
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "study.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
+from .helpers import REPO, TINY_STUDY, minimal_study, run, toml_text, write
 
 # -- study files -------------------------------------------------------------------------------------------
 
@@ -92,7 +39,7 @@ def test_shipped_studies_parse_and_the_repository_copies_are_the_packaged_ones(n
 
 def test_every_key_is_documented_by_an_example_in_the_quickstart():
     text = load_study_file("quickstart").source
-    for key in (*SPACE_KEYS, *_RECIPE, *CONSTRAINTS, "n_trials", "timeout_minutes", "n_startup_trials",
+    for key in (*SPACE_KEYS, *RECIPE_KEYS, *CONSTRAINTS, "n_trials", "timeout_minutes", "n_startup_trials",
                 "population_size", "baselines", "val_size", "image_size", "seed", "dataset", "description"):
         assert key in text, key
 
@@ -106,18 +53,14 @@ def test_no_file_runs_the_quickstart():
 
 
 def test_space_size_by_hand():
-    config = parse_study({**_minimal(), "space": {"stages": [2, 3], "blocks": {"low": 1, "high": 2},
+    config = parse_study({**minimal_study(), "space": {"stages": [2, 3], "blocks": {"low": 1, "high": 2},
                                                   "block": ["basic", "bottleneck"], "groups": [1, 2],
                                                   "shortcut": ["A", "none"], "stem_width": [8, 16]}})
     # depths: 2**2 + 2**3 = 12; block x shortcut: basic (A: zero_init fixed, none) = 2, bottleneck with
     # 2 groups = 4; stem widths 2.
     assert space_size(config) == 12 * (2 + 4) * 2
-    lr = parse_study({**_minimal(), "recipe": {"lr": {"low": 0.01, "high": 0.1}}})
+    lr = parse_study({**minimal_study(), "recipe": {"lr": {"low": 0.01, "high": 0.1}}})
     assert math.isinf(space_size(lr))
-
-
-def _minimal() -> dict:
-    return {"name": "x", "dataset": "fashion-mnist-mini", "objectives": [{"metric": "val_accuracy"}]}
 
 
 BAD = [
@@ -156,33 +99,11 @@ def test_bad_study_file_is_exit_2_naming_the_key(capsys, tmp_path, change, words
                                                                                           "sampler") else value
     with pytest.raises(StudyFileError):
         parse_study(base)
-    path = write(tmp_path, _toml(base))
+    path = write(tmp_path, toml_text(base))
     code, out, err = run(capsys, "sweep", str(path), "--dry-run")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     for word in words:
         assert word in err, err
-
-
-def _toml(data: dict) -> str:
-    """A small TOML writer for the tests' study files."""
-    lines, tables = [], []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif key == "objectives":
-            continue
-        else:
-            lines.append(f"{key} = {json.dumps(value)}")
-    for entry in data.get("objectives", []):
-        lines.append("[[objectives]]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in entry.items()]
-    for key, table in tables:
-        lines.append(f"[{key}]")
-        for k, v in table.items():
-            v = "{ " + ", ".join(f"{a} = {json.dumps(b)}" for a, b in v.items()) + " }" if isinstance(v, dict) \
-                else json.dumps(v)
-            lines.append(f"{k} = {v}")
-    return "\n".join(lines) + "\n"
 
 
 def test_missing_and_broken_files(capsys, tmp_path):
@@ -251,7 +172,7 @@ def test_a_real_small_sweep_records_resumes_and_refuses_a_changed_file(capsys, t
     changed = write(tmp_path, TINY_STUDY.replace("stem_width = [4, 8]", "stem_width = [4, 16]"), "changed.toml")
     code, out, err = run(capsys, "sweep", str(changed), "--storage", storage)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert "different space" in err and "space.stem_width" in err and "--study-name" in err
+    assert "space.stem_width: [4, 8] -> [4, 16]" in err and "--study-name" in err
 
 
 def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
@@ -263,7 +184,7 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
 
     monkeypatch.setattr(sweep_module, "train", diverges)
     config = load_study_file(write(tmp_path, TINY_STUDY.replace('baselines = ["resnet20"]', "")))
-    sweep = Sweep(config, storage=f"sqlite:///{tmp_path / 'f.db'}", device="cpu")
+    sweep = Sweep(config, locate_study("tiny", out=tmp_path), device="cpu")
     summary = sweep.run()
     failed = [t for t in sweep.study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert summary.failed == 2 and summary.trained == 2 and len(calls) == 2 and len(failed) == 2
@@ -276,17 +197,18 @@ def test_an_infeasible_space_stops_the_sweep(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_module, "MAX_REJECTED_PER_TRIAL", 3)
     text = TINY_STUDY.replace("max_params = 300000", "max_params = 10").replace('baselines = ["resnet20"]', "")
     config = load_study_file(write(tmp_path, text))
-    summary = Sweep(config, storage=f"sqlite:///{tmp_path / 'i.db'}", device="cpu").run(n_trials=1)
+    summary = Sweep(config, locate_study("tiny", storage=f"sqlite:///{tmp_path / 'i.db'}", out=tmp_path),
+                    device="cpu").run(n_trials=1)
     assert summary.stopped == "infeasible space" and summary.infeasible == 3 and summary.trained == 0
 
 
 def test_mismatch_error_is_bad_input(tmp_path):
     config = load_study_file(write(tmp_path, TINY_STUDY))
     storage = f"sqlite:///{tmp_path / 'm.db'}"
-    sweep_module.open_study(config, storage)
+    open_study(config, storage)
     other = load_study_file(write(tmp_path, TINY_STUDY.replace('metric = "params"', 'metric = "gflops"'), "o.toml"))
-    with pytest.raises(StudyMismatchError, match="different objectives"):
-        sweep_module.open_study(other, storage)
+    with pytest.raises(StudyMismatchError, match='objectives: .*"params".* -> .*"gflops"'):
+        open_study(other, storage)
     assert sqlite3.connect(tmp_path / "m.db").execute("select count(*) from studies").fetchone() == (1,)
 
 
@@ -298,13 +220,13 @@ def test_record_round_trip():
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--storage", "nosuchdb://nowhere"], ["--storage 'nosuchdb://nowhere' cannot be opened"]),
+        (["--storage", "nosuchdb://nowhere"], ["--storage 'nosuchdb://nowhere' is not a storage URL"]),
         (["--timeout", "-1"], ["--timeout -1.0", "> 0"]),
-        (["--n-trials", "0"], ["--n-trials '0'"]),
+        (["--n-trials", "0"], ["--n-trials=0"]),
         (["--device", "cuda:7"], ["cuda:7"]),
         (["--trials-per-gpu", "2", "--device", "cpu"], ["--trials-per-gpu needs a GPU", "--workers N"]),
         (["--trials-per-gpu", "2", "--workers", "2"], ["cannot both be given"]),
-        (["--trials-per-gpu", "0"], ["--trials-per-gpu '0'"]),
+        (["--trials-per-gpu", "0"], ["--trials-per-gpu=0"]),
     ],
 )
 def test_bad_sweep_options(capsys, tmp_path, argv, words):

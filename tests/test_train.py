@@ -15,9 +15,10 @@ import resnet_bench as rb
 from resnet_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from resnet_bench.data import load_dataset, split
 from resnet_bench.spec import ResNetSpec
+from resnet_bench.recipe import RECIPES, Recipe, RecipeError, get_recipe, lr_factor
 from resnet_bench.train import (
-    RECIPES, Recipe, RecipeError, TrainingDiverged, TrainingOutOfMemory, _lr_factor, _optimizer, accuracy,
-    get_recipe, spec_for_data, train,
+    TrainingDiverged, TrainingOutOfMemory, accuracy, restore_rng_state, rng_state, sgd_optimizer, spec_for_data,
+    train,
 )
 
 TINY = ResNetSpec(layers=(1, 1), stem="cifar", stem_width=8)
@@ -70,18 +71,18 @@ def test_named_recipes_and_round_trip():
 
 
 def test_schedules_by_hand():
-    step = _lr_factor(Recipe(epochs=4, schedule="step"), steps_per_epoch=10, total=40)
+    step = lr_factor(Recipe(epochs=4, schedule="step"), steps_per_epoch=10, total=40)
     assert [step(s) for s in (0, 19, 20, 29, 30, 39)] == [1, 1, pytest.approx(0.1), pytest.approx(0.1),
                                                           pytest.approx(0.01), pytest.approx(0.01)]
-    linear = _lr_factor(Recipe(epochs=2, warmup_epochs=1, schedule="linear"), steps_per_epoch=10, total=20)
+    linear = lr_factor(Recipe(epochs=2, warmup_epochs=1, schedule="linear"), steps_per_epoch=10, total=20)
     assert [linear(s) for s in (0, 4, 9, 10, 15, 20)] == [0.1, 0.5, 1.0, 1.0, 0.5, 0.0]
-    cosine = _lr_factor(Recipe(epochs=1, schedule="cosine"), steps_per_epoch=10, total=10)
+    cosine = lr_factor(Recipe(epochs=1, schedule="cosine"), steps_per_epoch=10, total=10)
     assert cosine(0) == 1.0 and cosine(5) == pytest.approx(0.5) and cosine(10) == pytest.approx(0.0)
 
 
 def test_learning_rate_scales_with_batch_and_decay_skips_bn_and_biases():
     model = rb.build_model(TINY)
-    optimizer = _optimizer(model, Recipe(batch_size=256, lr=0.1, weight_decay=5e-4), cuda=False)
+    optimizer = sgd_optimizer(model, Recipe(batch_size=256, lr=0.1, weight_decay=5e-4), cuda=False)
     decay, no_decay = optimizer.param_groups
     assert decay["lr"] == pytest.approx(0.2)  # 0.1 per 128 images, at batch 256
     assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
@@ -215,6 +216,27 @@ def test_a_killed_run_resumes_after_its_last_epoch_and_ends_where_an_unbroken_ru
     assert strip(resumed) == strip(unbroken) and resumed.test_accuracy == unbroken.test_accuracy
     with pytest.raises(RecipeError, match="another recipe"):
         train(tiny_model(small), small, dataclasses.replace(recipe, lr=0.3), "cpu", state_path=state)
+
+
+def test_the_saved_training_state_holds_the_gpus_random_state_and_restores_it(monkeypatch):
+    """Dropout on a GPU draws from the GPU's generator: a resumed run must restore it, not only the CPU's.
+    torch.cuda's state functions are stood in for (this machine has no GPU); the CPU state is real."""
+    gpu_state = torch.arange(16, dtype=torch.uint8)
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": gpu_state.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append((state, device)))
+    cuda = torch.device("cuda:0")
+    state = rng_state(cuda)
+    assert torch.equal(state["cuda_rng"], gpu_state)
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    state = rng_state(cuda)
+    torch.rand(100)
+    restore_rng_state(state, cuda)
+    assert torch.equal(torch.rand(4), expected)
+    assert len(restored) == 1 and torch.equal(restored[0][0], gpu_state) and restored[0][1] == cuda
+    assert "cuda_rng" not in rng_state(torch.device("cpu"))
 
 
 def test_compile_time_is_kept_apart_from_training_time(small, monkeypatch):

@@ -149,13 +149,13 @@ def test_workers_that_meet_an_empty_database_at_once_all_open_it(postgres_url):
     """Optuna creates its tables on first use; concurrent first uses race, and every one must still open."""
     import sqlalchemy
 
-    from resnet_bench.search.sweep import open_storage
+    from resnet_bench.search.storage import open_storage
 
     fresh = postgres_url.rsplit("/", 1)[0] + "/race"
     admin = sqlalchemy.create_engine(postgres_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text("create database race"))
-    code = f"from resnet_bench.search.sweep import open_storage; open_storage({fresh!r})"
+    code = f"from resnet_bench.search.storage import open_storage; open_storage({fresh!r})"
     processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
     for p in processes:
         _, err = p.communicate(timeout=120)

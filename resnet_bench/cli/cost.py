@@ -9,7 +9,7 @@ from resnet_bench.cli.output import print_records, status_spinner, stdout_consol
 from resnet_bench.errors import BadInputError
 
 
-def _cmd_models(args: argparse.Namespace) -> None:
+def cmd_models(args: argparse.Namespace) -> None:
     from resnet_bench import presets
     from resnet_bench.preset_costs import preset_costs
     from resnet_bench.published import published_for
@@ -53,7 +53,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
     stdout_console().print(table)
 
 
-def _cmd_profile(args: argparse.Namespace) -> None:
+def cmd_profile(args: argparse.Namespace) -> None:
     from resnet_bench.profiling import profile
 
     speed = args.latency or args.train

@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from resnet_bench import __version__
-from resnet_bench.cli.cost import _cmd_models, _cmd_profile
+from resnet_bench.cli.cost import cmd_models, cmd_profile
 from resnet_bench.cli.output import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
-from resnet_bench.cli.reporting import _cmd_report
-from resnet_bench.cli.sweeping import _cmd_sweep
-from resnet_bench.cli.training import _cmd_evaluate, _cmd_train
-from resnet_bench.errors import BadInputError
+from resnet_bench.cli.reporting import cmd_report
+from resnet_bench.cli.sweeping import cmd_sweep
+from resnet_bench.cli.training import cmd_evaluate, cmd_train
+from resnet_bench.errors import BadInputError, check_positive_int
 
 FORMATS = ("table", "json", "csv")
 
@@ -43,19 +43,16 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
 def _positive_int(flag: str) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
-            number = int(value)
-        except ValueError:
-            number = 0
-        if number < 1:
-            raise argparse.ArgumentTypeError(f"{flag} {value!r} is not accepted; it must be an integer >= 1")
-        return number
+            return check_positive_int(flag, int(value) if value.strip().lstrip("+-").isdigit() else value)
+        except BadInputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
-    from resnet_bench.profiling import DTYPES
+    from resnet_bench.devices import DTYPES
 
     parser = _Parser(prog="resnet-bench", description="Accuracy against compute for residual networks.")
     parser.add_argument("--version", action="version", version=f"resnet-bench {__version__}")
@@ -66,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the presets with parameters, GFLOPs and published errors")
     models.add_argument("--family", help="only this family (torchvision, cifar-resnet, wrn, ...)")
     _add_format(models)
-    models.set_defaults(func=_cmd_models)
+    models.set_defaults(func=cmd_models)
 
     profile = sub.add_parser("profile", help="cost of one or more models, side by side")
     profile.add_argument(
@@ -89,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--dtype", choices=DTYPES, default="float32", help="float32, or an autocast dtype")
     speed.add_argument("--runs", type=_positive_int("--runs"), default=10, help="timed runs per figure (10)")
     _add_format(profile)
-    profile.set_defaults(func=_cmd_profile)
+    profile.set_defaults(func=cmd_profile)
 
     train = sub.add_parser("train", help="train one candidate and print its metrics")
     train.add_argument("model", metavar="MODEL", help="a preset name, a one-line spec or a path to a JSON spec")
@@ -112,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-curve", action="store_true", help="also measure the test error after every epoch")
     train.add_argument("--save", metavar="PATH", help="write a checkpoint (weights, spec, recipe, metrics)")
     _add_format(train)
-    train.set_defaults(func=_cmd_train)
+    train.set_defaults(func=cmd_train)
 
     sweep = sub.add_parser("sweep", help="run (or resume) a study; no file: the quickstart study")
     sweep.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
@@ -120,9 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--n-trials", type=_positive_int("--n-trials"),
                        help="trained trials this command adds (default: the file's budget.n_trials)")
     sweep.add_argument("--timeout", type=float, metavar="MINUTES", help="stop starting trials after this long")
-    sweep.add_argument("--storage", help="an Optuna storage URL (default: sqlite under --out/<study>/study.db)")
+    sweep.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///OUT/<study>/study.db)")
     sweep.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
-    sweep.add_argument("--out", default="reports", help="folder of the default storage (reports)")
+    sweep.add_argument("--out", default="reports", metavar="DIR",
+                       help="the folder of studies: a study S keeps its default storage, training states and "
+                            "report in DIR/S/ (reports)")
     sweep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     sweep.add_argument("--workers", type=_positive_int("--workers"),
                        help="worker processes on this machine sharing the study, pinned round-robin to the GPUs (1)")
@@ -137,23 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run-samples", type=_positive_int("--dry-run-samples"), default=100,
                        help="candidates the dry run samples (100)")
     _add_format(sweep)
-    sweep.set_defaults(func=_cmd_sweep)
+    sweep.set_defaults(func=cmd_sweep)
 
     report = sub.add_parser("report", help="the Pareto report of a study: tables, CSV, Markdown, HTML and charts")
     report.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
-                        help="the study's file (.toml) or a shipped study (default: quickstart); it names the study "
-                             "and its default storage, reports/<study>/study.db")
-    report.add_argument("--storage", help="an Optuna storage URL (default: sqlite under reports/<study>/study.db)")
+                        help="the study's file (.toml) or a shipped study; it names the study (default: the one "
+                             "study in --storage, else quickstart)")
+    report.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///OUT/<study>/study.db)")
     report.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
-    report.add_argument("--out", metavar="DIR", help="folder of the report's files (default: reports/<study>)")
+    report.add_argument("--out", default="reports", metavar="DIR",
+                        help="the folder of studies, as for sweep: reads DIR/S/study.db by default and writes the "
+                             "report of study S into DIR/S/ (reports)")
     _add_format(report)
-    report.set_defaults(func=_cmd_report)
+    report.set_defaults(func=cmd_report)
 
     evaluate = sub.add_parser("evaluate", help="re-measure a saved model")
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_format(evaluate)
-    evaluate.set_defaults(func=_cmd_evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 

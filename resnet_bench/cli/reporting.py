@@ -8,34 +8,32 @@ from pathlib import Path
 from typing import Any
 
 from resnet_bench.cli.output import print_records, status_spinner, stdout_console
-from resnet_bench.errors import BadInputError
 
 
-def _cmd_report(args: argparse.Namespace) -> None:
+def cmd_report(args: argparse.Namespace) -> None:
     from resnet_bench.search.config import load_study_file
+    from resnet_bench.search.storage import locate_study, only_study
 
-    # A study file names the study and its default storage; with --storage alone the study says the rest.
-    config = load_study_file(args.study_file) if args.study_file or not args.storage else None
-    study_name = args.study_name or (config.name if config is not None else None)
-    storage = args.storage or f"sqlite:///{(Path('reports') / study_name / 'study.db').resolve()}"
-    from resnet_bench.search.trials import load_trials, open_existing_storage, study_names
-
-    if study_name is None:
-        names = study_names(open_existing_storage(storage))
-        if len(names) != 1:
-            held = f"it holds {', '.join(names)}" if names else "it holds no study"
-            raise BadInputError(f"--study-name is needed to choose a study in {storage}; {held}")
-        study_name = names[0]
+    # The study: --study-name, else the study file's name, else the one study in --storage, else the quickstart.
+    # Its constraints and reference point: the study file given here, else the one stored with the study.
+    config = load_study_file(args.study_file) if args.study_file else None
+    if args.study_name or config is not None:
+        name = args.study_name or config.name
+    elif args.storage:
+        name = only_study(args.storage)
+    else:
+        name = load_study_file(None).name
+    location = locate_study(name, storage=args.storage, out=args.out)
     from resnet_bench.report.analysis import build_report
     from resnet_bench.report.export import check_writable, write_report
-    from resnet_bench.report.published import published_points_for
+    from resnet_bench.report.references import published_points_for
+    from resnet_bench.search.trials import load_trials
 
-    out = Path(args.out) if args.out else Path("reports") / study_name
-    check_writable(out)
-    with status_spinner(f"reading study {study_name}"):
-        study = load_trials(storage, study_name, config)
+    with status_spinner(f"reading study {name}"):
+        study = load_trials(location.storage, name, config)
+        check_writable(location.folder)
         report = build_report(study, published_points_for(study))
-        paths = write_report(report, out)
+        paths = write_report(report, location.folder)
     if args.format != "table":
         print_records(records(report.trials), args.format)
         return

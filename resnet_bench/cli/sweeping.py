@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import os
-import sys
-import time
+import json
 from typing import Any
 
-from resnet_bench.cli.output import (
-    EXIT_INTERRUPTED, StderrProgress, print_records, status_spinner, stdout_console,
-)
+from resnet_bench.cli.output import StderrProgress, print_records, status_spinner, stdout_console
 from resnet_bench.errors import BadInputError
 
 
-def _cmd_sweep(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
+def cmd_sweep(args: argparse.Namespace) -> None:
     from resnet_bench.search.config import load_study_file
+    from resnet_bench.search.storage import locate_study, safe_url
 
     config = load_study_file(args.study_file)
     if args.timeout is not None and args.timeout <= 0:
@@ -29,100 +23,58 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         return
     import torch
 
-    from resnet_bench.search.sweep import Sweep, default_state_dir, default_storage, open_study
+    from resnet_bench.search.study import open_study
+    from resnet_bench.search.sweep import Sweep
+    from resnet_bench.search.workers import check_latency_alone, plan_workers, run_workers, threads_per_worker
 
     gpus = torch.cuda.device_count() if args.device != "cpu" else 0
     plan = plan_workers(args.workers, args.trials_per_gpu, gpus)
-    if config.needs_latency and len(plan) > max(gpus, 1):
-        raise BadInputError(
-            f"latency_ms is measured alone, and {len(plan)} worker processes would share "
-            f"{'a GPU' if gpus else 'the CPU'}; a study with a latency objective or max_latency_ms runs one worker "
-            "per device (drop --workers/--trials-per-gpu, or the latency from the study file)")
-    storage = args.storage or default_storage(config, Path(args.out))
-    state_dir = default_state_dir(storage, args.study_name or config.name, Path(args.out))
+    check_latency_alone(config, plan, gpus)
+    location = locate_study(args.study_name or config.name, storage=args.storage, out=args.out)
     budget = args.n_trials or config.n_trials
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // len(plan)))
+    torch.set_num_threads(threads_per_worker(args.threads, len(plan)))
     if len(plan) > 1:
         # The parent makes the study (and enqueues the baselines) once; the workers join it.
-        study = open_study(config, storage, args.study_name, heartbeat_seconds=args.heartbeat)
-        summary = _run_workers(args, storage, budget, study, plan)
+        location.make_folder()
+        open_study(config, location.storage, location.name, heartbeat_seconds=args.heartbeat)
+        summary = run_workers(args.study_file, location, args.out, budget, plan, device=args.device,
+                              threads=args.threads, heartbeat=args.heartbeat, timeout_minutes=args.timeout)
     else:
         with _SweepProgress(budget, worker=args.worker_index) as progress:
-            sweep = Sweep(config, storage=storage, study_name=args.study_name, device=args.device,
-                          state_dir=state_dir, worker=args.worker_index, heartbeat_seconds=args.heartbeat,
-                          on_trial_start=progress.trial_start, on_epoch=progress.epoch,
-                          on_trial_end=progress.trial_end)
+            sweep = Sweep(config, location, device=args.device, worker=args.worker_index,
+                          heartbeat_seconds=args.heartbeat, on_trial_start=progress.trial_start,
+                          on_epoch=progress.epoch, on_trial_end=progress.trial_end)
             summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout)
-        study = sweep.study
+    if args.worker_index:  # a worker reports to the command that started it, and builds no report
+        print(json.dumps(summary.to_dict()), flush=True)
+        return
     # The front as the report computes it, from the storage: all workers' trials, this command's and earlier ones.
     from resnet_bench.cli.reporting import print_front, records
     from resnet_bench.report.analysis import build_report
     from resnet_bench.search.trials import load_trials
 
-    report = build_report(load_trials(storage, study.study_name, config))
+    report = build_report(load_trials(location.storage, location.name, config))
     if args.format != "table":
         print_records(records(report.front), args.format)
         return
     print_front(report, caption=(
         f"this command: {summary.trained} trained ({summary.failed} failed) and {summary.infeasible} infeasible in "
-        f"{summary.seconds:.0f} s, stopped by {summary.stopped}; storage {summary.storage}; the whole report: "
-        f"resnet-bench report --storage {summary.storage} --study-name {summary.study_name}"))
+        f"{summary.seconds:.0f} s, stopped by {summary.stopped}; storage {safe_url(summary.storage)}; the whole "
+        f"report: {_report_command(args, location)}"))
 
 
-def plan_workers(workers: int | None, trials_per_gpu: int | None, gpus: int) -> list[int | None]:
-    """The GPU of each worker process this command starts (None: the CPU), round-robin over the GPUs.
+def _report_command(args: argparse.Namespace, location: Any) -> str:
+    """The `resnet-bench report` command that reads the study this sweep wrote."""
+    from resnet_bench.search.storage import REPORTS, safe_url
 
-    `--workers N` starts N processes; `--trials-per-gpu K` starts K per GPU, so that small networks that leave
-    a GPU idle train side by side (processes, each with its own CUDA context; the GPU's settings are untouched).
-    """
-    if trials_per_gpu is not None:
-        if workers is not None:
-            raise BadInputError("--workers and --trials-per-gpu cannot both be given; --trials-per-gpu K starts "
-                                "K worker processes on each GPU")
-        if gpus == 0:
-            raise BadInputError("--trials-per-gpu needs a GPU, and none is visible here (or --device cpu was "
-                                "given); on a CPU, --workers N runs N worker processes")
-        return [i % gpus for i in range(trials_per_gpu * gpus)]
-    return [i % gpus if gpus else None for i in range(workers or 1)]
-
-
-def _run_workers(args: argparse.Namespace, storage: str, budget: int, study: Any, plan: list[int | None]) -> Any:
-    """Worker processes of this command on one study; each gets its share of the trials, its GPU, and threads."""
-    import subprocess
-
-    from resnet_bench.search.sweep import summarise_since
-
-    study_name = study.study_name
-    since = datetime.datetime.now()
-    threads = args.threads or max(1, (os.cpu_count() or 1) // len(plan))
-    started = time.perf_counter()
-    workers = []
-    for i, gpu in enumerate(plan):
-        share = budget // len(plan) + (i < budget % len(plan))
-        if share == 0:
-            continue
-        command = [sys.executable, "-m", "resnet_bench", "sweep", *([args.study_file] if args.study_file else []),
-                   "--storage", storage, "--study-name", study_name, "--n-trials", str(share), "--out", args.out,
-                   "--device", args.device, "--threads", str(threads), "--heartbeat", str(args.heartbeat),
-                   "--worker-index", str(i + 1), "--format", "json"]
-        if args.timeout:
-            command += ["--timeout", str(args.timeout)]
-        env = dict(os.environ, RESNET_BENCH_WORKER=str(i + 1))
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        workers.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
-    try:
-        codes = [w.wait() for w in workers]
-    except KeyboardInterrupt:  # the workers got the same Ctrl-C: let them mark their trials failed
-        for w in workers:
-            w.wait()
-        raise
-    if any(code == EXIT_INTERRUPTED for code in codes):
-        raise KeyboardInterrupt
-    if any(codes):
-        raise RuntimeError(f"{sum(1 for c in codes if c)} of {len(codes)} workers failed (exit codes {codes})")
-    return summarise_since(study, since, storage, seconds=time.perf_counter() - started,
-                           stopped=f"budget ({len(workers)} workers)")
+    parts = ["resnet-bench report", args.study_file or ""]
+    if args.study_name:
+        parts.append(f"--study-name {location.name}")
+    if args.out != str(REPORTS):
+        parts.append(f"--out {args.out}")
+    if not location.is_default_storage:
+        parts.append(f"--storage {safe_url(location.storage)}")
+    return " ".join(p for p in parts if p)
 
 
 def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
@@ -131,7 +83,7 @@ def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
     with status_spinner(f"sampling {args.dry_run_samples} candidates of {config.name}"):
         result = dry_run(config, samples=args.dry_run_samples)
     row = dataclasses.asdict(result)
-    row["feasible_fraction"] = result.feasible / result.samples
+    row["feasible_fraction"] = result.feasible / result.samples  # an upper bound while `unchecked` is not empty
     if args.format != "table":
         print_records([row], args.format)
         return
@@ -148,6 +100,10 @@ def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
     console.print(f"GFLOPs {span(result.gflops_range, '.4f')}, params {span(result.params_range, ',')} "
                   f"(inside the constraints: GFLOPs {span(result.feasible_gflops_range, '.4f')}, "
                   f"params {span(result.feasible_params_range, ',')})")
+    for key in result.unchecked:
+        console.print(f"{key} = {config.constraints[key]:g} is not checked by the dry run: latency is measured per "
+                      "candidate, alone on its device, when the sweep runs; the share inside the constraints is an "
+                      "upper bound", highlight=False)
 
 
 class _SweepProgress(StderrProgress):
@@ -161,8 +117,8 @@ class _SweepProgress(StderrProgress):
         self.best: float | None = None
         self.done = 0
 
-    def trial_start(self, number: int, spec: str) -> None:
-        self.progress.update(self.epochs, completed=0, description=f"trial {number}", note=spec[:60])
+    def trial_start(self, number: int, spec_line: str) -> None:
+        self.progress.update(self.epochs, completed=0, description=f"trial {number}", note=spec_line[:60])
 
     def epoch(self, number: int, metrics: Any, epochs: int) -> None:
         self.progress.update(self.epochs, completed=metrics.epoch, total=epochs,

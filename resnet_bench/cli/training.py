@@ -10,14 +10,16 @@ from resnet_bench.cli.output import StderrProgress, print_records, stdout_consol
 from resnet_bench.errors import BadInputError
 
 
-def _cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from resnet_bench.checkpoint import save_checkpoint
     from resnet_bench.data import load_dataset, split
     from resnet_bench.models import build_model
     from resnet_bench.presets import resolve
-    from resnet_bench.train import get_recipe, resolve_device, spec_for_data, train
+    from resnet_bench.devices import resolve_device
+    from resnet_bench.recipe import get_recipe
+    from resnet_bench.train import spec_for_data, train
 
     if args.lr is not None and args.lr < 0:
         raise BadInputError(f"--lr {args.lr} is not accepted; the learning rate must be >= 0")
@@ -33,9 +35,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         result = train(model, data, recipe, device, callback=progress.epoch_done, on_batch=progress.batch_done,
                        test_curve=args.test_curve)
     if args.save:
-        save_checkpoint(args.save, model, spec, result, dataset=data.dataset, val_size=data.val_size,
+        save_checkpoint(args.save, model, spec, result, dataset=data.dataset_name, val_size=data.val_size,
                         split_seed=data.seed, image_size=data.image_size)
-    summary = {"model": args.model, "spec": spec.format(), "dataset": data.dataset, **result.to_row()}
+    summary = {"model": args.model, "spec": spec.format(), "dataset": data.dataset_name, **result.to_row()}
     if args.format == "json":
         print_records([{**summary, "history": result.history_rows()}], "json")
     elif args.format == "csv":
@@ -44,11 +46,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
         _print_training(summary, result.history_rows())
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> None:
+def cmd_evaluate(args: argparse.Namespace) -> None:
     from resnet_bench.checkpoint import load_checkpoint
     from resnet_bench.data import load_dataset, split
     from resnet_bench.models import build_model
-    from resnet_bench.train import accuracy, resolve_device
+    from resnet_bench.devices import resolve_device
+    from resnet_bench.train import accuracy
 
     checkpoint = load_checkpoint(args.checkpoint)
     device = resolve_device(args.device)

@@ -49,7 +49,7 @@ class Report:
     hypervolume: float | None
     best: dict[str, Any] | None  # the trained trial of highest validation accuracy
     tied: dict[str, Any] | None  # the cheapest trained trial whose interval overlaps the best one's
-    published: pd.DataFrame = field(default_factory=pd.DataFrame)  # see report/published.py
+    published: pd.DataFrame = field(default_factory=pd.DataFrame)  # see report/references.py
 
     @property
     def directions(self) -> list[str]:

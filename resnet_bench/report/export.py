@@ -22,7 +22,7 @@ def check_writable(folder: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise BadInputError(f"--out {str(folder)!r} cannot be written: {exc.strerror or exc}; "
+        raise BadInputError(f"the report's folder {str(folder)!r} cannot be written: {exc.strerror or exc}; "
                             "give a folder you can write with --out") from None
 
 

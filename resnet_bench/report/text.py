@@ -90,6 +90,8 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
         ("trials", f"{len(report.trials)}: {counts}"),
         ("compute", f"{report.compute_seconds:,.0f} s in trials, {report.train_seconds:,.0f} s of it training"),
     ]
+    if study.baseline_recipe and bool(study.trials["is_baseline"].any()):
+        lines.append(("baselines", f"each trained with the study's base recipe: {study.baseline_recipe}"))
     if report.reference is None or report.hypervolume is None:
         lines.append(("hypervolume", "none yet: no trained trial"))
     else:

@@ -17,7 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.errors import BadInputError
+from resnet_bench import presets
+from resnet_bench.dataset_names import DATASETS, is_dataset_name
+from resnet_bench.errors import BadInputError, check_positive_int
+from resnet_bench.recipe import RECIPES, Recipe, get_recipe
 from resnet_bench.spec import BLOCKS, SHORTCUTS, STEMS, STRIDE_ON
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -68,7 +71,7 @@ class Range:
 Domain = Fixed | Choice | Range
 
 # space key: (kind, check, accepted text, default)
-_INT = ("int", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "integers >= 1")
+_INT = ("int", lambda v: _is_positive_int(v), "integers >= 1")
 _SPACE: dict[str, tuple[str, Any, str, Any]] = {
     "stages": (*_INT, 3),
     "blocks": (*_INT, 2),
@@ -102,8 +105,19 @@ _RECIPE: dict[str, tuple[str, Any, str]] = {
 }
 
 
+RECIPE_KEYS = tuple(_RECIPE)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_positive_int(v: Any) -> bool:
+    try:
+        check_positive_int("", v)
+    except BadInputError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -142,18 +156,62 @@ class StudyConfig:
         """A latency objective or bound: every candidate's batch-1 latency is measured, alone on its device."""
         return "max_latency_ms" in self.constraints or any(o.metric == "latency_ms" for o in self.objectives)
 
+    def base_recipe(self) -> Recipe:
+        """The recipe every baseline trains with: the named recipe, its fixed overrides and the study's seed.
+
+        A field the study searches (a choice or a range) keeps the named recipe's value, so that all baselines
+        share one recipe, whatever the sampler proposes to the candidates.
+        """
+        fixed = {k: d.value for k, d in self.recipe.items() if isinstance(d, Fixed)}
+        return get_recipe(self.recipe_name, seed=self.seed, **fixed)
+
     def fingerprint_parts(self) -> dict[str, Any]:
-        """What a resumed study must share with the one it resumes: space, objectives, data set."""
+        """Everything that changes how a trial is measured; a resumed study must share all of it.
+
+        The recipe is every field of the named recipe with the study's overrides (a fixed value, a choice or a
+        range), so that a named recipe that changes between releases is a change too.
+        """
+        named = RECIPES[self.recipe_name].to_dict()
         return {
             "space": {k: _domain_json(v) for k, v in sorted(self.space.items())},
             "objectives": [[o.metric, o.direction] for o in self.objectives],
             "dataset": self.dataset,
+            "recipe": {"name": self.recipe_name,
+                       **{k: _domain_json(self.recipe[k]) if k in self.recipe else named[k]
+                          for k in named if k != "seed"}},  # the study's seed is the recipe's
+            "seed": self.seed,
+            "val_size": self.val_size,
+            "image_size": self.image_size,
         }
 
     def fingerprint(self) -> str:
         """A short hash of fingerprint_parts."""
         text = json.dumps(self.fingerprint_parts(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def settings(self) -> dict[str, Any]:
+        """What may change when a study resumes, since it changes no measurement; the study keeps its history."""
+        return {
+            "n_trials": self.n_trials, "timeout_minutes": self.timeout_minutes, "constraints": self.constraints,
+            "reference_point": self.reference_point, "sampler": self.sampler, "sampler_options": self.sampler_options,
+            "baselines": list(self.baselines),
+        }
+
+
+def changed_fields(before: dict[str, Any], now: dict[str, Any], path: str = "") -> list[str]:
+    """`key: before -> now` for every leaf that differs between two nested dicts, keys joined by dots."""
+    changes = []
+    for key in sorted(set(before) | set(now), key=str):
+        old, new = before.get(key, "(none)"), now.get(key, "(none)")
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += changed_fields(old, new, f"{path}{key}.")
+        elif old != new:
+            changes.append(f"{path}{key}: {_show(old)} -> {_show(new)}")
+    return changes
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
 
 
 def _domain_json(d: Domain) -> Any:
@@ -194,87 +252,97 @@ _TOP = ("name", "description", "dataset", "seed", "val_size", "image_size", "obj
 
 
 def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
-    """Validate a parsed study file."""
-    from resnet_bench.data import DATASETS
-    from resnet_bench.train import RECIPES
-
+    """Validate a parsed study file, one table at a time."""
     _known(data, _TOP, "")
+    objectives = _objectives(data.get("objectives"))
+    recipe_name, recipe = _recipe(_table(data, "recipe"))
+    n_trials, timeout = _budget(_table(data, "budget"))
+    sampler, options = _sampler(_table(data, "sampler"))
+    return StudyConfig(
+        **_top_level(data), objectives=objectives, space=_space(_table(data, "space")),
+        constraints=_constraints(_table(data, "constraints")), recipe_name=recipe_name, recipe=recipe,
+        n_trials=n_trials, timeout_minutes=timeout, sampler=sampler, sampler_options=options,
+        baselines=_baselines(data.get("baselines", [])),
+        reference_point=_reference_point(_table(data, "report"), objectives), source=source,
+    )
+
+
+def _top_level(data: dict[str, Any]) -> dict[str, Any]:
+    """name, dataset, seed, val_size, image_size (description is only read)."""
     name = _get(data, "name", str, "a name of letters, digits, '_', '-' and '.'")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise StudyFileError(f"name={name!r} is not accepted; use letters, digits, '_', '-' and '.'")
     dataset = _get(data, "dataset", str, f"one of {', '.join(DATASETS)}")
-    if dataset not in DATASETS[:-1] and not (dataset.startswith("imagefolder:") and len(dataset) > 12):
+    if not is_dataset_name(dataset):
         raise StudyFileError(f"dataset={dataset!r} is not accepted; use one of {', '.join(DATASETS)}")
-    seed = _get(data, "seed", int, "an integer", default=0)
-    val_size = _get(data, "val_size", int, "an integer >= 1", default=2000)
-    image_size = _get(data, "image_size", int, "an integer >= 1", default=32)
     _get(data, "description", str, "text", default="")
+    return {
+        "name": name, "dataset": dataset, "seed": _get(data, "seed", int, "an integer", default=0),
+        "val_size": _positive(data, "val_size", 2000), "image_size": _positive(data, "image_size", 32),
+    }
 
-    objectives = _objectives(data.get("objectives"))
-    space_table = _table(data, "space")
-    _known(space_table, SPACE_KEYS, "space.")
-    space = {k: _domain(space_table, k, "space.", kind, check, accepted, default)
-             for k, (kind, check, accepted, default) in _SPACE.items()}
 
-    constraints_table = _table(data, "constraints")
-    _known(constraints_table, tuple(CONSTRAINTS), "constraints.")
-    constraints = {}
-    for key, value in constraints_table.items():
+def _space(table: dict[str, Any]) -> dict[str, Domain]:
+    """[space]: every key of SPACE_KEYS, each fixed, a choice or a range; missing keys take their defaults."""
+    _known(table, SPACE_KEYS, "space.")
+    return {k: _domain(table, k, "space.", kind, check, accepted, default)
+            for k, (kind, check, accepted, default) in _SPACE.items()}
+
+
+def _constraints(table: dict[str, Any]) -> dict[str, float]:
+    """[constraints]: upper bounds on cost, each a number > 0."""
+    _known(table, tuple(CONSTRAINTS), "constraints.")
+    for key, value in table.items():
         if not _is_number(value) or value <= 0:
             raise StudyFileError(f"constraints.{key}={value!r} is not accepted; it must be a number > 0")
-        constraints[key] = float(value)
+    return {key: float(value) for key, value in table.items()}
 
-    recipe_table = _table(data, "recipe")
-    _known(recipe_table, ("name", *_RECIPE), "recipe.")
-    recipe_name = _get(recipe_table, "name", str, f"one of {', '.join(RECIPES)}", default="fast", path="recipe.")
-    if recipe_name not in RECIPES:
-        raise StudyFileError(f"recipe.name={recipe_name!r} is not accepted; use one of {', '.join(RECIPES)}")
-    recipe = {k: _domain(recipe_table, k, "recipe.", *spec, None) for k, spec in _RECIPE.items() if k in recipe_table}
 
-    budget = _table(data, "budget")
-    _known(budget, ("n_trials", "timeout_minutes"), "budget.")
-    n_trials = _get(budget, "n_trials", int, "an integer >= 1", default=20, path="budget.")
-    if n_trials < 1:
-        raise StudyFileError(f"budget.n_trials={n_trials} is not accepted; it must be an integer >= 1")
-    timeout = budget.get("timeout_minutes")
+def _recipe(table: dict[str, Any]) -> tuple[str, dict[str, Domain]]:
+    """[recipe]: a named recipe and overrides of its fields, each fixed, a choice or a range."""
+    _known(table, ("name", *_RECIPE), "recipe.")
+    name = _get(table, "name", str, f"one of {', '.join(RECIPES)}", default="fast", path="recipe.")
+    if name not in RECIPES:
+        raise StudyFileError(f"recipe.name={name!r} is not accepted; use one of {', '.join(RECIPES)}")
+    return name, {k: _domain(table, k, "recipe.", *spec, None) for k, spec in _RECIPE.items() if k in table}
+
+
+def _budget(table: dict[str, Any]) -> tuple[int, float | None]:
+    """[budget]: trained trials one sweep command adds, and its optional wall-clock limit."""
+    _known(table, ("n_trials", "timeout_minutes"), "budget.")
+    n_trials = _positive(table, "n_trials", 20, path="budget.")
+    timeout = table.get("timeout_minutes")
     if timeout is not None and (not _is_number(timeout) or timeout <= 0):
         raise StudyFileError(f"budget.timeout_minutes={timeout!r} is not accepted; it must be a number > 0")
+    return n_trials, float(timeout) if timeout is not None else None
 
-    sampler_table = _table(data, "sampler")
-    _known(sampler_table, ("name", "n_startup_trials", "population_size"), "sampler.")
-    sampler = _get(sampler_table, "name", str, f"one of {', '.join(SAMPLERS)}", default=DEFAULT_SAMPLER,
-                   path="sampler.")
+
+def _sampler(table: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    """[sampler]: its name and options."""
+    _known(table, ("name", "n_startup_trials", "population_size"), "sampler.")
+    sampler = _get(table, "name", str, f"one of {', '.join(SAMPLERS)}", default=DEFAULT_SAMPLER, path="sampler.")
     if sampler not in SAMPLERS:
         raise StudyFileError(f"sampler.name={sampler!r} is not accepted; use one of {', '.join(SAMPLERS)}")
     options = {}
-    for key in ("n_startup_trials", "population_size"):
-        if key in sampler_table:
-            value = sampler_table[key]
-            low = 2 if key == "population_size" else 0
+    for key, low in (("n_startup_trials", 0), ("population_size", 2)):
+        if key in table:
+            value = table[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise StudyFileError(f"sampler.{key}={value!r} is not accepted; it must be an integer >= {low}")
             options[key] = value
+    return sampler, options
 
-    baselines = data.get("baselines", [])
+
+def _baselines(baselines: Any) -> tuple[str, ...]:
+    """baselines = [preset names]."""
     if not isinstance(baselines, list) or not all(isinstance(b, str) for b in baselines):
         raise StudyFileError(f"baselines={baselines!r} is not accepted; it must be a list of preset names")
-    from resnet_bench import presets
-
     for i, b in enumerate(baselines):
         try:
             presets.get(b)
         except BadInputError as exc:
             raise StudyFileError(f"baselines[{i}]: {exc}") from None
-
-    reference_point = _reference_point(_table(data, "report"), objectives)
-
-    return StudyConfig(
-        name=name, dataset=dataset, seed=seed, objectives=objectives, space=space, constraints=constraints,
-        recipe_name=recipe_name, recipe=recipe, n_trials=n_trials,
-        timeout_minutes=float(timeout) if timeout is not None else None, sampler=sampler, sampler_options=options,
-        baselines=tuple(baselines), val_size=val_size, image_size=image_size,
-        reference_point=reference_point, source=source,
-    )
+    return tuple(baselines)
 
 
 def _reference_point(report: dict[str, Any], objectives: tuple[Objective, ...]) -> dict[str, float]:
@@ -304,6 +372,10 @@ def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise StudyFileError(f"{key} must be a table ([{key}]), got {type(value).__name__}")
     return value
+
+
+def _positive(data: dict[str, Any], key: str, default: int, *, path: str = "") -> int:
+    return check_positive_int(f"{path}{key}", data.get(key, default), error=StudyFileError)
 
 
 def _get(data: dict[str, Any], key: str, kind: type, accepted: str, *, default: Any = ..., path: str = "") -> Any:

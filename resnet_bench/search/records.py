@@ -9,6 +9,7 @@ the stored recipe.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,12 +75,29 @@ RUNNING, WAITING = "running", "waiting"  # the status column of a trial that has
 # fields are spread into columns beside its one-line form; `started` and `completed` are ISO 8601, as Optuna
 # stores them (the workers' local time).
 SPEC_COLUMNS = ("depth", "block", "layers", "widths", "stem", "groups", "width_per_group", "shortcut")
+_INT_SPEC_COLUMNS = ("depth", "groups", "width_per_group")
 TRIAL_COLUMNS: tuple[str, ...] = (
     "number", "state", "status", "reason", "baseline", "is_baseline", "spec", *SPEC_COLUMNS,
     "params", "gflops", "gflops_total", "activations", "latency_ms", "val_accuracy", "val_images",
     "test_accuracy", "test_images", "epochs", "resumed_from_epoch", "train_seconds", "compile_seconds",
     "images_per_second", "trial_seconds", "started", "completed", "seed", "dataset", "input_size", "device",
 )
+
+
+
+
+def trial_column_dtypes() -> dict[str, str]:
+    """pandas dtypes of the trials table's number columns, read from TrialRecord's field types (nullable:
+    a trial that was not trained has no accuracy); text columns stay object."""
+    hints = typing.get_type_hints(TrialRecord)
+    dtypes = {"number": "Int64", **dict.fromkeys(_INT_SPEC_COLUMNS, "Int64"), "is_baseline": "bool"}
+    for column in TRIAL_COLUMNS:
+        kinds = typing.get_args(hints[column]) if column in hints else ()
+        if int in kinds:
+            dtypes[column] = "Int64"
+        elif float in kinds:
+            dtypes[column] = "Float64"
+    return dtypes
 
 
 @dataclass
@@ -93,3 +111,4 @@ class StudyTrials:
     constraints: dict[str, float]  # the study file's [constraints]
     reference_point: dict[str, float]  # the study file's [report] reference_point
     trials: Any  # pandas.DataFrame with TRIAL_COLUMNS, one row per trial, by number
+    baseline_recipe: str = ""  # the recipe every baseline trained with, in words ("" when unknown)

@@ -8,11 +8,11 @@ exists would not teach them. It is never trained and does not count against the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,131 +23,28 @@ import torch
 
 from resnet_bench import __version__
 from resnet_bench.data import Splits, load_dataset, split
+from resnet_bench.devices import device_name, resolve_device
 from resnet_bench.errors import BadInputError
 from resnet_bench.models import build_model
 from resnet_bench.presets import get as get_preset
 from resnet_bench.profiling import count_cost, measure_speed
+from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import CONSTRAINTS, StudyConfig
 from resnet_bench.search.records import FAILED, INFEASIBLE, TRAINED, TrialRecord
 from resnet_bench.search.space import sample_recipe, sample_spec, space_size
-from resnet_bench.spec import SpecError
-from resnet_bench.train import EpochMetrics, resolve_device, spec_for_data, train
+from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
+from resnet_bench.search.study import open_study
+from resnet_bench.spec import ResNetSpec, SpecError
+from resnet_bench.train import EpochMetrics, spec_for_data, train
 
-DEFAULT_HEARTBEAT_SECONDS = 30  # a killed worker's trial is failed and retried after twice this
 MAX_REJECTED_PER_TRIAL = 50  # infeasible candidates per trained trial before the sweep gives up on the space
-FINGERPRINT, FINGERPRINT_PARTS, STUDY_FILE = "fingerprint", "fingerprint_parts", "study_file"
-
-
-class StudyMismatchError(BadInputError):
-    """A study file whose space, objectives or data set differ from those of the stored study it resumes."""
-
-
-def default_state_dir(storage: str, study_name: str, out: Path = Path("reports")) -> Path:
-    """Where training states are kept: beside a SQLite file, else under <out>/<study>/states."""
-    if storage.startswith("sqlite:///"):
-        return Path(storage.removeprefix("sqlite:///")).parent / "states"
-    return out / study_name / "states"
+UNMEASURED_BEFORE_TRAINING = ("max_latency_ms",)  # bounds the dry run cannot check without timing each network
 
 
 def constraint_values(config: StudyConfig, cost: dict[str, float | None]) -> dict[str, float]:
     """Optuna's constraint values, <= 0 where satisfied, for the bounds whose metric was measured."""
     return {key: float(cost[metric]) - bound for key, bound in config.constraints.items()
             if cost.get(metric := CONSTRAINTS[key]) is not None}
-
-
-def default_storage(config: StudyConfig, out: Path) -> str:
-    """A SQLite file under reports/<study>/ (Optuna's RDB storage)."""
-    folder = out / config.name
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(folder / 'study.db').resolve()}"
-
-
-def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
-    """Optuna's RDB storage for a URL, with heartbeats: a trial whose worker died is failed and retried.
-
-    A running trial's worker writes a heartbeat every `heartbeat_seconds`; the next worker to start a
-    trial fails one silent for twice that long, and Optuna enqueues it again (at most twice), with its
-    attributes, so that it resumes from its last epoch. SQLite waits up to 60 s for another worker's lock.
-    """
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    import sqlalchemy.exc
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
-        for attempt in range(6):
-            try:
-                return optuna.storages.RDBStorage(
-                    url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
-                    heartbeat_stale_trial_callback=retry, **kwargs,
-                )
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
-                # Workers that meet an empty database at the same moment race to create Optuna's
-                # tables; the losers find them made once the winner commits.
-                if attempt == 5:
-                    raise BadInputError(f"--storage {url!r} cannot be opened: {type(exc).__name__}") from None
-                time.sleep(0.5 * (attempt + 1))
-            except Exception as exc:  # a bad URL, a server that does not answer, a missing driver
-                raise BadInputError(f"--storage {url!r} cannot be opened: {type(exc).__name__}: {exc}") from None
-    raise AssertionError("unreachable")
-
-
-def make_sampler(config: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
-    """The study's sampler, seeded (per worker, so that workers do not propose the same candidates);
-    TPE and NSGA-II read the trials' constraint values themselves."""
-    options = config.sampler_options
-    seed = config.seed + 1000 * worker
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if config.sampler == "tpe":
-            # multivariate + group: the per-stage block counts and the bottleneck-only fields are
-            # conditional, and a joint model of them learns faster than independent ones.
-            return optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, group=True,
-                n_startup_trials=options.get("n_startup_trials", 10),
-            )
-        if config.sampler == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=options.get("population_size", 50))
-        return optuna.samplers.RandomSampler(seed=seed)
-
-
-def open_study(
-    config: StudyConfig, storage: str, study_name: str | None = None, *, worker: int = 0,
-    heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS,
-) -> optuna.Study:
-    """Create the study, or load it to resume; refuse a study file whose space, objectives or data set changed.
-
-    The baselines are enqueued once, when the study is made or first meets them.
-    """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name = study_name or config.name
-    study = optuna.create_study(
-        storage=open_storage(storage, heartbeat_seconds), study_name=name, load_if_exists=True,
-        directions=[o.direction for o in config.objectives], sampler=make_sampler(config, worker),
-    )
-    stored = study.user_attrs.get(FINGERPRINT)
-    if stored is None:
-        study.set_user_attr(FINGERPRINT, config.fingerprint())
-        study.set_user_attr(FINGERPRINT_PARTS, config.fingerprint_parts())
-        study.set_user_attr(STUDY_FILE, config.source)
-    elif stored != config.fingerprint():
-        before, now = study.user_attrs.get(FINGERPRINT_PARTS, {}), config.fingerprint_parts()
-        changed = [k for k in now if before.get(k) != now[k]]
-        detail = ""
-        if changed == ["space"]:
-            keys = [k for k in now["space"] if before["space"].get(k) != now["space"][k]]
-            detail = " (" + ", ".join(f"space.{k}: {before['space'].get(k)} -> {now['space'][k]}" for k in keys) + ")"
-        raise StudyMismatchError(
-            f"study {name!r} in this storage was made with a different {' and '.join(changed) or 'study file'}"
-            f"{detail}; to start a new study give it another name (--study-name or name in the file)"
-        )
-    present = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
-    for baseline in config.baselines:
-        if baseline not in present:
-            study.enqueue_trial({}, user_attrs={"baseline": baseline})
-    return study
 
 
 @dataclass(frozen=True)
@@ -162,33 +59,35 @@ class SweepSummary:
     seconds: float  # wall time of the command
     stopped: str  # why the sweep stopped: budget, timeout, or infeasible space
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (what a worker process reports to the command that started it)."""
+        return dataclasses.asdict(self)
 
-def summarise_since(study: optuna.Study, since: Any, storage: str, *, seconds: float, stopped: str) -> SweepSummary:
-    """What happened to a study since a moment: trials trained, failed and infeasible (all workers together)."""
-    counts = {TRAINED: 0, INFEASIBLE: 0, FAILED: 0}
-    for trial in study.get_trials(deepcopy=False):
-        if trial.datetime_start is not None and trial.datetime_start >= since and trial.state.is_finished():
-            counts[trial.user_attrs.get("status") or FAILED] += 1
-    return SweepSummary(study_name=study.study_name, storage=storage, trained=counts[TRAINED] + counts[FAILED],
-                        infeasible=counts[INFEASIBLE], failed=counts[FAILED], seconds=seconds, stopped=stopped)
+    @classmethod
+    def combine(cls, parts: list[SweepSummary], *, seconds: float, stopped: str) -> SweepSummary:
+        """The summary of several workers' summaries of one command."""
+        first = parts[0]
+        return cls(study_name=first.study_name, storage=first.storage, trained=sum(p.trained for p in parts),
+                   infeasible=sum(p.infeasible for p in parts), failed=sum(p.failed for p in parts),
+                   seconds=seconds, stopped=stopped)
 
 
 class Sweep:
     """One sweep command: adds `n_trials` trained trials to a study, resuming it if it exists."""
 
     def __init__(
-        self, config: StudyConfig, *, storage: str, study_name: str | None = None, device: str = "auto",
-        state_dir: Path | None = None, worker: int = 0, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS,
+        self, config: StudyConfig, location: StudyLocation, *, device: str = "auto", worker: int = 0,
+        heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS,
         on_trial_start: Callable[[int, str], None] | None = None,
         on_epoch: Callable[[int, EpochMetrics, int], None] | None = None,
         on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
     ) -> None:
         self.config = config
-        self.storage = storage
+        self.location = location
         self.device = resolve_device(device)
-        self.study = open_study(config, storage, study_name, worker=worker, heartbeat_seconds=heartbeat_seconds)
-        # Per-epoch training states, beside the storage: a retried trial resumes from its last epoch.
-        self.state_dir = state_dir if state_dir is not None else default_state_dir(storage, self.study.study_name)
+        location.make_folder()
+        self.study = open_study(config, location.storage, location.name, worker=worker,
+                                heartbeat_seconds=heartbeat_seconds)
         self.data: Splits = split(
             load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size, seed=config.seed
         )
@@ -220,59 +119,66 @@ class Sweep:
             callbacks=[after_trial], gc_after_trial=False,
         )
         return SweepSummary(
-            study_name=self.study.study_name, storage=self.storage, trained=counts[TRAINED] + counts[FAILED],
+            study_name=self.study.study_name, storage=self.location.storage, trained=counts[TRAINED] + counts[FAILED],
             infeasible=counts[INFEASIBLE], failed=counts[FAILED], seconds=time.perf_counter() - started,
             stopped=stopped[0],
         )
 
-    # -- one trial ------------------------------------------------------------------------------------------
+    # -- one trial: propose, measure, train and record --------------------------------------------------------
 
     def _objective(self, trial: optuna.Trial) -> list[float]:
         started = time.perf_counter()
-        config, data = self.config, self.data
-        baseline = trial.user_attrs.get("baseline", "")
         record = TrialRecord(
-            baseline=baseline, seed=config.seed, dataset=data.dataset, val_size=data.val_size,
-            input_size=data.image_size, device=_device_name(self.device), threads=torch.get_num_threads(),
-            torch_version=str(torch.__version__), resnet_bench_version=__version__,
+            baseline=trial.user_attrs.get("baseline", ""), seed=self.config.seed, dataset=self.data.dataset_name,
+            val_size=self.data.val_size, input_size=self.data.image_size, device=device_name(self.device),
+            threads=torch.get_num_threads(), torch_version=str(torch.__version__), resnet_bench_version=__version__,
         )
         try:
-            recipe = sample_recipe(trial, config)
-            record.recipe = recipe.to_dict()
-            spec = spec_for_data(get_preset(baseline) if baseline else sample_spec(trial, config), data)
+            spec, recipe = self.propose(trial, record.baseline)
         except (SpecError, BadInputError) as exc:  # a combination the generator refuses: never trained
             return self._infeasible(trial, record, f"invalid network: {exc}", started, invalid=True)
-
-        cost = count_cost(spec, data.image_size)
-        record.spec, record.params, record.gflops = spec.format(), cost.params, cost.gflops
-        record.gflops_total, record.activations = cost.gflops_total, cost.activations
-        if self.config.needs_latency:  # measured alone, before training, at batch 1
-            record.latency_ms = measure_speed(spec, input_size=data.image_size, device=str(self.device),
-                                              batch_size=1, runs=10).latency_ms
-        violations = self._violations(record)
+        record.recipe = recipe.to_dict()
+        violations = self.measure(spec, record)
         if any(v > 0 for v in violations.values()):
-            over = [f"{key}={getattr(record, CONSTRAINTS[key]):.4g} > {config.constraints[key]:g}"
+            over = [f"{key}={getattr(record, CONSTRAINTS[key]):.4g} > {self.config.constraints[key]:g}"
                     for key, v in violations.items() if v > 0]
             return self._infeasible(trial, record, "outside the constraints: " + ", ".join(over), started)
-
         _set_constraints(trial, violations)
+        return self.train_and_record(trial, spec, recipe, record, started)
+
+    def propose(self, trial: optuna.Trial, baseline: str) -> tuple[ResNetSpec, Recipe]:
+        """The network and recipe of a trial: a baseline's preset with the study's base recipe (the same for every
+        baseline), or a candidate sampled from the space; raises SpecError for a combination the generator refuses."""
+        if baseline:
+            return spec_for_data(get_preset(baseline), self.data), self.config.base_recipe()
+        recipe = sample_recipe(trial, self.config)
+        return spec_for_data(sample_spec(trial, self.config), self.data), recipe
+
+    def measure(self, spec: ResNetSpec, record: TrialRecord) -> dict[str, float]:
+        """The cost before any training (one fvcore trace; batch-1 latency alone on the device when the study
+        needs it), stored in the record; Optuna's constraint values, <= 0 where satisfied."""
+        cost = count_cost(spec, self.data.image_size)
+        record.spec, record.params, record.gflops = spec.format(), cost.params, cost.gflops
+        record.gflops_total, record.activations = cost.gflops_total, cost.activations
+        if self.config.needs_latency:
+            record.latency_ms = measure_speed(spec, input_size=self.data.image_size, device=str(self.device),
+                                              batch_size=1, runs=10).latency_ms
+        return self._violations(record)
+
+    def train_and_record(self, trial: optuna.Trial, spec: ResNetSpec, recipe: Recipe, record: TrialRecord,
+                         started: float) -> list[float]:
+        """Train a feasible candidate, saving its state after every epoch, and store what it measured."""
         # A retried trial inherits its attributes, this file among them, and resumes from it.
         record.state_file = trial.user_attrs.get("state_file") or str(
-            self.state_dir / f"trial-{trial.number}-{uuid.uuid4().hex[:8]}.state")
+            self.location.states / f"trial-{trial.number}-{uuid.uuid4().hex[:8]}.state")
         _store(trial, record)
         if self.on_trial_start is not None:
             self.on_trial_start(trial.number, record.spec)
         try:
-            torch.manual_seed(config.seed)
-            model = build_model(spec)
-            on_epoch = self.on_epoch
-
-            def callback(epoch: int, metrics: EpochMetrics) -> bool:
-                if on_epoch is not None:
-                    on_epoch(trial.number, metrics, recipe.epochs)
-                return False
+            torch.manual_seed(self.config.seed)
             training_started = time.perf_counter()
-            result = train(model, data, recipe, self.device, callback=callback, state_path=record.state_file)
+            result = train(build_model(spec), self.data, recipe, self.device,
+                           callback=self._epoch_callback(trial, recipe), state_path=record.state_file)
             training = time.perf_counter() - training_started
         except (Exception, KeyboardInterrupt) as exc:
             reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
@@ -283,7 +189,7 @@ class Sweep:
         finally:  # only a killed worker leaves its state behind, for the retry
             Path(record.state_file).unlink(missing_ok=True)
         record.val_accuracy, record.test_accuracy = result.val_accuracy, result.test_accuracy
-        record.val_images, record.test_images = len(data.val), len(data.test)
+        record.val_images, record.test_images = len(self.data.val), len(self.data.test)
         record.epochs, record.train_seconds = result.epochs, result.train_seconds
         record.resumed_from_epoch = result.resumed_from_epoch
         record.images_per_second, record.device = result.images_per_second, result.device
@@ -292,7 +198,16 @@ class Sweep:
         record.trial_seconds = time.perf_counter() - started
         record.overhead_seconds = record.trial_seconds - training
         _store(trial, record)
-        return [float(getattr(record, o.metric)) for o in config.objectives]
+        return [float(getattr(record, o.metric)) for o in self.config.objectives]
+
+    def _epoch_callback(self, trial: optuna.Trial, recipe: Recipe) -> Callable[[int, EpochMetrics], bool]:
+        """What runs after each epoch of a trial; True stops its training (the seam for early stopping)."""
+        def after_epoch(epoch: int, metrics: EpochMetrics) -> bool:
+            if self.on_epoch is not None:
+                self.on_epoch(trial.number, metrics, recipe.epochs)
+            return False
+
+        return after_epoch
 
     def _violations(self, record: TrialRecord) -> dict[str, float]:
         """Optuna's constraint values, <= 0 where satisfied: `valid` (the generator accepts it), then each bound."""
@@ -327,10 +242,6 @@ def _store(trial: optuna.Trial, record: TrialRecord) -> None:
         trial.set_user_attr(key, value)
 
 
-def _device_name(device: torch.device) -> str:
-    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
-
-
 # -- the dry run ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -340,15 +251,20 @@ class DryRun:
     space_size: float  # distinct candidates; inf when a float range is continuous
     samples: int  # candidates sampled at random
     invalid: int  # combinations the generator refuses
-    feasible: int  # candidates inside the constraints
+    feasible: int  # candidates inside the constraints it checked (an upper bound while `unchecked` is not empty)
     gflops_range: tuple[float, float] | None  # min and max over valid samples
     params_range: tuple[int, int] | None  # min and max over valid samples
     feasible_gflops_range: tuple[float, float] | None  # min and max over feasible samples
     feasible_params_range: tuple[int, int] | None
+    unchecked: tuple[str, ...] = ()  # the study's bounds the dry run cannot check without measuring (max_latency_ms)
 
 
 def dry_run(config: StudyConfig, samples: int = 100) -> DryRun:
-    """Sample candidates at random and measure their cost: the share inside the constraints, and its range."""
+    """Sample candidates at random and count their cost: the share inside the constraints, and its range.
+
+    Latency is not measured here (each candidate would have to run, alone on its device): a `max_latency_ms`
+    bound is listed in `unchecked`, and the share inside the constraints is then an upper bound.
+    """
     dataset = load_dataset(config.dataset, image_size=config.image_size)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.seed),
@@ -374,6 +290,7 @@ def dry_run(config: StudyConfig, samples: int = 100) -> DryRun:
         space_size=space_size(config), samples=samples, invalid=invalid, feasible=len(feasible),
         gflops_range=span(valid, "gflops"), params_range=span(valid, "params"),
         feasible_gflops_range=span(feasible, "gflops"), feasible_params_range=span(feasible, "params"),
+        unchecked=tuple(k for k in UNMEASURED_BEFORE_TRAINING if k in config.constraints),
     )
 
 

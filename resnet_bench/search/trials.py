@@ -7,43 +7,24 @@ returns and never imports Optuna.
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import optuna
 
 from resnet_bench.errors import BadInputError
+from resnet_bench.recipe import describe_recipe
 from resnet_bench.search.config import StudyConfig, StudyFileError, parse_study
 from resnet_bench.search.records import (
-    FAILED, RUNNING, TRIAL_COLUMNS, WAITING, StudyTrials, TrialRecord,
+    FAILED, RUNNING, TRIAL_COLUMNS, WAITING, StudyTrials, TrialRecord, trial_column_dtypes,
 )
-from resnet_bench.search.sweep import FINGERPRINT_PARTS, STUDY_FILE, open_storage
+from resnet_bench.search.storage import FINGERPRINT_PARTS, STUDY_FILE, open_existing_storage, safe_url, study_names
 from resnet_bench.spec import ResNetSpec, SpecError
 
-_INTS = ("number", "depth", "groups", "width_per_group", "params", "activations", "val_images", "test_images",
-         "epochs", "resumed_from_epoch", "seed", "input_size")
-_FLOATS = ("gflops", "gflops_total", "latency_ms", "val_accuracy", "test_accuracy", "train_seconds",
-           "compile_seconds", "images_per_second", "trial_seconds")
 _STATE = optuna.trial.TrialState
 
 
 class NoSuchStudyError(BadInputError):
     """A study name that the storage does not hold; the message lists those it does."""
-
-
-def open_existing_storage(url: str) -> optuna.storages.BaseStorage:
-    """The storage of a URL that must already exist: a SQLite file is never created by reading it."""
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        path = Path(url.removeprefix("sqlite:///"))
-        if not path.is_file():
-            raise BadInputError(f"--storage {url!r}: there is no file {str(path)!r}; run `resnet-bench sweep` "
-                                "first, or give the URL of an existing storage")
-    return open_storage(url)
-
-
-def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    """The names of the studies a storage holds."""
-    return sorted(s.study_name for s in storage.get_all_studies())
 
 
 def load_trials(url: str, study_name: str, config: StudyConfig | None = None) -> StudyTrials:
@@ -58,14 +39,14 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
     names = study_names(storage)
     if study_name not in names:
         held = f"the studies there: {', '.join(names)}" if names else "it holds no study"
-        raise NoSuchStudyError(f"no study {study_name!r} in {url}; {held} (choose one with --study-name)")
+        raise NoSuchStudyError(f"no study {study_name!r} in {safe_url(url)}; {held} (choose one with --study-name)")
     study_id = storage.get_study_id_from_name(study_name)
     attrs = storage.get_study_user_attrs(study_id)
     directions = storage.get_study_directions(study_id)
     try:
         metrics = [metric for metric, _ in attrs[FINGERPRINT_PARTS]["objectives"]]
     except (KeyError, TypeError, ValueError):
-        raise BadInputError(f"study {study_name!r} in {url} was not made by `resnet-bench sweep`: it does not "
+        raise BadInputError(f"study {study_name!r} in {safe_url(url)} was not made by `resnet-bench sweep`: it does not "
                             "name its objectives") from None
     if config is None:
         config = _stored_config(attrs.get(STUDY_FILE, ""))
@@ -73,8 +54,7 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
                        for m, d in zip(metrics, directions, strict=True))
     rows = [_row(t) for t in storage.get_all_trials(study_id, deepcopy=False)]
     frame = pd.DataFrame.from_records(rows, columns=list(TRIAL_COLUMNS))
-    frame = frame.astype({**dict.fromkeys(_INTS, "Int64"), **dict.fromkeys(_FLOATS, "Float64"),
-                          "is_baseline": bool})
+    frame = frame.astype(trial_column_dtypes())
     frame = frame.sort_values("number", ignore_index=True)
     datasets = frame["dataset"].dropna()
     return StudyTrials(
@@ -82,6 +62,7 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
         dataset=config.dataset if config is not None else (datasets.iloc[0] if len(datasets) else ""),
         constraints=dict(config.constraints) if config is not None else {},
         reference_point=dict(config.reference_point) if config is not None else {},
+        baseline_recipe=describe_recipe(config.recipe_name, config.base_recipe()) if config is not None else "",
         trials=frame,
     )
 

@@ -1,12 +1,14 @@
-"""Published results as reference points on the report's chart: the package's table, GFLOPs from our profiler."""
+"""Published results as reference points on the report's chart: the package's table of published errors, with the
+cost of each preset on the study's images read from the shipped table tables/reference_costs.csv (measured by fvcore,
+see preset_costs), so the report imports no torch; only a geometry that no published row has is traced."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pandas as pd
 
+from resnet_bench.preset_costs import cost_on_images
 from resnet_bench.published import published_results
 from resnet_bench.search.records import TRAINED, StudyTrials
 
@@ -20,7 +22,7 @@ def published_points(dataset: str, *, in_channels: int, num_classes: int, input_
     for r in published_results():
         if r.dataset != dataset:
             continue
-        cost = _cost(r.model, in_channels, num_classes, input_size)
+        cost = cost_on_images(r.model, in_channels=in_channels, num_classes=num_classes, input_size=input_size)
         rows.append({"model": r.model, "dataset": r.dataset, "accuracy": round(1 - r.error_pct / 100, 6),
                      "error_pct": r.error_pct, "params": cost["params"], "gflops": cost["gflops"],
                      "source": r.source, "location": r.location, "notes": r.notes})
@@ -40,17 +42,3 @@ def published_points_for(study: StudyTrials) -> pd.DataFrame:
     return published_points(study.dataset, in_channels=spec.in_channels, num_classes=spec.num_classes,
                             input_size=int(first["input_size"]))
 
-
-def _cost(model: str, in_channels: int, num_classes: int, input_size: int) -> dict[str, Any]:
-    from resnet_bench import presets
-    from resnet_bench.preset_costs import preset_costs
-
-    spec = presets.get(model)
-    adapted = dataclasses.replace(spec, in_channels=in_channels, num_classes=num_classes)
-    shipped = preset_costs().get(model)
-    if adapted == spec and shipped is not None and shipped["input_size"] == input_size:
-        return shipped  # the shipped table measured exactly this network: no trace needed
-    from resnet_bench.profiling import count_cost
-
-    cost = count_cost(adapted, input_size)
-    return {"params": cost.params, "gflops": cost.gflops}

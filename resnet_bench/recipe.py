@@ -1,0 +1,131 @@
+"""The training recipe: how a candidate is trained, the named recipes, and the learning-rate schedule.
+
+Plain Python, no torch: the study file, the trial record and the report read recipes without paying
+for the trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from resnet_bench.errors import BadInputError, check_positive_int
+
+SCHEDULES = ("step", "cosine", "linear", "constant")
+PRECISIONS = ("auto", "bf16", "fp32")
+LR_REFERENCE_BATCH = 128  # `lr` is per 128 images of batch and scales linearly (Goyal et al. 2017, arXiv 1706.02677)
+
+
+class RecipeError(BadInputError):
+    """A recipe field outside what it accepts."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a candidate is trained; defaults are He et al. 2015's CIFAR recipe (§4.2), shortened to 30 epochs."""
+
+    epochs: int = 30  # passes over the training split
+    batch_size: int = 128  # images per step
+    lr: float = 0.1  # peak SGD learning rate per 128 images of batch; the step uses lr * batch_size / 128
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False  # Nesterov momentum
+    weight_decay: float = 1e-4  # L2 on convolution and linear weights; never on BN parameters or biases
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to the peak learning rate, epochs
+    schedule: str = "step"  # after warm-up: step (/10 at milestones), cosine or linear to 0, constant
+    milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of training where lr is divided by 10
+    label_smoothing: float = 0.0  # cross-entropy label smoothing (Szegedy et al. 2016)
+    seed: int = 0  # shuffling, augmentation and dropout; the model's weights are the caller's
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16; fp32
+    channels_last: bool | None = None  # memory format; None: on CUDA only
+    # torch.compile the training forward and backward. Every new architecture compiles anew: the first step's
+    # time is reported as compile_seconds, apart from train_seconds (see README, "GPU speed").
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        def bad(name: str, accepted: str) -> RecipeError:
+            return RecipeError(f"recipe {name}={getattr(self, name)!r} is not accepted; {name} must be {accepted}")
+
+        for name in ("epochs", "batch_size"):
+            check_positive_int(f"recipe {name}", getattr(self, name), error=RecipeError)
+        for name, low, high in (("lr", 0, math.inf), ("momentum", 0, 1), ("weight_decay", 0, math.inf),
+                                ("warmup_epochs", 0, math.inf), ("label_smoothing", 0, 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise bad(name, f"a number in [{low}, {high}]")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
+        if not all(0 < m < 1 for m in self.milestones):
+            raise bad("milestones", "fractions of training in (0, 1)")
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON types."""
+        out = dataclasses.asdict(self)
+        out["milestones"] = list(self.milestones)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """The recipe of a dict such as `to_dict` returns; unknown keys are errors."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise RecipeError(f"unknown recipe field {unknown[0]!r}; accepted: {', '.join(names)}")
+        return cls(**{k: tuple(v) if k == "milestones" else v for k, v in data.items()})
+
+
+RECIPES: dict[str, Recipe] = {
+    # He et al. 2015 §4.2: lr 0.1, momentum 0.9, weight decay 1e-4, batch 128, lr /10 at 50% and 75%
+    # (32k and 48k of 64k iterations), 182 epochs of 45k images.
+    "he2015": Recipe(epochs=182, batch_size=128, lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step"),
+    # For search: a few epochs, short warm-up, then linear decay to zero (one-cycle), Nesterov, batch 64.
+    "fast": Recipe(epochs=5, batch_size=64, lr=0.2, nesterov=True, weight_decay=5e-4, warmup_epochs=1.0,
+                   schedule="linear", label_smoothing=0.0),
+}
+
+
+def get_recipe(name: str, **overrides: Any) -> Recipe:
+    """A named recipe, or a recipe as a JSON object (as a trial stores it), with fields overridden."""
+    if name.lstrip().startswith("{"):
+        try:
+            base = Recipe.from_dict(json.loads(name))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise RecipeError(f"recipe {name!r} is not a JSON object of recipe fields: {exc}") from None
+    elif name in RECIPES:
+        base = RECIPES[name]
+    else:
+        raise RecipeError(f"recipe={name!r} is not accepted; use one of: {', '.join(RECIPES)}, or a JSON object")
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def lr_factor(recipe: Recipe, steps_per_epoch: int, total: int) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate after `step` optimizer steps (of `total`)."""
+    warmup = round(recipe.warmup_epochs * steps_per_epoch)
+    milestones = [round(m * total) for m in recipe.milestones]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        if recipe.schedule == "step":
+            return 0.1 ** sum(step >= m for m in milestones)
+        if recipe.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if recipe.schedule == "linear":
+            return max(0.0, 1 - progress)
+        return 1.0
+
+    return factor
+
+
+def describe_recipe(name: str, recipe: Recipe) -> str:
+    """A recipe in words: the named recipe it started from and the fields that differ from it."""
+    named = RECIPES[name].to_dict() if name in RECIPES else {}
+    changed = [f"{k}={v}" for k, v in recipe.to_dict().items() if named.get(k) != v]
+    return ", ".join([name, *changed])

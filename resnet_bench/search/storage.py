@@ -1,0 +1,165 @@
+"""Where a study lives and how its storage is opened: one rule for every command that reads or writes a study.
+
+A study named S lives in the folder `<out>/S/` (`--out`, default `reports`): its default storage is the
+SQLite file `<out>/S/study.db`, the training states of its running trials are under `<out>/S/states/`, and
+its report is written there. `--storage URL` puts the study elsewhere (PostgreSQL for many machines); the
+folder still holds the states and the report. This module imports Optuna and SQLAlchemy, never torch.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from resnet_bench.errors import BadInputError
+
+REPORTS = Path("reports")  # the default --out
+STUDY_DB = "study.db"
+DEFAULT_HEARTBEAT_SECONDS = 30  # a killed worker's trial is failed and retried after twice this
+# The study's attributes in the storage (a contract with stored studies: never rename them).
+FINGERPRINT, FINGERPRINT_PARTS, STUDY_FILE = "fingerprint", "fingerprint_parts", "study_file"
+SETTINGS_HISTORY = "settings_history"  # [{at, n_trials, constraints, reference_point, ...}], one per change
+POSTGRES_FIX = "pip install 'resnet-bench[postgres]'"
+
+
+class StorageUnavailableError(RuntimeError):
+    """A storage that exists on paper but cannot be reached now (a server down, a network, a lock): exit 1."""
+
+
+@dataclass(frozen=True)
+class StudyLocation:
+    """Where one study lives: its storage URL, its name there, and its folder (training states, report files)."""
+
+    storage: str  # an Optuna RDB storage URL
+    name: str  # the study's name in the storage
+    folder: Path  # <out>/<name>
+
+    @property
+    def states(self) -> Path:
+        """Training states saved after each epoch of a running trial, for a retry to resume from."""
+        return self.folder / "states"
+
+    def make_folder(self) -> None:
+        """Create the study's folder where its default SQLite file needs it (a server storage needs none yet)."""
+        if self.is_default_storage:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def is_default_storage(self) -> bool:
+        """The storage is the SQLite file in the study's folder."""
+        return self.storage == sqlite_url(self.folder / STUDY_DB)
+
+
+def locate_study(name: str, *, storage: str | None = None, out: str | Path | None = None) -> StudyLocation:
+    """The location of study `name` under `out` (default reports/), in `storage` or its default SQLite file."""
+    folder = Path(out if out is not None else REPORTS) / name
+    return StudyLocation(storage=storage or sqlite_url(folder / STUDY_DB), name=name, folder=folder)
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file, absolute so that workers started elsewhere find the same file."""
+    return f"sqlite:///{path.resolve()}"
+
+
+def safe_url(url: str) -> str:
+    """A URL fit to print: the password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: it holds no password we could find either
+        return url.split("@")[-1] if "@" in url else url
+
+
+def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+    """Optuna's RDB storage for a URL, with heartbeats: a trial whose worker died is failed and retried.
+
+    A running trial's worker writes a heartbeat every `heartbeat_seconds`; the next worker to start a
+    trial fails one silent for twice that long, and Optuna enqueues it again (at most twice), with its
+    attributes, so that it resumes from its last epoch. SQLite waits up to 60 s for another worker's lock.
+
+    A malformed URL, an unknown database or a missing driver is bad input (BadInputError, exit 2); a server
+    that cannot be reached is a failure (StorageUnavailableError, exit 1), named by its URL without password.
+    """
+    import sqlalchemy.exc
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        _check_sqlite_folder(url)
+    shown = safe_url(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
+        for attempt in range(6):
+            try:
+                return optuna.storages.RDBStorage(
+                    url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
+                    heartbeat_stale_trial_callback=retry, **kwargs,
+                )
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                    sqlalchemy.exc.OperationalError) as exc:
+                # Workers that meet an empty database at the same moment race to create Optuna's
+                # tables (SQLite says "table ... already exists"); the losers find them made once the winner
+                # commits. Any other operational error is a storage that cannot be reached.
+                if isinstance(exc, sqlalchemy.exc.OperationalError) and "already exists" not in str(exc):
+                    raise StorageUnavailableError(_unreachable(url, shown, exc)) from None
+                if attempt == 5:
+                    raise StorageUnavailableError(f"--storage {shown}: Optuna's tables cannot be created "
+                                                  f"({type(exc).__name__})") from None
+                time.sleep(0.5 * (attempt + 1))
+            except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as exc:
+                raise BadInputError(
+                    f"--storage {shown!r} is not a storage URL this machine can open ({exc}); use "
+                    "sqlite:///PATH/study.db or postgresql+psycopg2://USER:PASSWORD@HOST/DATABASE") from None
+            except ImportError as exc:
+                raise BadInputError(f"--storage {shown!r} needs a database driver that is not installed "
+                                    f"({exc}); for PostgreSQL: {POSTGRES_FIX}") from None
+    raise AssertionError("unreachable")
+
+
+def _check_sqlite_folder(url: str) -> None:
+    path = url.removeprefix("sqlite:///")
+    if url.startswith("sqlite:///") and path != ":memory:" and not Path(path).parent.is_dir():
+        raise BadInputError(f"--storage {url!r}: the folder {str(Path(path).parent)!r} does not exist; "
+                            "create it, or give another path")
+
+
+def _unreachable(url: str, shown: str, exc: Exception) -> str:
+    if url.startswith("sqlite"):
+        return f"the SQLite storage {shown} cannot be opened ({str(exc).splitlines()[0]}); check the file's permissions"
+    from sqlalchemy.engine import make_url
+
+    where = make_url(url)
+    host = f"{where.host or 'localhost'}{f':{where.port}' if where.port else ''}"
+    return (f"the storage server at {host} ({shown}) cannot be reached: check that it runs and accepts connections "
+            "from this machine, and the user, password and database in the URL")
+
+
+def open_existing_storage(url: str) -> optuna.storages.BaseStorage:
+    """The storage of a URL that must already exist: a SQLite file is never created by reading it."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise BadInputError(f"--storage {url!r}: there is no file {str(path)!r}; run `resnet-bench sweep` "
+                                "first (with the same --out and --study-name), or give the URL of an existing storage")
+    return open_storage(url)
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """The names of the studies a storage holds."""
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def only_study(url: str) -> str:
+    """The name of the one study a storage holds; bad input if it holds none or several."""
+    names = study_names(open_existing_storage(url))
+    if len(names) != 1:
+        held = f"it holds {', '.join(names)}" if names else "it holds no study"
+        raise BadInputError(f"--study-name is needed to choose a study in {safe_url(url)}; {held}")
+    return names[0]

@@ -1,0 +1,118 @@
+"""A study in its storage: made once, resumed only with what it was measured under, with its sampler.
+
+The study keeps a fingerprint of everything that changes how a trial is measured (space, objectives,
+data set, recipe, seed, validation split, image size): a study file that changes any of it is refused
+on resume, field by field, so that no front mixes trials measured differently. What changes no
+measurement (the budget, the constraints, the reference point, the sampler, the baselines) may change
+on resume; the study keeps a history of it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import tomllib
+import warnings
+from typing import Any
+
+import optuna
+
+from resnet_bench.errors import BadInputError
+from resnet_bench.search.config import StudyConfig, StudyFileError, changed_fields, parse_study
+from resnet_bench.search.storage import (
+    DEFAULT_HEARTBEAT_SECONDS, FINGERPRINT, FINGERPRINT_PARTS, SETTINGS_HISTORY, STUDY_FILE, open_storage,
+)
+
+
+class StudyMismatchError(BadInputError):
+    """A study file that measures trials differently from the stored study it would resume."""
+
+
+def make_sampler(config: StudyConfig, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded (per worker, so that workers do not propose the same candidates);
+    TPE and NSGA-II read the trials' constraint values themselves."""
+    options = config.sampler_options
+    seed = config.seed + 1000 * worker
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if config.sampler == "tpe":
+            # multivariate + group: the per-stage block counts and the bottleneck-only fields are
+            # conditional, and a joint model of them learns faster than independent ones.
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True,
+                n_startup_trials=options.get("n_startup_trials", 10),
+            )
+        if config.sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=options.get("population_size", 50))
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
+def open_study(
+    config: StudyConfig, storage: str, study_name: str | None = None, *, worker: int = 0,
+    heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS,
+) -> optuna.Study:
+    """Create the study, or load it to resume; refuse a study file that would measure trials differently.
+
+    The baselines are enqueued once, when the study is made or first meets them.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = study_name or config.name
+    study = optuna.create_study(
+        storage=open_storage(storage, heartbeat_seconds), study_name=name, load_if_exists=True,
+        directions=[o.direction for o in config.objectives], sampler=make_sampler(config, worker),
+    )
+    now = _as_stored(config.fingerprint_parts())
+    if study.user_attrs.get(FINGERPRINT) is None:
+        study.set_user_attr(FINGERPRINT, config.fingerprint())
+        study.set_user_attr(FINGERPRINT_PARTS, now)
+    else:
+        before = _stored_parts(study, name)
+        if before != now:
+            raise StudyMismatchError(
+                f"study {name!r} was measured under other conditions; this study file changes "
+                + "; ".join(changed_fields(before, now))
+                + ". To keep both, give this one another name (--study-name, or name in the file)")
+        if study.user_attrs.get(FINGERPRINT_PARTS) != now:  # made by an earlier release: upgraded once
+            study.set_user_attr(FINGERPRINT, config.fingerprint())
+            study.set_user_attr(FINGERPRINT_PARTS, now)
+    _record_settings(study, config)
+    study.set_user_attr(STUDY_FILE, config.source)  # the latest file; its settings' history is kept apart
+    present = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
+    for baseline in config.baselines:
+        if baseline not in present:
+            study.enqueue_trial({}, user_attrs={"baseline": baseline})
+    return study
+
+
+def _as_stored(value: Any) -> Any:
+    """A value as the storage gives it back (JSON: tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _stored_parts(study: optuna.Study, name: str) -> dict[str, Any]:
+    """The stored study's fingerprint parts by today's rule.
+
+    A study made by an earlier release stored fewer parts (space, objectives, data set); its stored study
+    file, parsed now, gives all of them.
+    """
+    stored = study.user_attrs.get(FINGERPRINT_PARTS, {})
+    if set(stored) >= {"recipe", "seed", "val_size", "image_size"}:
+        return stored
+    try:
+        source = study.user_attrs.get(STUDY_FILE, "")
+        return _as_stored(parse_study(tomllib.loads(source), source=source).fingerprint_parts())
+    except (tomllib.TOMLDecodeError, StudyFileError) as exc:
+        raise StudyMismatchError(
+            f"study {name!r} was made by an earlier release and its stored study file no longer reads ({exc}); "
+            "its trials' conditions cannot be checked, so it is not resumed: give this study another name"
+        ) from None
+
+
+def _record_settings(study: optuna.Study, config: StudyConfig) -> None:
+    """Append the study file's settings to the study's history when they differ from the last ones recorded."""
+    history = list(study.user_attrs.get(SETTINGS_HISTORY, []))
+    settings = _as_stored(config.settings())
+    if history and {k: v for k, v in history[-1].items() if k != "at"} == settings:
+        return
+    at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    study.set_user_attr(SETTINGS_HISTORY, [*history, {"at": at, **settings}])

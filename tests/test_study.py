@@ -1,0 +1,282 @@
+"""Where a study lives and what it may be resumed with: one storage rule for every command, a fingerprint of
+everything that changes a measurement, the settings' history, baselines on one recipe, exit codes of storages."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import optuna
+import pandas as pd
+import pytest
+
+from resnet_bench.search import sweep as sweep_module
+from resnet_bench.search.config import load_study_file
+from resnet_bench.search.storage import FINGERPRINT, FINGERPRINT_PARTS, SETTINGS_HISTORY, STUDY_FILE
+from resnet_bench.search.study import StudyMismatchError, open_study
+
+from .helpers import TINY_STUDY, run, write
+
+
+@pytest.fixture
+def recipes_trained(monkeypatch):
+    """Training stood in for (these tests are about where results go, not what they are): the recipes it saw."""
+    seen = []
+
+    def fake_train(model, data, recipe, device, **kwargs):
+        seen.append(recipe)
+        return SimpleNamespace(val_accuracy=0.5, test_accuracy=0.5, epochs=recipe.epochs, train_seconds=0.01,
+                               resumed_from_epoch=0, images_per_second=1.0, device="cpu", compile_seconds=0.0)
+
+    monkeypatch.setattr(sweep_module, "train", fake_train)
+    return seen
+
+
+# -- one storage rule: every pairing of sweep and report ---------------------------------------------------------
+
+PAIRINGS = {
+    # name: (sweep's arguments, report's arguments, the study's folder)
+    "default": ([], [], "reports/quickstart"),
+    "a study file": (["{file}"], ["{file}"], "reports/tiny"),
+    "--study-name": (["{file}", "--study-name", "foo"], ["--study-name", "foo"], "reports/foo"),
+    "--out": (["{file}", "--out", "elsewhere"], ["{file}", "--out", "elsewhere"], "elsewhere/tiny"),
+    "--study-name and --out": (["{file}", "--study-name", "foo", "--out", "elsewhere"],
+                               ["--study-name", "foo", "--out", "elsewhere"], "elsewhere/foo"),
+    "--storage": (["{file}", "--storage", "{url}"], ["--storage", "{url}"], "reports/tiny"),
+    "--storage and a study file": (["{file}", "--storage", "{url}"], ["{file}", "--storage", "{url}"],
+                                   "reports/tiny"),
+}
+
+
+@pytest.mark.parametrize("pairing", PAIRINGS)
+def test_report_finds_the_study_that_sweep_wrote(capsys, tmp_path, monkeypatch, recipes_trained, pairing):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "db").mkdir()
+    file, url = str(write(tmp_path, TINY_STUDY)), f"sqlite:///{tmp_path / 'db' / 'shared.db'}"
+    sweep_args, report_args, folder = PAIRINGS[pairing]
+    sweep_args = [a.format(file=file, url=url) for a in sweep_args]
+    report_args = [a.format(file=file, url=url) for a in report_args]
+    code, out, err = run(capsys, "sweep", *sweep_args, "--n-trials", "1", "--device", "cpu")
+    assert code == 0, err
+    code, out, err = run(capsys, "report", *report_args, "--format", "json")
+    assert code == 0, err
+    assert [r["status"] for r in json.loads(out)] == ["trained"]
+    assert (tmp_path / folder / "study.db").is_file() == ("--storage" not in sweep_args)
+    assert pd.read_csv(tmp_path / folder / "trials.csv")["status"].tolist() == ["trained"]
+
+
+def test_the_sweep_names_the_report_command_that_reads_its_study(capsys, tmp_path, monkeypatch, recipes_trained):
+    monkeypatch.chdir(tmp_path)
+    file = str(write(tmp_path, TINY_STUDY))
+    code, out, err = run(capsys, "sweep", file, "--study-name", "foo", "--out", "elsewhere", "--n-trials", "1",
+                         "--device", "cpu")
+    assert code == 0, err
+    said = "".join(out.split())  # rich wraps the caption anywhere, even inside a path
+    assert "".join(f"resnet-bench report {file} --study-name foo --out elsewhere".split()) in said
+    code, _, err = run(capsys, "report", file, "--study-name", "foo", "--out", "elsewhere")
+    assert code == 0, err
+
+
+# -- resume, never mix ------------------------------------------------------------------------------------------
+
+CHANGES = [  # (what the file changes, the words of the refusal)
+    (("epochs = 1", "epochs = 30"), "recipe.epochs: 1 -> 30"),
+    (("val_size = 500", "val_size = 200"), "val_size: 500 -> 200"),
+    (("seed = 0", "seed = 7"), "seed: 0 -> 7"),
+    (("val_size = 500", "val_size = 500\nimage_size = 64"), "image_size: 32 -> 64"),
+    (('name = "fast"', 'name = "he2015"'), "recipe.name: fast -> he2015"),
+    (("batch_size = 256", "batch_size = 256\nlr = { low = 0.05, high = 0.2 }"), "recipe.lr: 0.2 -> {"),
+    (("stem_width = [4, 8]", "stem_width = [4, 16]"), "space.stem_width: [4, 8] -> [4, 16]"),
+    (('dataset = "fashion-mnist-mini"', 'dataset = "fashion-mnist"'), "dataset: fashion-mnist-mini -> fashion-mnist"),
+]
+
+
+@pytest.mark.parametrize("change, words", CHANGES, ids=[w for _, w in CHANGES])
+def test_a_study_file_that_measures_differently_is_refused_field_by_field(capsys, tmp_path, change, words):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    open_study(load_study_file(write(tmp_path, TINY_STUDY)), storage)
+    changed = write(tmp_path, TINY_STUDY.replace(*change), "changed.toml")
+    with pytest.raises(StudyMismatchError, match="measured under other conditions"):
+        open_study(load_study_file(changed), storage)
+    code, out, err = run(capsys, "sweep", str(changed), "--storage", storage, "--device", "cpu")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert words in err and "--study-name" in err
+
+
+def test_what_changes_no_measurement_may_change_and_the_study_keeps_its_history(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = open_study(load_study_file(write(tmp_path, TINY_STUDY)), storage)
+    assert len(study.user_attrs[SETTINGS_HISTORY]) == 1
+    again = open_study(load_study_file(write(tmp_path, TINY_STUDY)), storage)  # unchanged: nothing to record
+    assert len(again.user_attrs[SETTINGS_HISTORY]) == 1
+    text = (TINY_STUDY.replace("n_trials = 2", "n_trials = 5").replace("max_params = 300000", "max_params = 200000")
+            .replace('name = "random"', 'name = "tpe"').replace('baselines = ["resnet20"]', 'baselines = ["resnet20", "resnet32"]')
+            + "\n[report]\nreference_point = { val_accuracy = 0.0, params = 400000 }\n")
+    resumed = open_study(load_study_file(write(tmp_path, text, "more.toml")), storage)
+    history = resumed.user_attrs[SETTINGS_HISTORY]
+    assert len(history) == 2 and history[0]["constraints"] == {"max_params": 300000.0}
+    assert history[1]["constraints"] == {"max_params": 200000.0} and history[1]["n_trials"] == 5
+    assert history[1]["sampler"] == "tpe" and history[1]["reference_point"] == {"val_accuracy": 0.0, "params": 400000.0}
+    assert resumed.user_attrs[STUDY_FILE] == text  # the report reads the latest constraints and reference point
+    assert [t.user_attrs["baseline"] for t in resumed.trials] == ["resnet20", "resnet32"]  # the new one enqueued
+
+
+def _earlier_release_study(storage: str, config) -> None:
+    """A study as the previous release stored it: a fingerprint of the space, objectives and data set only."""
+    study = optuna.create_study(study_name=config.name, storage=storage,
+                                directions=[o.direction for o in config.objectives])
+    parts = config.fingerprint_parts()
+    study.set_user_attr(FINGERPRINT, "0123456789abcdef")
+    study.set_user_attr(FINGERPRINT_PARTS, {k: parts[k] for k in ("space", "objectives", "dataset")})
+    study.set_user_attr(STUDY_FILE, config.source)
+
+
+def test_a_study_of_the_earlier_release_resumes_if_nothing_changed_and_opens_in_report(capsys, tmp_path):
+    config = load_study_file(write(tmp_path, TINY_STUDY))
+    old, older = f"sqlite:///{tmp_path / 'old.db'}", f"sqlite:///{tmp_path / 'older.db'}"
+    _earlier_release_study(old, config)
+    code, out, err = run(capsys, "report", "--storage", old, "--out", str(tmp_path / "r"), "--format", "json")
+    assert code == 0 and json.loads(out) == [], err
+    study = open_study(config, old)  # same conditions: resumed, and its fingerprint brought up to date
+    assert study.user_attrs[FINGERPRINT] == config.fingerprint()
+    assert set(study.user_attrs[FINGERPRINT_PARTS]) >= {"recipe", "seed", "val_size", "image_size"}
+    _earlier_release_study(older, config)
+    longer = load_study_file(write(tmp_path, TINY_STUDY.replace("epochs = 1", "epochs = 30"), "longer.toml"))
+    with pytest.raises(StudyMismatchError, match="recipe.epochs: 1 -> 30"):
+        open_study(longer, older)
+
+
+# -- baselines train with the study's base recipe ----------------------------------------------------------------
+
+def test_baselines_share_the_base_recipe_while_candidates_sample_theirs(capsys, tmp_path, recipes_trained):
+    text = TINY_STUDY.replace("batch_size = 256", "batch_size = 256\nlr = { low = 0.01, high = 0.05 }").replace(
+        'baselines = ["resnet20"]', 'baselines = ["resnet20", "resnet20_b"]').replace("width_multiplier = [1, 64]", "")
+    path = write(tmp_path, text)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    code, _, err = run(capsys, "sweep", str(path), "--storage", storage, "--n-trials", "4", "--device", "cpu")
+    assert code == 0, err
+    records = [t.user_attrs for t in optuna.load_study(study_name="tiny", storage=storage).trials]
+    baselines = [r["recipe"] for r in records if r.get("baseline")]
+    sampled = [r["recipe"] for r in records if not r.get("baseline") and r["status"] == "trained"]
+    assert len(baselines) == 2 and baselines[0] == baselines[1] and baselines[0]["lr"] == 0.2  # fast's lr
+    assert len(sampled) == 2 and all(0.01 <= r["lr"] <= 0.05 for r in sampled)
+    assert [r.lr for r in recipes_trained][:2] == [0.2, 0.2]
+    code, out, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "base recipe: fast, epochs=1, batch_size=256" in " ".join(out.replace("│", " ").split())
+
+
+# -- the dry run and latency --------------------------------------------------------------------------------------
+
+def test_the_dry_run_says_it_cannot_check_a_latency_bound(capsys, tmp_path):
+    path = write(tmp_path, TINY_STUDY.replace("max_params = 300000", "max_params = 300000\nmax_latency_ms = 5"))
+    code, out, err = run(capsys, "sweep", str(path), "--dry-run", "--dry-run-samples", "8", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["unchecked"] == ["max_latency_ms"]
+    code, out, err = run(capsys, "sweep", str(path), "--dry-run", "--dry-run-samples", "8")
+    said = " ".join(out.split())
+    assert code == 0 and "max_latency_ms = 5 is not checked by the dry run" in said and "upper bound" in said
+    code, out, _ = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY, "plain.toml")), "--dry-run",
+                       "--dry-run-samples", "8", "--format", "json")
+    assert json.loads(out)[0]["unchecked"] == []
+
+
+# -- storages that cannot be opened: bad input (2) or a failure (1) ------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["sweep", "report"])
+def test_a_server_that_cannot_be_reached_is_exit_1_naming_the_host_but_never_the_password(capsys, tmp_path, command):
+    port = _free_port()  # nothing listens there
+    url = f"postgresql+psycopg2://bench:hunter2@127.0.0.1:{port}/resnet_bench"
+    code, out, err = run(capsys, command, str(write(tmp_path, TINY_STUDY)), "--storage", url, "--device", "cpu") \
+        if command == "sweep" else run(capsys, command, "--storage", url, "--study-name", "tiny")
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"127.0.0.1:{port}" in err and "cannot be reached" in err and "hunter2" not in err
+
+
+@pytest.mark.parametrize("url, words", [
+    ("not a url", ["is not a storage URL", "sqlite:///"]),
+    ("nosuchdb://nowhere", ["is not a storage URL"]),
+    ("mysql://bench:hunter2@127.0.0.1/db", ["needs a database driver that is not installed",
+                                           "pip install 'resnet-bench[postgres]'"]),
+    ("sqlite:///{tmp}/no/such/folder/s.db", ["does not exist", "create it"]),
+])
+def test_a_malformed_url_or_a_missing_driver_is_exit_2_with_the_fix(capsys, tmp_path, url, words):
+    url = url.replace("{tmp}", str(tmp_path))
+    code, out, err = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY)), "--storage", url, "--device", "cpu")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert all(w in err for w in words) and "hunter2" not in err, err
+
+
+# -- the report never pays for torch ------------------------------------------------------------------------------
+
+def test_report_imports_neither_torch_nor_torchvision(tmp_path):
+    """A study on full Fashion-MNIST, whose report places published results (costs on 1-channel 28 px images)."""
+    text = TINY_STUDY.replace('dataset = "fashion-mnist-mini"', 'dataset = "fashion-mnist"')
+    config = load_study_file(write(tmp_path, text))
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = open_study(config, storage)
+    trial = study.ask()
+    for key, value in {"status": "trained", "spec": "block=basic,layers=1-1,stem=cifar,stem_width=4,in_channels=1,"
+                       "num_classes=10", "dataset": "fashion-mnist", "input_size": 28, "val_accuracy": 0.8,
+                       "val_images": 500, "params": 1382, "gflops": 0.0004}.items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, [0.8, 1382])
+    code = (f"import sys; from resnet_bench.cli import main; assert main(['report', '--storage', {storage!r}, "
+            f"'--out', {str(tmp_path / 'r')!r}]) == 0; "
+            "print(sorted(m for m in ('torch', 'torchvision', 'fvcore') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "Published results on fashion-mnist" in (tmp_path / "r" / "tiny" / "report.md").read_text()
+    modules = ("import sys, resnet_bench.search.config, resnet_bench.search.trials, resnet_bench.search.study, "
+               "resnet_bench.report.analysis, resnet_bench.recipe; "
+               "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", modules], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# -- the caption counts this command's trials ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_caption_counts_this_commands_trials_not_another_commands(capsys, tmp_path):
+    """Two worker processes train 2 trials; meanwhile another command adds a trial to the same study."""
+    path = write(tmp_path, TINY_STUDY.replace('baselines = ["resnet20"]', "").replace("width_multiplier = [1, 64]", ""))
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    added = threading.Event()
+
+    def another_command() -> None:
+        for _ in range(600):
+            try:
+                study = optuna.load_study(study_name="tiny", storage=storage)
+                break
+            except Exception:  # not made yet (the tables, or the study in them)
+                time.sleep(0.1)
+        time.sleep(1.0)  # after the workers started
+        trial = study.ask()
+        for key, value in {"status": "trained", "spec": "block=basic,layers=1-1,stem=cifar,stem_width=4,"
+                           "in_channels=1,num_classes=10", "val_accuracy": 0.1, "val_images": 500, "params": 1382,
+                           "gflops": 0.0004, "input_size": 28, "dataset": "fashion-mnist-mini"}.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, [0.1, 1382])
+        added.set()
+
+    other = threading.Thread(target=another_command)
+    other.start()
+    code, out, err = run(capsys, "sweep", str(path), "--storage", storage, "--workers", "2", "--n-trials", "2",
+                         "--device", "cpu")
+    other.join()
+    assert code == 0 and added.is_set(), err
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert sum(t.user_attrs.get("status") == "trained" for t in trials) == 3
+    assert "thiscommand:2trained(0failed)" in "".join(out.split())
