@@ -47,7 +47,8 @@ def main() -> None:
     for _ in range(args.runs):
         for name, command in commands.items():
             start = time.perf_counter()
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            # Run outside the repository: `python -m` puts the working folder first on sys.path.
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=out)
             seconds[name].append(time.perf_counter() - start)
     baseline = statistics.median(seconds[next(iter(commands))])
     result = {}
