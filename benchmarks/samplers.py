@@ -18,7 +18,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from resnet_bench.report.pareto import hypervolume
+from resnet_bench.pareto import hypervolume
 from resnet_bench.search.config import Fixed, load_study_file
 from resnet_bench.search.sweep import Sweep, record_of
 

@@ -20,7 +20,7 @@ import pytest
 from resnet_bench.cli import main
 from resnet_bench.report.analysis import ADDED_COLUMNS, build_report, resolve_reference
 from resnet_bench.report.export import FILES, html_table, write_report
-from resnet_bench.report.pareto import hypervolume, hypervolume_curve, pareto_ranks
+from resnet_bench.pareto import hypervolume, hypervolume_curve, pareto_ranks
 from resnet_bench.report.references import published_points
 from resnet_bench.report.stats import wilson_interval
 from resnet_bench.report.text import front_rows
@@ -136,7 +136,8 @@ def test_front_summary_and_the_cheapest_network_tied_with_the_best():
     assert list(report.trials.columns) == [*TRIAL_COLUMNS, *ADDED_COLUMNS]
     assert report.trials["rank"].tolist()[:4] == [1, 1, 1, 2] and report.trials["rank"].iloc[4:].isna().all()
     assert report.front["number"].tolist() == [2, 1, 0]  # cheapest first
-    assert report.counts == {"trained": 4, "infeasible": 1, "failed": 1, "running": 1, "waiting": 0}
+    assert report.counts == {"trained": 4, "stopped": 0, "infeasible": 1, "duplicate": 0, "failed": 1, "running": 1,
+                             "waiting": 0}
     assert report.best["number"] == 0 and report.tied["number"] == 1
     low, high = wilson_interval(890, 1000)
     assert report.trials.loc[1, "val_low"] == pytest.approx(low) and report.trials.loc[1, "val_high"] == pytest.approx(high)
@@ -262,6 +263,8 @@ def test_report_of_a_real_sweep(swept, capsys):
             assert row["val_accuracy"] == t.user_attrs["val_accuracy"]
             assert (row["rank"] == 1) == (t.number in expected) and bool(row["on_front"]) == (t.number in expected)
             assert row["val_low"] <= row["val_accuracy"] <= row["val_high"]
+        elif row["status"] == "duplicate":  # not trained again: the values of the trial it repeats, never ranked
+            assert pd.isna(row["rank"]) and row["val_accuracy"] == t.user_attrs["val_accuracy"]
         else:
             assert pd.isna(row["rank"]) and pd.isna(row["val_accuracy"])
     assert table["hypervolume_so_far"].is_monotonic_increasing
@@ -273,7 +276,7 @@ def test_report_of_a_real_sweep(swept, capsys):
     assert code == 0 and [r["number"] for r in rows] == sorted(table["number"].tolist())
     assert {r["number"] for r in rows if r["rank"] == 1} == expected and all("val_low" in r for r in rows)
     code, out, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(out_dir), "--format", "csv")
-    assert code == 0 and pd.read_csv(StringIO(out))["rank"].tolist() == pd.read_csv(out_dir / "tiny" / "trials.csv")["rank"].tolist()
+    assert code == 0 and pd.read_csv(StringIO(out))["rank"].equals(pd.read_csv(out_dir / "tiny" / "trials.csv")["rank"])
 
     markdown = (out_dir / "tiny" / "report.md").read_text()
     assert "## Pareto front" in markdown and "![Validation accuracy against GFLOPs](pareto.png)" in markdown

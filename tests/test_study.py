@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import optuna
 import pandas as pd
 import pytest
+import torch
 
 from resnet_bench.search import sweep as sweep_module
 from resnet_bench.search.config import load_study_file
@@ -31,7 +32,8 @@ def recipes_trained(monkeypatch):
     def fake_train(model, data, recipe, device, **kwargs):
         seen.append(recipe)
         return SimpleNamespace(val_accuracy=0.5, test_accuracy=0.5, epochs=recipe.epochs, train_seconds=0.01,
-                               resumed_from_epoch=0, images_per_second=1.0, device="cpu", compile_seconds=0.0)
+                               resumed_from_epoch=0, images_per_second=1.0, device="cpu", compile_seconds=0.0,
+                               stopped_early=False)
 
     monkeypatch.setattr(sweep_module, "train", fake_train)
     return seen
@@ -273,10 +275,14 @@ def test_the_caption_counts_this_commands_trials_not_another_commands(capsys, tm
 
     other = threading.Thread(target=another_command)
     other.start()
-    code, out, err = run(capsys, "sweep", str(path), "--storage", storage, "--workers", "2", "--n-trials", "2",
-                         "--device", "cpu")
+    threads = torch.get_num_threads()
+    try:
+        code, out, err = run(capsys, "sweep", str(path), "--storage", storage, "--workers", "2", "--n-trials", "2",
+                             "--device", "cpu")
+    finally:  # the command divides this process's threads among its workers: later tests in it keep theirs
+        torch.set_num_threads(threads)
     other.join()
     assert code == 0 and added.is_set(), err
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     assert sum(t.user_attrs.get("status") == "trained" for t in trials) == 3
-    assert "thiscommand:2trained(0failed)" in "".join(out.split())
+    assert "thiscommand:2trained(0stoppedearly,0failed)" in "".join(out.split())

@@ -58,7 +58,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         print_records(records(report.front), args.format)
         return
     print_front(report, caption=(
-        f"this command: {summary.trained} trained ({summary.failed} failed) and {summary.infeasible} infeasible in "
+        f"this command: {summary.trained} trained ({summary.stopped_early} stopped early, {summary.failed} failed), "
+        f"{summary.infeasible} infeasible and {summary.duplicates} duplicates (not trained again) in "
         f"{summary.seconds:.0f} s, stopped by {summary.stopped}; storage {safe_url(summary.storage)}; the whole "
         f"report: {_report_command(args, location)}"))
 
@@ -127,11 +128,14 @@ class _SweepProgress(StderrProgress):
     def trial_end(self, trial: Any) -> None:
         attrs = trial.user_attrs
         status = attrs.get("status", "failed")
-        if status != "infeasible":
+        if status not in ("infeasible", "duplicate"):
             self.done += 1
-        if status == "trained":
-            self.best = max(self.best or 0.0, attrs["val_accuracy"])
+        if status in ("trained", "stopped"):
+            if status == "trained":  # a stopped trial's accuracy is a rung's, not the recipe's
+                self.best = max(self.best or 0.0, attrs["val_accuracy"])
             line = f"val {attrs['val_accuracy']:.2%}, {attrs['gflops']:.4f} GFLOPs, {attrs['params']:,} params"
+            if status == "stopped":
+                line += f" (stopped after epoch {attrs['epochs']}: not in its rung's top)"
         else:
             line = attrs.get("reason", "")
         name = attrs.get("baseline") or attrs.get("spec", "")

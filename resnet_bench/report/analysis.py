@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from resnet_bench.report.pareto import hypervolume_curve, pareto_ranks
+from resnet_bench.pareto import hypervolume_curve, pareto_ranks
 from resnet_bench.report.stats import wilson_interval
 from resnet_bench.search.config import CONSTRAINTS
-from resnet_bench.search.records import FAILED, INFEASIBLE, RUNNING, TRAINED, WAITING, StudyTrials
+from resnet_bench.search.records import (
+    DUPLICATE, FAILED, INFEASIBLE, RUNNING, STOPPED, TRAINED, WAITING, StudyTrials,
+)
 
-STATUS_ORDER = (TRAINED, INFEASIBLE, FAILED, RUNNING, WAITING)
+STATUS_ORDER = (TRAINED, STOPPED, INFEASIBLE, DUPLICATE, FAILED, RUNNING, WAITING)
 ACCURACY = "val_accuracy"
 # Columns the analysis adds to each trial's row.
 ADDED_COLUMNS = ("rank", "on_front", "val_low", "val_high", "test_low", "test_high", "hypervolume_so_far")

@@ -32,7 +32,8 @@ OBJECTIVES = {
 }
 CONSTRAINTS = {"max_gflops": "gflops", "max_params": "params", "max_activations": "activations",
                "max_latency_ms": "latency_ms"}
-SHIPPED_STUDIES = ("quickstart", "fashion_mnist", "cifar10")
+SHIPPED_STUDIES = ("quickstart", "quickstart_mo_asha", "fashion_mnist", "cifar10")
+EARLY_STOPPING = ("off", "mo-asha")  # mo-asha: see search/early_stopping.py
 
 
 class StudyFileError(BadInputError):
@@ -140,7 +141,7 @@ class StudyConfig:
     constraints: dict[str, float]  # max_gflops, max_params, max_activations, max_latency_ms
     recipe_name: str  # a named recipe
     recipe: dict[str, Domain]  # overrides of the named recipe
-    n_trials: int  # trained trials a sweep adds (infeasible candidates do not count)
+    n_trials: int  # trials a sweep trains, to the end or stopped early (infeasible candidates do not count)
     timeout_minutes: float | None  # wall-clock limit of one sweep command
     sampler: str  # tpe, nsga2 or random
     sampler_options: dict[str, int] = field(default_factory=dict)  # n_startup_trials (tpe), population_size (nsga2)
@@ -150,6 +151,10 @@ class StudyConfig:
     # [report] reference_point: objective metric -> the value the hypervolume is measured from (see report/)
     reference_point: dict[str, float] = field(default_factory=dict)
     source: str = ""  # the file's text, kept with the study
+    # [budget] early stopping: off, or mo-asha with rungs at min_epochs * reduction_factor**k epochs
+    early_stopping: str = "off"
+    min_epochs: int = 1  # the first rung, epochs
+    reduction_factor: int = 3  # eta: the top 1/eta of the trials at a rung go on
 
     @property
     def needs_latency(self) -> bool:
@@ -194,7 +199,8 @@ class StudyConfig:
         return {
             "n_trials": self.n_trials, "timeout_minutes": self.timeout_minutes, "constraints": self.constraints,
             "reference_point": self.reference_point, "sampler": self.sampler, "sampler_options": self.sampler_options,
-            "baselines": list(self.baselines),
+            "baselines": list(self.baselines), "early_stopping": self.early_stopping, "min_epochs": self.min_epochs,
+            "reduction_factor": self.reduction_factor,
         }
 
 
@@ -256,12 +262,14 @@ def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
     _known(data, _TOP, "")
     objectives = _objectives(data.get("objectives"))
     recipe_name, recipe = _recipe(_table(data, "recipe"))
-    n_trials, timeout = _budget(_table(data, "budget"))
+    budget = _table(data, "budget")
+    n_trials, timeout = _budget(budget)
     sampler, options = _sampler(_table(data, "sampler"))
     return StudyConfig(
         **_top_level(data), objectives=objectives, space=_space(_table(data, "space")),
         constraints=_constraints(_table(data, "constraints")), recipe_name=recipe_name, recipe=recipe,
-        n_trials=n_trials, timeout_minutes=timeout, sampler=sampler, sampler_options=options,
+        n_trials=n_trials, timeout_minutes=timeout, **_early_stopping(budget, recipe_name, recipe),
+        sampler=sampler, sampler_options=options,
         baselines=_baselines(data.get("baselines", [])),
         reference_point=_reference_point(_table(data, "report"), objectives), source=source,
     )
@@ -309,12 +317,31 @@ def _recipe(table: dict[str, Any]) -> tuple[str, dict[str, Domain]]:
 
 def _budget(table: dict[str, Any]) -> tuple[int, float | None]:
     """[budget]: trained trials one sweep command adds, and its optional wall-clock limit."""
-    _known(table, ("n_trials", "timeout_minutes"), "budget.")
+    _known(table, ("n_trials", "timeout_minutes", "early_stopping", "min_epochs", "reduction_factor"), "budget.")
     n_trials = _positive(table, "n_trials", 20, path="budget.")
     timeout = table.get("timeout_minutes")
     if timeout is not None and (not _is_number(timeout) or timeout <= 0):
         raise StudyFileError(f"budget.timeout_minutes={timeout!r} is not accepted; it must be a number > 0")
     return n_trials, float(timeout) if timeout is not None else None
+
+
+def _early_stopping(table: dict[str, Any], recipe_name: str, recipe: dict[str, Domain]) -> dict[str, Any]:
+    """[budget] early_stopping, min_epochs, reduction_factor: the first rung must come before the last epoch."""
+    mode = _get(table, "early_stopping", str, f"one of {', '.join(EARLY_STOPPING)}", default="off", path="budget.")
+    if mode not in EARLY_STOPPING:
+        raise StudyFileError(f"budget.early_stopping={mode!r} is not accepted; use one of {', '.join(EARLY_STOPPING)}")
+    min_epochs = _positive(table, "min_epochs", 1, path="budget.")
+    eta = _get(table, "reduction_factor", int, "an integer >= 2", default=3, path="budget.")
+    if eta < 2:
+        raise StudyFileError(f"budget.reduction_factor={eta} is not accepted; it must be an integer >= 2")
+    if mode != "off":
+        epochs = recipe.get("epochs", Fixed(RECIPES[recipe_name].epochs))
+        fewest = epochs.value if isinstance(epochs, Fixed) else min(epochs.values) if isinstance(
+            epochs, Choice) else int(epochs.low)
+        if min_epochs >= fewest:
+            raise StudyFileError(f"budget.min_epochs={min_epochs} is not accepted with early_stopping={mode!r}: the "
+                                 f"first rung must come before the recipe's last epoch ({fewest}); use fewer")
+    return {"early_stopping": mode, "min_epochs": min_epochs, "reduction_factor": eta}
 
 
 def _sampler(table: dict[str, Any]) -> tuple[str, dict[str, int]]:

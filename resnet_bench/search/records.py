@@ -13,18 +13,21 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-# A trial's status, beside Optuna's own state: trained (complete), infeasible (outside the constraints,
-# or a combination the generator refuses: never trained), failed (an error while training; see reason).
-TRAINED, INFEASIBLE, FAILED = "trained", "infeasible", "failed"
-STATUSES = (TRAINED, INFEASIBLE, FAILED)
+# A trial's status, beside Optuna's own state: trained (complete, the recipe's every epoch), stopped (early
+# stopping ended it at a rung: its values are that rung's; never on the front), infeasible (outside the
+# constraints, or a combination the generator refuses: never trained), duplicate (the same network and recipe as
+# a trial already trained: not trained again, its values taken from that trial), failed (an error while training).
+TRAINED, STOPPED, INFEASIBLE, DUPLICATE, FAILED = "trained", "stopped", "infeasible", "duplicate", "failed"
+STATUSES = (TRAINED, STOPPED, INFEASIBLE, DUPLICATE, FAILED)
 
 
 @dataclass
 class TrialRecord:
     """What one trial stores, field by field; None where not measured (yet)."""
 
-    status: str = ""  # trained, infeasible or failed; "" while running
-    reason: str = ""  # why infeasible or failed; "" when trained
+    status: str = ""  # trained, stopped, infeasible, duplicate or failed; "" while running
+    reason: str = ""  # why infeasible, duplicate or failed; "" when trained
+    duplicate_of: int | None = None  # the trial whose network and recipe a duplicate repeats (its number)
     baseline: str = ""  # preset name of a hand-designed baseline; "" for a sampled candidate
     spec: str = ""  # the spec's one-line form, as trained (input channels and classes of the data set)
     recipe: dict[str, Any] | None = None  # Recipe.to_dict() of the recipe it was trained with
@@ -41,7 +44,8 @@ class TrialRecord:
     val_images: int | None = None  # images behind val_accuracy (for its interval)
     test_accuracy: float | None = None  # reported, never used for selection
     test_images: int | None = None  # images behind test_accuracy
-    epochs: int | None = None  # epochs trained
+    epochs: int | None = None  # epochs trained (a stopped trial's rung)
+    rungs: dict[str, list[float]] | None = None  # early stopping: epochs -> the objectives' values at that rung
     resumed_from_epoch: int | None = None  # epochs restored from a killed worker's saved state (0: none)
     state_file: str = ""  # training state saved after every epoch while it runs (removed when it ends)
     train_seconds: float | None = None  # training time, evaluation excluded

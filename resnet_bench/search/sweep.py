@@ -30,14 +30,15 @@ from resnet_bench.presets import get as get_preset
 from resnet_bench.profiling import count_cost, measure_speed
 from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import CONSTRAINTS, StudyConfig
-from resnet_bench.search.records import FAILED, INFEASIBLE, TRAINED, TrialRecord
+from resnet_bench.search.early_stopping import goes_on, rung_epochs
+from resnet_bench.search.records import DUPLICATE, FAILED, INFEASIBLE, STOPPED, TRAINED, TrialRecord
 from resnet_bench.search.space import sample_recipe, sample_spec, space_size
 from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
 from resnet_bench.search.study import open_study
 from resnet_bench.spec import ResNetSpec, SpecError
 from resnet_bench.train import EpochMetrics, spec_for_data, train
 
-MAX_REJECTED_PER_TRIAL = 50  # infeasible candidates per trained trial before the sweep gives up on the space
+MAX_REJECTED_PER_TRIAL = 50  # infeasible or duplicate proposals per trained trial before the sweep gives up
 UNMEASURED_BEFORE_TRAINING = ("max_latency_ms",)  # bounds the dry run cannot check without timing each network
 
 
@@ -53,11 +54,13 @@ class SweepSummary:
 
     study_name: str
     storage: str
-    trained: int  # trials trained by this command (complete or failed)
+    trained: int  # trials trained by this command (to the end, stopped early, or failed)
     infeasible: int  # candidates rejected by the constraints, never trained
     failed: int  # trials that failed while training
     seconds: float  # wall time of the command
     stopped: str  # why the sweep stopped: budget, timeout, or infeasible space
+    stopped_early: int = 0  # trials that early stopping ended at a rung
+    duplicates: int = 0  # proposals of a network and recipe already trained: not trained again, not counted
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (what a worker process reports to the command that started it)."""
@@ -69,7 +72,8 @@ class SweepSummary:
         first = parts[0]
         return cls(study_name=first.study_name, storage=first.storage, trained=sum(p.trained for p in parts),
                    infeasible=sum(p.infeasible for p in parts), failed=sum(p.failed for p in parts),
-                   seconds=seconds, stopped=stopped)
+                   seconds=seconds, stopped=stopped, stopped_early=sum(p.stopped_early for p in parts),
+                   duplicates=sum(p.duplicates for p in parts))
 
 
 class Sweep:
@@ -97,7 +101,7 @@ class Sweep:
         """Run until n_trials more trials are trained (or failed), the timeout passes, or the space proves infeasible."""
         budget = n_trials if n_trials is not None else self.config.n_trials
         timeout = timeout_minutes if timeout_minutes is not None else self.config.timeout_minutes
-        counts = {TRAINED: 0, INFEASIBLE: 0, FAILED: 0}
+        counts = {TRAINED: 0, STOPPED: 0, INFEASIBLE: 0, DUPLICATE: 0, FAILED: 0}
         stopped = ["timeout" if timeout else "budget"]
         started = time.perf_counter()
 
@@ -106,11 +110,11 @@ class Sweep:
             counts[status] = counts.get(status, 0) + 1
             if self.on_trial_end is not None:
                 self.on_trial_end(trial)
-            if counts[TRAINED] + counts[FAILED] >= budget:
+            if counts[TRAINED] + counts[STOPPED] + counts[FAILED] >= budget:
                 stopped[0] = "budget"
                 study.stop()
-            elif counts[INFEASIBLE] >= MAX_REJECTED_PER_TRIAL * budget:
-                stopped[0] = "infeasible space"
+            elif counts[INFEASIBLE] + counts[DUPLICATE] >= MAX_REJECTED_PER_TRIAL * budget:
+                stopped[0] = "infeasible space" if counts[INFEASIBLE] >= counts[DUPLICATE] else "no new candidates"
                 study.stop()
 
         logging.getLogger("optuna").setLevel(logging.ERROR)  # failures are reported by the sweep itself
@@ -119,9 +123,10 @@ class Sweep:
             callbacks=[after_trial], gc_after_trial=False,
         )
         return SweepSummary(
-            study_name=self.study.study_name, storage=self.location.storage, trained=counts[TRAINED] + counts[FAILED],
-            infeasible=counts[INFEASIBLE], failed=counts[FAILED], seconds=time.perf_counter() - started,
-            stopped=stopped[0],
+            study_name=self.study.study_name, storage=self.location.storage,
+            trained=counts[TRAINED] + counts[STOPPED] + counts[FAILED], infeasible=counts[INFEASIBLE],
+            failed=counts[FAILED], seconds=time.perf_counter() - started, stopped=stopped[0],
+            stopped_early=counts[STOPPED], duplicates=counts[DUPLICATE],
         )
 
     # -- one trial: propose, measure, train and record --------------------------------------------------------
@@ -138,6 +143,9 @@ class Sweep:
         except (SpecError, BadInputError) as exc:  # a combination the generator refuses: never trained
             return self._infeasible(trial, record, f"invalid network: {exc}", started, invalid=True)
         record.recipe = recipe.to_dict()
+        twin = self._trained_twin(spec.format(), record.recipe)
+        if twin is not None:
+            return self._duplicate(trial, record, twin, started)
         violations = self.measure(spec, record)
         if any(v > 0 for v in violations.values()):
             over = [f"{key}={getattr(record, CONSTRAINTS[key]):.4g} > {self.config.constraints[key]:g}"
@@ -178,7 +186,7 @@ class Sweep:
             torch.manual_seed(self.config.seed)
             training_started = time.perf_counter()
             result = train(build_model(spec), self.data, recipe, self.device,
-                           callback=self._epoch_callback(trial, recipe), state_path=record.state_file)
+                           callback=self._epoch_callback(trial, recipe, record), state_path=record.state_file)
             training = time.perf_counter() - training_started
         except (Exception, KeyboardInterrupt) as exc:
             reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
@@ -194,20 +202,65 @@ class Sweep:
         record.resumed_from_epoch = result.resumed_from_epoch
         record.images_per_second, record.device = result.images_per_second, result.device
         record.compile_seconds = result.compile_seconds
-        record.status = TRAINED
+        record.status = STOPPED if result.stopped_early else TRAINED
         record.trial_seconds = time.perf_counter() - started
         record.overhead_seconds = record.trial_seconds - training
         _store(trial, record)
         return [float(getattr(record, o.metric)) for o in self.config.objectives]
 
-    def _epoch_callback(self, trial: optuna.Trial, recipe: Recipe) -> Callable[[int, EpochMetrics], bool]:
-        """What runs after each epoch of a trial; True stops its training (the seam for early stopping)."""
+    def _epoch_callback(self, trial: optuna.Trial, recipe: Recipe,
+                        record: TrialRecord) -> Callable[[int, EpochMetrics], bool]:
+        """What runs after each epoch of a trial; True stops its training (early stopping, at a rung)."""
+        rungs = (rung_epochs(self.config.min_epochs, self.config.reduction_factor, recipe.epochs)
+                 if self.config.early_stopping == "mo-asha" else ())
+        seconds = [0.0]
+
         def after_epoch(epoch: int, metrics: EpochMetrics) -> bool:
+            seconds[0] += metrics.seconds
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, metrics, recipe.epochs)
-            return False
+            return epoch in rungs and not self._goes_on(trial, record, epoch, metrics, seconds[0])
 
         return after_epoch
+
+    def _goes_on(self, trial: optuna.Trial, record: TrialRecord, epoch: int, metrics: EpochMetrics,
+                 train_seconds: float) -> bool:
+        """Store this trial's objectives at the rung, then read the rung from the storage (every worker's trials
+        as they are now) and decide: the top 1/eta go on (see search/early_stopping.py)."""
+        measured = {**{o.metric: getattr(record, o.metric) for o in self.config.objectives},
+                    "val_accuracy": metrics.val_accuracy, "train_seconds": train_seconds}
+        values = [float(measured[o.metric]) for o in self.config.objectives]
+        record.rungs = {**(record.rungs or {}), str(epoch): values}
+        _store(trial, record)
+        at_rung = [(t.number, t.user_attrs["rungs"][str(epoch)]) for t in self.study.get_trials(deepcopy=False)
+                   if str(epoch) in (t.user_attrs.get("rungs") or {})]
+        numbers = [number for number, _ in at_rung]
+        return goes_on(numbers.index(trial.number), [v for _, v in at_rung],
+                       [o.direction for o in self.config.objectives], self.config.reduction_factor)
+
+    def _trained_twin(self, spec_line: str, recipe: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+        """The first trial of the study (any worker's) that trained this network with this recipe, if any."""
+        for other in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            attrs = other.user_attrs
+            if attrs.get("status") in (TRAINED, STOPPED) and attrs.get("spec") == spec_line \
+                    and attrs.get("recipe") == recipe:
+                return other
+        return None
+
+    def _duplicate(self, trial: optuna.Trial, record: TrialRecord, twin: optuna.trial.FrozenTrial,
+                   started: float) -> list[float]:
+        """Not trained again: the twin's record and values, so the sampler learns the same as from the twin."""
+        measured = TrialRecord.from_attrs(twin.user_attrs)
+        copied = {k: v for k, v in vars(measured).items() if k not in (
+            "status", "reason", "baseline", "state_file", "trial_seconds", "overhead_seconds", "rungs")}
+        for key, value in copied.items():
+            setattr(record, key, value)
+        record.status, record.duplicate_of = DUPLICATE, twin.number
+        record.reason = f"the same network and recipe as trial {twin.number} ({measured.status}): not trained again"
+        record.trial_seconds = record.overhead_seconds = time.perf_counter() - started
+        _set_constraints(trial, dict(twin.constraints))
+        _store(trial, record)
+        return list(twin.values)
 
     def _violations(self, record: TrialRecord) -> dict[str, float]:
         """Optuna's constraint values, <= 0 where satisfied: `valid` (the generator accepts it), then each bound."""

@@ -1,4 +1,4 @@
-"""Pareto ranks and hypervolume of points in objective space, with mixed directions.
+"""Pareto ranks and hypervolume of points in objective space, with mixed directions (the report and early stopping).
 
 Both come from moocore (Lopez-Ibanez et al.'s C implementations): its non-dominated sorting gives equal
 points the same rank, and its hypervolume is exact in any dimension. Optuna's own are private API.
