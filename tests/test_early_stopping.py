@@ -40,10 +40,11 @@ def test_ties_keep_the_order_of_arrival():
     assert [goes_on(i, same, MAX_MIN, 2) for i in range(4)] == [True, True, False, False]
 
 
-def test_a_rung_with_fewer_than_eta_trials_promotes_only_the_best_so_far():
-    assert goes_on(0, [[0.5, 1.0]], MAX_MIN, 3)  # alone at its rung: it is the best so far
-    assert goes_on(1, [[0.5, 1.0], [0.6, 0.5]], MAX_MIN, 3)  # dominates the first
-    assert not goes_on(1, [[0.6, 0.5], [0.5, 1.0]], MAX_MIN, 3)  # dominated by the first
+def test_a_rung_with_fewer_than_eta_trials_stops_nobody():
+    assert goes_on(0, [[0.5, 1.0]], MAX_MIN, 3)  # alone at its rung
+    assert goes_on(1, [[0.6, 0.5], [0.5, 1.0]], MAX_MIN, 3)  # dominated, but two are too few to judge it
+    assert not goes_on(2, [[0.6, 0.5], [0.55, 0.7], [0.5, 1.0]], MAX_MIN, 3)  # three: only the top one goes on
+    assert goes_on(0, [[0.6, 0.5], [0.55, 0.7], [0.5, 1.0]], MAX_MIN, 3)
 
 
 def test_a_trial_arriving_at_a_full_rung():
@@ -116,7 +117,7 @@ def test_a_sweep_stops_trials_at_rungs_and_the_report_keeps_them_off_the_front(c
     for r in records:  # each stored its objectives at every rung it reached: accuracy and parameters
         assert sorted(r["rungs"], key=int) == [str(e) for e in (1, 2) if e <= r["epochs"]]
         assert r["rungs"][str(min(r["epochs"], 2))][1] == r["params"]
-    # The first trial at a rung is alone there: the best so far, it goes on.
+    # The first trial at a rung is alone there: too few to judge, it goes on.
     assert trials[0].user_attrs["status"] in ("trained", "infeasible")
     front = json.loads(out)
     assert front and {row["status"] for row in front} == {"trained"}

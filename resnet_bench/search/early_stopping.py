@@ -4,8 +4,11 @@ Optuna cannot prune a multi-objective trial (`Trial.report` raises there), so th
 records: at each rung (epochs `min_epochs * eta**k`, below the recipe's epochs) a trial stores its objective
 values, reads the values every trial stored at that rung from the storage, and goes on only if it is among
 the top 1/eta of them (Li et al. 2020, ASHA; Schmucker et al. 2021 for the multi-objective order). No trial
-waits for a rung to fill: with fewer than eta trials at a rung, a trial goes on only if it is the first in
-the order, as Optuna's SuccessiveHalvingPruner does for one objective.
+waits for a rung to fill: a trial goes on while fewer than eta trials have reached its rung (too few to judge
+it against, as in Syne Tune's stopping rungs), and from then on only if it is in the top n // eta of the n
+there. (Optuna's single-objective SuccessiveHalvingPruner instead lets only the best so far go on; measured on
+the quickstart with early stopping, that stopped 9 of 10 trials, every one behind the first, most accurate
+baseline, and left a front of one network.)
 
 The order: non-dominated sorting rank first; within a rank, the epsilon-net of Schmucker et al. (objectives
 scaled to [0, 1] over the rung, all turned to minimisation; the point best in the first objective first, then
@@ -62,6 +65,8 @@ def _epsilon_net(scaled: np.ndarray, members: list[int]) -> list[int]:
 
 
 def goes_on(mine: int, points: Sequence[Sequence[float]], directions: Sequence[str], reduction_factor: int) -> bool:
-    """Whether point `mine` (an index of `points`, every trial that reached this rung) is in the rung's top 1/eta."""
-    promotable = max(len(points) // reduction_factor, 1)  # at least the best, as no trial waits for the rung
-    return mine in promotion_order(points, directions)[:promotable]
+    """Whether point `mine` (an index of `points`, every trial that reached this rung) trains on: while fewer
+    than eta trials are at the rung, yes; then only in the top n // eta of the order."""
+    if len(points) < reduction_factor:
+        return True
+    return mine in promotion_order(points, directions)[: len(points) // reduction_factor]
