@@ -9,8 +9,13 @@ class BadInputError(ValueError):
     """Input that the user can correct: the message names the field, the value and what is accepted."""
 
 
+def is_positive_int(value: Any) -> bool:
+    """An integer >= 1 (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def check_positive_int(name: str, value: Any, *, error: type[BadInputError] = BadInputError) -> int:
     """`value` when it is an integer >= 1 (never a bool); otherwise `error` naming the field and the value."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_positive_int(value):
         raise error(f"{name}={value!r} is not accepted; it must be an integer >= 1")
     return value

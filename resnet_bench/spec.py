@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.errors import BadInputError, check_positive_int
+from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
 
 BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
 STEMS = ("imagenet", "cifar")
@@ -220,7 +220,7 @@ def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
         raise SpecError(f"{name}={value!r} is not accepted; {name} must be a non-empty list of integers >= 1")
     for i, item in enumerate(value):
-        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+        if not is_positive_int(item):
             raise SpecError(f"{name}[{i}]={item!r} is not accepted; every entry of {name} must be an integer >= 1")
     return tuple(value)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
-from resnet_bench.errors import BadInputError, check_positive_int
+from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
 from resnet_bench.recipe import RECIPES, Recipe, get_recipe
 from resnet_bench.spec import BLOCKS, SHORTCUTS, STEMS, STRIDE_ON
 
@@ -72,7 +72,7 @@ class Range:
 Domain = Fixed | Choice | Range
 
 # space key: (kind, check, accepted text, default)
-_INT = ("int", lambda v: _is_positive_int(v), "integers >= 1")
+_INT = ("int", is_positive_int, "integers >= 1")
 _SPACE: dict[str, tuple[str, Any, str, Any]] = {
     "stages": (*_INT, 3),
     "blocks": (*_INT, 2),
@@ -111,14 +111,6 @@ RECIPE_KEYS = tuple(_RECIPE)
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_positive_int(v: Any) -> bool:
-    try:
-        check_positive_int("", v)
-    except BadInputError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
