@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from resnet_bench import __version__
+from resnet_bench.correctness import pack_correct
 from resnet_bench.data import DeviceBatches, ImageSet, Splits
 from resnet_bench.devices import device_name, resolve_device
 from resnet_bench.files import atomic_path
@@ -65,10 +66,13 @@ class TrainResult:
     resnet_bench_version: str
     recipe: Recipe = field(repr=False)
     compile_seconds: float = 0.0  # torch.compile's first step (compilation and that one step); 0 when not compiled
+    # Which validation images the final model classified correctly, one bit per image in the split's order
+    # (correctness.py): what the paired test between two networks reads.
+    val_correct: str = field(default="", repr=False)
 
     def to_row(self) -> dict[str, Any]:
         """One flat row, without the per-epoch history."""
-        row = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("history", "recipe")}
+        row = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("history", "recipe", "val_correct")}
         row["recipe"] = self.recipe.to_dict()
         return row
 
@@ -110,12 +114,15 @@ def train(
             break
 
     images = len(history) * len(loop.batches) * recipe.batch_size - loop.untimed_images
+    if loop.val_correct is None:  # resumed from the state of the last epoch: nothing left to train
+        loop.val_correct = loop.correct(data.val)
     return TrainResult(
         history=tuple(history), val_accuracy=history[-1].val_accuracy, test_accuracy=loop.accuracy(data.test),
         epochs=len(history), stopped_early=stopped, resumed_from_epoch=resumed, train_seconds=train_seconds,
         seconds=time.perf_counter() - started, images_per_second=images / max(train_seconds, 1e-9),
         device=device_name(loop.device), threads=torch.get_num_threads(), torch_version=str(torch.__version__),
         resnet_bench_version=__version__, recipe=recipe, compile_seconds=loop.compile_seconds,
+        val_correct=pack_correct(loop.val_correct.cpu().numpy()),
     )
 
 
@@ -136,6 +143,7 @@ class _Loop:
     loss_fn: nn.Module
     compile_seconds: float = 0.0  # the first compiled step, timed apart from training
     untimed_images: int = 0  # images of that step, left out of the throughput
+    val_correct: torch.Tensor | None = None  # the last epoch's per-image validation correctness (on the device)
 
     @classmethod
     def start(cls, model: nn.Module, data: Splits, recipe: Recipe, device: torch.device) -> _Loop:
@@ -169,9 +177,10 @@ class _Loop:
         train_loss, train_error, seconds = self._train_pass(epoch, compile_now, on_batch)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"the training loss became {train_loss} in epoch {epoch} (lr {self.recipe.lr})")
+        self.val_correct = self.correct(self.data.val)
         return EpochMetrics(
             epoch=epoch, train_loss=train_loss, train_error=train_error,
-            val_accuracy=self.accuracy(self.data.val),
+            val_accuracy=self.val_correct.sum().item() / len(self.data.val),
             test_error=1 - self.accuracy(self.data.test) if test_curve else None,
             lr=self.scheduler.get_last_lr()[0], seconds=seconds,
         )
@@ -214,7 +223,11 @@ class _Loop:
 
     def accuracy(self, images: ImageSet) -> float:
         """Accuracy of the model on an image set, in the run's memory format and precision."""
-        return accuracy(self.model, images, self.data, self.device, self.channels_last, self.bf16)
+        return self.correct(images).sum().item() / len(images)
+
+    def correct(self, images: ImageSet) -> torch.Tensor:
+        """Per-image correctness of the model on an image set, in the run's memory format and precision."""
+        return correct_images(self.model, images, self.data, self.device, self.channels_last, self.bf16)
 
 
 class _EpochTimer:
@@ -279,21 +292,27 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 
 @torch.no_grad()
-def accuracy(
+def correct_images(
     model: nn.Module, images: ImageSet, data: Splits, device: torch.device, channels_last: bool = False,
     bf16: bool = False, batch_size: int = 1000,
-) -> float:
-    """Fraction of an image set that the model classifies correctly (eval mode, no augmentation)."""
+) -> torch.Tensor:
+    """One boolean per image of the set, in its order: classified correctly (eval mode, no augmentation). Stays
+    on the device: no host synchronisation until the caller reads it."""
     model.eval()
-    correct = torch.zeros((), device=device, dtype=torch.long)
     batches = DeviceBatches(
         images, batch_size=batch_size, device=device, mean=data.mean, std=data.std, train=False,
         channels_last=channels_last,
     )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for x, y in batches:
-            correct += (model(x).argmax(1) == y).sum()
-    return correct.item() / len(images)
+        return torch.cat([model(x).argmax(1) == y for x, y in batches])
+
+
+def accuracy(
+    model: nn.Module, images: ImageSet, data: Splits, device: torch.device, channels_last: bool = False,
+    bf16: bool = False, batch_size: int = 1000,
+) -> float:
+    """Fraction of an image set that the model classifies correctly (eval mode, no augmentation)."""
+    return correct_images(model, images, data, device, channels_last, bf16, batch_size).sum().item() / len(images)
 
 
 def sgd_optimizer(model: nn.Module, recipe: Recipe, cuda: bool) -> torch.optim.SGD:

@@ -18,12 +18,13 @@ import pandas as pd
 import pytest
 
 from resnet_bench.cli import main
+from resnet_bench.correctness import pack_correct, unpack_correct
+from resnet_bench.pareto import hypervolume, hypervolume_curve, pareto_ranks
 from resnet_bench.report.analysis import ADDED_COLUMNS, build_report, resolve_reference
 from resnet_bench.report.export import FILES, html_table, write_report
-from resnet_bench.pareto import hypervolume, hypervolume_curve, pareto_ranks
 from resnet_bench.report.references import published_points
-from resnet_bench.report.stats import wilson_interval
-from resnet_bench.report.text import front_rows
+from resnet_bench.report.stats import mcnemar_exact, wilson_interval
+from resnet_bench.report.text import front_rows, summary_lines
 from resnet_bench.search.config import StudyFileError, load_study_file
 from resnet_bench.search.records import TRIAL_COLUMNS, StudyTrials
 from resnet_bench.search.study import open_study
@@ -111,6 +112,33 @@ def test_wilson_interval_by_hand():
         wilson_interval(0, 0)
 
 
+# -- the paired test, by hand -----------------------------------------------------------------------------------
+
+def test_mcnemar_exact_p_values_by_hand():
+    # Only disagreements count. 6 against 1 of 7: p = 2 (C(7,0) + C(7,1)) / 2^7 = 16 / 128.
+    a, b = [1] * 6 + [0] + [1] * 5, [0] * 6 + [1] + [1] * 5  # five images both got right change nothing
+    assert mcnemar_exact(a, b) == 0.125 and mcnemar_exact(b, a) == 0.125
+    assert mcnemar_exact([1] * 10, [0] * 10) == 2 / 2**10  # every disagreement one way
+    assert mcnemar_exact([1, 0, 1], [1, 0, 1]) == 1.0  # never disagree
+    assert mcnemar_exact([1, 0], [0, 1]) == 1.0  # capped at 1
+    # 15 against 5 of 20: 2 (1 + 20 + 190 + 1140 + 4845 + 15504) / 2^20.
+    assert mcnemar_exact([1] * 15 + [0] * 5, [0] * 15 + [1] * 5) == pytest.approx(2 * 21700 / 2**20)
+    with pytest.raises(ValueError, match="same images"):
+        mcnemar_exact([1, 0], [1, 0, 1])
+
+
+def test_correctness_round_trip_one_bit_per_image():
+    vector = np.arange(2000) % 3 == 0
+    text = pack_correct(vector)
+    assert len(text) == 336  # 250 bytes of base64
+    assert (unpack_correct(text, 2000) == vector).all()
+    assert pack_correct([True, False, True]) == "oA=="  # 0b10100000: the first image in the highest bit
+    with pytest.raises(ValueError, match="does not hold 3000 images"):
+        unpack_correct(text, 3000)
+    with pytest.raises(ValueError, match="not a correctness vector"):
+        unpack_correct("not base64!", 8)
+
+
 # -- the analysis on tables made by hand ---------------------------------------------------------------------
 
 def make_trials(rows: list[dict], objectives=(("val_accuracy", "maximize"), ("gflops", "minimize")),
@@ -120,6 +148,46 @@ def make_trials(rows: list[dict], objectives=(("val_accuracy", "maximize"), ("gf
     frame = pd.DataFrame.from_records(full, columns=list(TRIAL_COLUMNS))
     return StudyTrials(name="hand", storage="sqlite:///nowhere.db", objectives=tuple(objectives), dataset="cifar10",
                        constraints=constraints or {}, reference_point=reference_point or {}, trials=frame)
+
+
+def _flipped(base: np.ndarray, wrong: range, right: range) -> np.ndarray:
+    out = base.copy()
+    out[list(wrong)], out[list(right)] = False, True
+    return out
+
+
+def test_the_cheapest_tie_is_decided_by_the_paired_test():
+    best = np.arange(1000) < 900  # 90.0%
+    # b: 15 images the best gets right and b not, 5 the other way: 89.0%, its Wilson interval overlaps the best's,
+    # but the paired test tells them apart (p = 0.041). c: 8 against 4 (89.6%): p = 2 (1 + 12 + 66 + 220 + 495) /
+    # 2^12 = 0.388, a tie.
+    vectors = {0: best, 1: _flipped(best, range(15), range(900, 905)), 2: _flipped(best, range(20, 28), range(910, 914))}
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.900, "gflops": 4.0, "spec": "a"},
+        {"number": 1, "val_accuracy": 0.890, "gflops": 1.0, "spec": "b"},
+        {"number": 2, "val_accuracy": 0.896, "gflops": 2.0, "spec": "c"},
+    ])
+    study.val_correct = {n: pack_correct(v) for n, v in vectors.items()}
+    report = build_report(study)
+    assert report.tie_rule == "McNemar's exact test"
+    assert report.trials["p_vs_best"].tolist() == pytest.approx([1.0, 2 * 21700 / 2**20, 2 * 794 / 2**12])
+    assert report.best["number"] == 0 and report.tied["number"] == 2
+    line = dict(summary_lines(report))["cheapest tie"]
+    assert "#2 c" in line and "McNemar's exact test on the 1,000 validation images" in line and "p = 0.39" in line
+    assert "2x less gflops" in line
+    # Without per-image results (a study of an earlier release) the intervals decide, and say so: b, the cheapest.
+    study.val_correct = {}
+    report = build_report(study)
+    assert report.tie_rule == "overlapping 95% Wilson intervals" and report.tied["number"] == 1
+    assert "no paired test" in dict(summary_lines(report))["cheapest tie"]
+    assert report.trials["p_vs_best"].isna().all()
+    # The best alone, then every cheaper network told apart from it.
+    study.val_correct = {n: pack_correct(v) for n, v in vectors.items()}
+    study.trials.loc[2, "status"] = "stopped"
+    study.val_correct[1] = pack_correct(_flipped(best, range(30), range(0)))  # 30 against 0: p = 2^-29
+    line = dict(summary_lines(build_report(study)))["cheapest tie"]
+    assert line == "none: McNemar's exact test on the 1,000 validation images finds every cheaper network less " \
+                   "accurate (p < 0.05)"
 
 
 def test_front_summary_and_the_cheapest_network_tied_with_the_best():
@@ -394,3 +462,23 @@ def test_three_objectives_rank_and_measure_over_all_three(tmp_path):
     markdown = paths["report.md"].read_text()
     assert "## Published results on cifar10" in markdown and "| resnet110 | 93.57% |" in markdown
     assert pd.read_csv(paths["front.csv"])["number"].tolist() == [1, 0]
+
+
+def test_early_stopping_in_the_summary_by_hand():
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.90, "gflops": 4.0, "spec": "a", "epochs": 6, "recipe_epochs": 6,
+         "train_seconds": 60.0},
+        # 10 s for 1 of 6 epochs: 5 epochs of 10 s skipped; 30 s for 3 of 6: 3 of 10 s; 4 s for 1 of 6: 5 of 4 s.
+        {"number": 1, "status": "stopped", "val_accuracy": 0.95, "gflops": 1.0, "spec": "b", "epochs": 1,
+         "recipe_epochs": 6, "train_seconds": 10.0},
+        {"number": 2, "status": "stopped", "val_accuracy": 0.70, "gflops": 2.0, "spec": "c", "epochs": 3,
+         "recipe_epochs": 6, "train_seconds": 30.0},
+        {"number": 3, "status": "stopped", "val_accuracy": 0.60, "gflops": 0.5, "spec": "d", "epochs": 1,
+         "recipe_epochs": 6, "train_seconds": 4.0},
+    ])
+    report = build_report(study)
+    assert report.stopped_at == {1: 2, 3: 1} and report.saved_seconds == pytest.approx(50 + 30 + 20)
+    assert report.front["number"].tolist() == [0]  # a stopped trial is never on the front, however good its rung
+    line = dict(summary_lines(report))["early stopping"]
+    assert line.startswith("3 trials stopped at a rung (2 after epoch 1, 1 after epoch 3); about 100 s of training")
+    assert "early stopping" not in dict(summary_lines(build_report(make_trials([study.trials.iloc[0].to_dict()]))))

@@ -11,9 +11,16 @@ import optuna
 import pytest
 
 import resnet_bench as rb
+from resnet_bench.correctness import unpack_correct
 from resnet_bench.search import sweep as sweep_module
 from resnet_bench.search.config import (
-    CONSTRAINTS, RECIPE_KEYS, SHIPPED_STUDIES, SPACE_KEYS, StudyFileError, load_study_file, parse_study,
+    CONSTRAINTS,
+    RECIPE_KEYS,
+    SHIPPED_STUDIES,
+    SPACE_KEYS,
+    StudyFileError,
+    load_study_file,
+    parse_study,
 )
 from resnet_bench.search.records import FIELDS, TrialRecord
 from resnet_bench.search.space import space_size
@@ -141,6 +148,7 @@ def test_a_real_small_sweep_records_resumes_and_refuses_a_changed_file(capsys, t
     for r in trained:
         assert r.dataset == "fashion-mnist-mini" and r.seed == 0 and r.val_size == 500 and r.input_size == 28
         assert 0 < r.val_accuracy <= 1 and 0 < r.test_accuracy <= 1 and r.epochs == 1 and r.val_images == 500
+        assert unpack_correct(r.val_correct, 500).sum() == round(r.val_accuracy * 500)  # for the paired test
         assert r.recipe["epochs"] == 1 and r.recipe["batch_size"] == 256 and r.torch_version and r.threads >= 1
         assert r.train_seconds > 0 and r.images_per_second > 0 and r.device == "cpu" and r.gflops > 0
         assert r.resnet_bench_version == rb.__version__ and r.overhead_seconds < r.trial_seconds

@@ -13,11 +13,19 @@ import torch
 
 import resnet_bench as rb
 from resnet_bench.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from resnet_bench.correctness import unpack_correct
 from resnet_bench.data import load_dataset, split
-from resnet_bench.spec import ResNetSpec
 from resnet_bench.recipe import RECIPES, Recipe, RecipeError, get_recipe, lr_factor
+from resnet_bench.spec import ResNetSpec
 from resnet_bench.train import (
-    TrainingDiverged, TrainingOutOfMemory, accuracy, restore_rng_state, rng_state, sgd_optimizer, spec_for_data,
+    TrainingDiverged,
+    TrainingOutOfMemory,
+    accuracy,
+    correct_images,
+    restore_rng_state,
+    rng_state,
+    sgd_optimizer,
+    spec_for_data,
     train,
 )
 
@@ -111,6 +119,10 @@ def test_accuracy_is_measured_on_the_split_it_names(small):
     result = train(model, small, dataclasses.replace(QUICK, epochs=1), "cpu")
     assert result.val_accuracy == accuracy(model, small.val, small, torch.device("cpu"))
     assert result.test_accuracy == accuracy(model, small.test, small, torch.device("cpu"))
+    # Which validation images it got right, one bit each, for the paired test: as many as the accuracy says.
+    correct = unpack_correct(result.val_correct, len(small.val))
+    assert correct.sum() == round(result.val_accuracy * len(small.val)) and 0 < correct.sum() < len(small.val)
+    assert (correct == correct_images(model, small.val, small, torch.device("cpu")).numpy()).all()
 
 
 def test_callback_stops_the_run_and_sees_each_epoch(small):
@@ -214,6 +226,9 @@ def test_a_killed_run_resumes_after_its_last_epoch_and_ends_where_an_unbroken_ru
     assert resumed.resumed_from_epoch == 2 and resumed.epochs == 3
     strip = lambda r: [dataclasses.replace(h, seconds=0) for h in r.history]  # noqa: E731
     assert strip(resumed) == strip(unbroken) and resumed.test_accuracy == unbroken.test_accuracy
+    assert resumed.val_correct == unbroken.val_correct
+    # Killed after the last epoch's state was saved: nothing left to train, the same result.
+    assert train(tiny_model(small), small, recipe, "cpu", state_path=state).val_correct == unbroken.val_correct
     with pytest.raises(RecipeError, match="another recipe"):
         train(tiny_model(small), small, dataclasses.replace(recipe, lr=0.3), "cpu", state_path=state)
 

@@ -9,17 +9,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from resnet_bench.correctness import unpack_correct
 from resnet_bench.pareto import hypervolume_curve, pareto_ranks
-from resnet_bench.report.stats import wilson_interval
+from resnet_bench.report.stats import mcnemar_exact, wilson_interval
 from resnet_bench.search.config import CONSTRAINTS
 from resnet_bench.search.records import (
-    DUPLICATE, FAILED, INFEASIBLE, RUNNING, STOPPED, TRAINED, WAITING, StudyTrials,
+    DUPLICATE,
+    FAILED,
+    INFEASIBLE,
+    RUNNING,
+    STOPPED,
+    TRAINED,
+    WAITING,
+    StudyTrials,
 )
 
 STATUS_ORDER = (TRAINED, STOPPED, INFEASIBLE, DUPLICATE, FAILED, RUNNING, WAITING)
 ACCURACY = "val_accuracy"
 # Columns the analysis adds to each trial's row.
-ADDED_COLUMNS = ("rank", "on_front", "val_low", "val_high", "test_low", "test_high", "hypervolume_so_far")
+ADDED_COLUMNS = ("rank", "on_front", "val_low", "val_high", "test_low", "test_high", "p_vs_best", "hypervolume_so_far")
+TIE_P = 0.05  # a network is tied with the best while the paired test's p-value is at least this
+PAIRED_TEST = "McNemar's exact test"
+INTERVALS = "overlapping 95% Wilson intervals"  # the tie rule where a trial stored no per-image correctness
 WORST_MARGIN = 0.1  # a reference taken from the data sits 10% beyond the worst trained value
 
 
@@ -50,8 +61,16 @@ class Report:
     reference: Reference | None  # None while no trial is trained
     hypervolume: float | None
     best: dict[str, Any] | None  # the trained trial of highest validation accuracy
-    tied: dict[str, Any] | None  # the cheapest trained trial whose interval overlaps the best one's
+    # The cheapest trained trial tied with the best: McNemar's exact test on their per-image validation correctness
+    # gives p >= 0.05 (its p-value is the row's p_vs_best); `tie_rule` says which rule decided.
+    tied: dict[str, Any] | None
     published: pd.DataFrame = field(default_factory=pd.DataFrame)  # see report/references.py
+    tie_rule: str = PAIRED_TEST  # PAIRED_TEST, or INTERVALS when a trial stored no per-image correctness
+    # Early stopping: stopped trials by their last rung (epochs trained -> trials), and the training seconds it
+    # saved against training each of them to its recipe's epochs (each one's seconds per epoch, times the epochs
+    # it skipped: an estimate).
+    stopped_at: dict[int, int] = field(default_factory=dict)
+    saved_seconds: float = 0.0
 
     @property
     def directions(self) -> list[str]:
@@ -101,6 +120,7 @@ def build_report(study: StudyTrials, published: pd.DataFrame | None = None) -> R
     trials["on_front"] = (trials["rank"] == 1).fillna(False).astype(bool)
     _intervals(trials, "val")
     _intervals(trials, "test")
+    trials["p_vs_best"] = pd.Series(pd.NA, index=trials.index, dtype="Float64")  # filled by _best_and_tied
     trials["hypervolume_so_far"] = pd.Series(pd.NA, index=trials.index, dtype="Float64")
 
     reference = resolve_reference(study, trained)
@@ -118,15 +138,26 @@ def build_report(study: StudyTrials, published: pd.DataFrame | None = None) -> R
 
     cost = next((m for m, d in study.objectives if d == "minimize"), "gflops")
     front = trials[trials["on_front"]].sort_values([cost, ACCURACY, "number"], ascending=[True, False, True])
-    best, tied = _best_and_tied(trials[trials["status"] == TRAINED], cost)
+    best, tied, tie_rule = _best_and_tied(trials, study.val_correct, cost)
     counts = {s: int((trials["status"] == s).sum()) for s in STATUS_ORDER}
     return Report(
         study=study, trials=trials, front=front.reset_index(drop=True), cost_metric=cost, counts=counts,
         compute_seconds=float(trials["trial_seconds"].sum(skipna=True)),
         train_seconds=float(trials["train_seconds"].sum(skipna=True)),
         reference=reference, hypervolume=hypervolume, best=best, tied=tied,
-        published=published if published is not None else pd.DataFrame(),
+        published=published if published is not None else pd.DataFrame(), tie_rule=tie_rule,
+        **_early_stopping(trials),
     )
+
+
+def _early_stopping(trials: pd.DataFrame) -> dict[str, Any]:
+    """Stopped trials by last rung, and the training seconds saved (estimated from each one's seconds per epoch)."""
+    stopped = trials[(trials["status"] == STOPPED) & trials["epochs"].notna() & (trials["epochs"] > 0)]
+    at = stopped["epochs"].astype(int).value_counts().sort_index()
+    known = stopped[stopped["train_seconds"].notna() & stopped["recipe_epochs"].notna()]
+    skipped = (known["recipe_epochs"] - known["epochs"]).clip(lower=0)
+    saved = float((known["train_seconds"] / known["epochs"] * skipped).sum())
+    return {"stopped_at": {int(k): int(v) for k, v in at.items()}, "saved_seconds": saved}
 
 
 def _intervals(trials: pd.DataFrame, split: str) -> None:
@@ -144,16 +175,41 @@ def _intervals(trials: pd.DataFrame, split: str) -> None:
     trials[f"{split}_high"] = pd.array(high, dtype="Float64")  # NaN becomes <NA>
 
 
-def _best_and_tied(trained: pd.DataFrame, cost: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The highest validation accuracy (the cheaper of equals), and the cheapest trained network whose 95%
-    interval overlaps the best one's: no measurement on this split tells the two apart."""
+def _best_and_tied(trials: pd.DataFrame, val_correct: dict[int, str],
+                   cost: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str]:
+    """The trained trial of highest validation accuracy (the cheaper of equals), and the cheapest trained trial
+    that no measurement on the validation split tells apart from it: McNemar's exact test on their per-image
+    correctness gives p >= 0.05. Fills each trained trial's p_vs_best. A study whose trials stored no
+    correctness (made by an earlier release) falls back to overlapping Wilson intervals."""
+    trained = trials[trials["status"] == TRAINED]
     scored = trained[trained[ACCURACY].notna() & trained["val_low"].notna() & trained[cost].notna()]
     if scored.empty:
-        return None, None
+        return None, None, PAIRED_TEST
     best = scored.sort_values([ACCURACY, cost, "number"], ascending=[False, True, True]).iloc[0]
-    overlapping = scored[scored["val_high"] >= best["val_low"]]
-    tied = overlapping.sort_values([cost, ACCURACY, "number"], ascending=[True, False, True]).iloc[0]
-    return _plain(best), _plain(tied)
+    vectors = _correctness(scored, val_correct)
+    if vectors is None:
+        rule, tied_rows = INTERVALS, scored[scored["val_high"] >= best["val_low"]]
+    else:
+        p = {index: mcnemar_exact(vectors[index], vectors[best.name]) for index in scored.index}
+        trials.loc[list(p), "p_vs_best"] = list(p.values())
+        rule, tied_rows = PAIRED_TEST, scored[[p[index] >= TIE_P for index in scored.index]]
+    tied = tied_rows.sort_values([cost, ACCURACY, "number"], ascending=[True, False, True]).iloc[0]
+    return _plain(trials.loc[best.name]), _plain(trials.loc[tied.name]), rule
+
+
+def _correctness(rows: pd.DataFrame, val_correct: dict[int, str]) -> dict[Any, Any] | None:
+    """Each row's per-image validation correctness, by row index; None unless every row stored one, over the
+    same number of images."""
+    vectors = {}
+    for index, row in rows.iterrows():
+        text = val_correct.get(int(row["number"]))
+        if not text or pd.isna(row["val_images"]) or int(row["val_images"]) != int(rows["val_images"].iloc[0]):
+            return None
+        try:
+            vectors[index] = unpack_correct(text, int(row["val_images"]))
+        except ValueError:
+            return None
+    return vectors
 
 
 def _plain(row: pd.Series) -> dict[str, Any]:

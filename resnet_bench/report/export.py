@@ -113,6 +113,13 @@ def html_table(rows: list[dict[str, str]], table_id: str, baseline_key: str | No
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
+def _epochs(row: dict) -> str:
+    """Epochs trained, of the recipe's: a stopped trial's last rung."""
+    if row["epochs"] is None:
+        return ""
+    return f"{row['epochs']} of {row['recipe_epochs']}" if row["recipe_epochs"] is not None else str(row["epochs"])
+
+
 def _image(png: bytes, alt: str, image_id: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img id="{image_id}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -134,6 +141,7 @@ def page(report: Report, images: dict[str, bytes]) -> str:
                           f"images.</p>{html_table(published, 'published')}")
     trials = [{"#": str(r["number"]), "status": str(r["status"]), "rank": "" if r["rank"] is None else str(r["rank"]),
                "network": network_name(r),
+               "epochs": _epochs(r),
                "val acc": percent_interval(r["val_accuracy"], None, None),
                "GFLOPs": "" if r["gflops"] is None else f"{r['gflops']:.4f}",
                "reason": str(r["reason"] or "")}

@@ -19,3 +19,22 @@ def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, fl
     centre = (p + z * z / (2 * total)) / denominator
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact(a_correct: object, b_correct: object) -> float:
+    """Two-sided p-value of McNemar's exact test on two networks' per-image correctness over the same images.
+
+    Only the images where they disagree count: b where the first is right and the second wrong, c the other
+    way. Under the hypothesis that both are equally accurate, b is Binomial(b + c, 1/2); the p-value is twice
+    the smaller tail, at most 1 (McNemar 1947; the exact form is the one Dietterich 1998 recommends for
+    comparing classifiers). Two networks that never disagree have p = 1.
+    """
+    import numpy as np
+
+    a, b = np.asarray(a_correct, dtype=bool), np.asarray(b_correct, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"the paired test needs two vectors over the same images, got shapes {a.shape} and {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_a + only_b
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2**n)  # exact integers, one rounding

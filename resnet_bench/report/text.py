@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_bench.report.analysis import ACCURACY, STATUS_ORDER, Report
+from resnet_bench.report.analysis import ACCURACY, PAIRED_TEST, STATUS_ORDER, TIE_P, Report
 
 # Objective metrics that the front table shows beyond accuracy, GFLOPs and parameters, with their headers.
 EXTRA_METRICS = {"activations": "activations", "latency_ms": "latency ms", "train_seconds": "train s"}
@@ -90,6 +90,11 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
         ("trials", f"{len(report.trials)}: {counts}"),
         ("compute", f"{report.compute_seconds:,.0f} s in trials, {report.train_seconds:,.0f} s of it training"),
     ]
+    if report.stopped_at:
+        rungs = ", ".join(f"{n} after epoch {epoch}" for epoch, n in report.stopped_at.items())
+        lines.append(("early stopping", f"{sum(report.stopped_at.values())} trials stopped at a rung ({rungs}); "
+                      f"about {report.saved_seconds:,.0f} s of training saved against training each to its "
+                      "recipe's epochs (its seconds per epoch times the epochs it skipped)"))
     if study.baseline_recipe and bool(study.trials["is_baseline"].any()):
         lines.append(("baselines", f"each trained with the study's base recipe: {study.baseline_recipe}"))
     if report.reference is None or report.hypervolume is None:
@@ -103,9 +108,18 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
     lines.append(("front", f"{len(report.front)} of {report.counts['trained']} trained trials"))
     lines.append(("best accuracy", _trial(report.best, report.cost_metric) + " (validation, 95% Wilson interval)"))
     best, tied, cost = report.best, report.tied, report.cost_metric
-    if tied is None or tied["number"] == best["number"]:
-        lines.append(("cheapest tie", "none: no cheaper network's interval overlaps the best one's"))
+    images = f"{int(best['val_images']):,} validation images"
+    cheaper = report.trials[(report.trials["status"] == "trained") & (report.trials[cost] < best[cost])]
+    if cheaper.empty:
+        lines.append(("cheapest tie", "none: the best is the cheapest trained network"))
+    elif tied is None or tied["number"] == best["number"]:
+        why = (f"{PAIRED_TEST} on the {images} finds every cheaper network less accurate (p < {TIE_P:g})"
+               if report.tie_rule == PAIRED_TEST else "no cheaper network's interval overlaps the best one's")
+        lines.append(("cheapest tie", f"none: {why}"))
     else:
         saving = f"{best[cost] / tied[cost]:.3g}x less {cost}" if tied[cost] else f"less {cost}"
-        lines.append(("cheapest tie", _trial(tied, cost) + f": its interval overlaps the best one's, for {saving}"))
+        why = (f"{PAIRED_TEST} on the {images} cannot tell it from the best (p = {tied['p_vs_best']:.2g})"
+               if report.tie_rule == PAIRED_TEST else
+               "its interval overlaps the best one's (a study without per-image results: no paired test)")
+        lines.append(("cheapest tie", _trial(tied, cost) + f": {why}, for {saving}"))
     return lines

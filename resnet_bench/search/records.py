@@ -42,6 +42,7 @@ class TrialRecord:
     latency_ms: float | None = None  # batch-1 inference latency, measured alone (only when asked for)
     val_accuracy: float | None = None  # after the last epoch; the only accuracy used for selection
     val_images: int | None = None  # images behind val_accuracy (for its interval)
+    val_correct: str = ""  # which validation images it classified correctly, one bit each (correctness.py)
     test_accuracy: float | None = None  # reported, never used for selection
     test_images: int | None = None  # images behind test_accuracy
     epochs: int | None = None  # epochs trained (a stopped trial's rung)
@@ -76,14 +77,15 @@ FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialRecord))
 RUNNING, WAITING = "running", "waiting"  # the status column of a trial that has not ended
 # The report's table: one flat row per trial. `number` and `state` are Optuna's; `status` is the record's, or
 # running/waiting/failed for a trial that has none yet (a worker that died before storing it); the spec's main
-# fields are spread into columns beside its one-line form; `started` and `completed` are ISO 8601, as Optuna
+# fields are spread into columns beside its one-line form; `recipe_epochs` is the recipe's epochs (the full budget,
+# against `epochs` trained: a stopped trial's last rung); `started` and `completed` are ISO 8601, as Optuna
 # stores them (the workers' local time).
 SPEC_COLUMNS = ("depth", "block", "layers", "widths", "stem", "groups", "width_per_group", "shortcut")
 _INT_SPEC_COLUMNS = ("depth", "groups", "width_per_group")
 TRIAL_COLUMNS: tuple[str, ...] = (
     "number", "state", "status", "reason", "baseline", "is_baseline", "spec", *SPEC_COLUMNS,
     "params", "gflops", "gflops_total", "activations", "latency_ms", "val_accuracy", "val_images",
-    "test_accuracy", "test_images", "epochs", "resumed_from_epoch", "train_seconds", "compile_seconds",
+    "test_accuracy", "test_images", "epochs", "recipe_epochs", "resumed_from_epoch", "train_seconds", "compile_seconds",
     "images_per_second", "trial_seconds", "started", "completed", "seed", "dataset", "input_size", "device",
 )
 
@@ -94,7 +96,7 @@ def trial_column_dtypes() -> dict[str, str]:
     """pandas dtypes of the trials table's number columns, read from TrialRecord's field types (nullable:
     a trial that was not trained has no accuracy); text columns stay object."""
     hints = typing.get_type_hints(TrialRecord)
-    dtypes = {"number": "Int64", **dict.fromkeys(_INT_SPEC_COLUMNS, "Int64"), "is_baseline": "bool"}
+    dtypes = {"number": "Int64", "recipe_epochs": "Int64", **dict.fromkeys(_INT_SPEC_COLUMNS, "Int64"), "is_baseline": "bool"}
     for column in TRIAL_COLUMNS:
         kinds = typing.get_args(hints[column]) if column in hints else ()
         if int in kinds:
@@ -116,3 +118,6 @@ class StudyTrials:
     reference_point: dict[str, float]  # the study file's [report] reference_point
     trials: Any  # pandas.DataFrame with TRIAL_COLUMNS, one row per trial, by number
     baseline_recipe: str = ""  # the recipe every baseline trained with, in words ("" when unknown)
+    # Trial number -> its validation correctness (correctness.py), for the paired test; kept out of `trials`, whose
+    # rows become the report's CSV and JSON.
+    val_correct: dict[int, str] = dataclasses.field(default_factory=dict)

@@ -198,6 +198,7 @@ class Sweep:
             Path(record.state_file).unlink(missing_ok=True)
         record.val_accuracy, record.test_accuracy = result.val_accuracy, result.test_accuracy
         record.val_images, record.test_images = len(self.data.val), len(self.data.test)
+        record.val_correct = result.val_correct
         record.epochs, record.train_seconds = result.epochs, result.train_seconds
         record.resumed_from_epoch = result.resumed_from_epoch
         record.images_per_second, record.device = result.images_per_second, result.device

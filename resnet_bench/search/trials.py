@@ -52,7 +52,8 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
         config = _stored_config(attrs.get(STUDY_FILE, ""))
     objectives = tuple((m, "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize")
                        for m, d in zip(metrics, directions, strict=True))
-    rows = [_row(t) for t in storage.get_all_trials(study_id, deepcopy=False)]
+    stored = storage.get_all_trials(study_id, deepcopy=False)
+    rows = [_row(t) for t in stored]
     frame = pd.DataFrame.from_records(rows, columns=list(TRIAL_COLUMNS))
     frame = frame.astype(trial_column_dtypes())
     frame = frame.sort_values("number", ignore_index=True)
@@ -64,6 +65,7 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
         reference_point=dict(config.reference_point) if config is not None else {},
         baseline_recipe=describe_recipe(config.recipe_name, config.base_recipe()) if config is not None else "",
         trials=frame,
+        val_correct={t.number: t.user_attrs["val_correct"] for t in stored if t.user_attrs.get("val_correct")},
     )
 
 
@@ -91,6 +93,7 @@ def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         **{k: v for k, v in vars(record).items() if k in TRIAL_COLUMNS},
         "number": trial.number, "state": trial.state.name.lower(), "status": status, "reason": reason,
         "is_baseline": bool(record.baseline),
+        "recipe_epochs": (record.recipe or {}).get("epochs"),
         "started": trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
         "completed": trial.datetime_complete.isoformat(timespec="seconds") if trial.datetime_complete else None,
     }
