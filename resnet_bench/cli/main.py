@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from resnet_bench import __version__
+from resnet_bench.cli.confirming import cmd_confirm
 from resnet_bench.cli.cost import cmd_models, cmd_profile
 from resnet_bench.cli.output import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 from resnet_bench.cli.reporting import cmd_report
@@ -149,6 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
                              "report of study S into DIR/S/ (reports)")
     _add_format(report)
     report.set_defaults(func=cmd_report)
+
+    confirm = sub.add_parser(
+        "confirm", help="re-train a study's front and baselines with more seeds; how far the search's ranking holds")
+    confirm.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
+                         help="the study's file (.toml) or a shipped study; it names the study (default: the one "
+                              "study in --storage, else quickstart)")
+    confirm.add_argument("--seeds", type=_positive_int("--seeds"), default=3, metavar="N",
+                         help="seeds 1..N beyond the search's seed, one run each (3)")
+    confirm.add_argument("--epochs", type=_positive_int("--epochs"),
+                         help="epochs of each run (default: each trial's own recipe)")
+    confirm.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///OUT/<study>/study.db)")
+    confirm.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
+    confirm.add_argument("--out", default="reports", metavar="DIR",
+                         help="the folder of studies, as for sweep: study S lives in DIR/S/ (reports)")
+    confirm.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_format(confirm)
+    confirm.set_defaults(func=cmd_confirm)
 
     evaluate = sub.add_parser("evaluate", help="re-measure a saved model")
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT")

@@ -10,12 +10,12 @@ from typing import Any
 from resnet_bench.cli.output import print_records, status_spinner, stdout_console
 
 
-def cmd_report(args: argparse.Namespace) -> None:
+def study_to_read(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The study file given (or None) and the location of the study a reading command reads: --study-name, else
+    the study file's name, else the one study in --storage, else the quickstart."""
     from resnet_bench.search.config import load_study_file
     from resnet_bench.search.storage import locate_study, only_study
 
-    # The study: --study-name, else the study file's name, else the one study in --storage, else the quickstart.
-    # Its constraints and reference point: the study file given here, else the one stored with the study.
     config = load_study_file(args.study_file) if args.study_file else None
     if args.study_name or config is not None:
         name = args.study_name or config.name
@@ -23,7 +23,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         name = only_study(args.storage)
     else:
         name = load_study_file(None).name
-    location = locate_study(name, storage=args.storage, out=args.out)
+    return config, locate_study(name, storage=args.storage, out=args.out)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    # The study's constraints and reference point: the study file given here, else the one stored with the study.
+    config, location = study_to_read(args)
+    name = location.name
     from resnet_bench.report.analysis import build_report
     from resnet_bench.report.export import check_writable, write_report
     from resnet_bench.report.references import published_points_for
@@ -58,6 +64,10 @@ def _render(report: Any, paths: dict[str, Path]) -> None:
         summary.add_row(label, text)
     console.print(summary)
     print_front(report)
+    if report.confirmed is not None:
+        from resnet_bench.cli.confirming import print_confirmation
+
+        print_confirmation(report.confirmed)
     if len(report.published):
         console.print(f"{len(report.published)} published results on {report.study.dataset} are on the chart "
                       "and in report.md.")

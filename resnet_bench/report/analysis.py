@@ -11,6 +11,7 @@ import pandas as pd
 
 from resnet_bench.correctness import unpack_correct
 from resnet_bench.pareto import hypervolume_curve, pareto_ranks
+from resnet_bench.report.confirmation import Confirmation, confirmation
 from resnet_bench.report.stats import mcnemar_exact, wilson_interval
 from resnet_bench.search.config import CONSTRAINTS
 from resnet_bench.search.records import (
@@ -71,6 +72,7 @@ class Report:
     # it skipped: an estimate).
     stopped_at: dict[int, int] = field(default_factory=dict)
     saved_seconds: float = 0.0
+    confirmed: Confirmation | None = None  # the last `confirm` command's runs, by network (None: never confirmed)
 
     @property
     def directions(self) -> list[str]:
@@ -146,7 +148,7 @@ def build_report(study: StudyTrials, published: pd.DataFrame | None = None) -> R
         train_seconds=float(trials["train_seconds"].sum(skipna=True)),
         reference=reference, hypervolume=hypervolume, best=best, tied=tied,
         published=published if published is not None else pd.DataFrame(), tie_rule=tie_rule,
-        **_early_stopping(trials),
+        **_early_stopping(trials), confirmed=confirmation(study),
     )
 
 

@@ -9,7 +9,17 @@ from pathlib import Path
 from resnet_bench.errors import BadInputError
 from resnet_bench.report.analysis import Report
 from resnet_bench.report.plots import hypervolume_chart, pareto_chart
-from resnet_bench.report.text import front_rows, network_name, percent_interval, published_rows, summary_lines
+from resnet_bench.report.text import (
+    confirm_conditions, confirmed_rows, front_rows, network_name, percent_interval, published_rows, summary_lines, tau_text,
+)
+
+CONFIRMED = "Confirmed: the front and the baselines re-trained with more seeds"
+
+
+def _confirmed_words(report: Report) -> str:
+    return (f"Re-trained by `resnet-bench confirm` {confirm_conditions(report.confirmed)}, measured on the search's "
+            "validation images; mean ± standard deviation over seeds, in points. "
+            f"{tau_text(report.confirmed)}.")
 
 FILES = ("trials.csv", "front.csv", "report.md", "report.html", "pareto.png", "hypervolume.png")
 
@@ -65,6 +75,8 @@ def markdown(report: Report) -> str:
     parts.append(f"## Pareto front, cheapest first ({len(report.front)} networks)\n")
     rows = front_rows(report)
     parts.append(markdown_table(rows) if rows else "The front is empty: no trial has been trained yet.\n")
+    if report.confirmed is not None:
+        parts += [f"\n## {CONFIRMED}\n", f"{_confirmed_words(report)}\n\n", markdown_table(confirmed_rows(report.confirmed))]
     parts.append("\n![Validation accuracy against GFLOPs](pareto.png)\n\n![Hypervolume after each trial]"
                  "(hypervolume.png)\n")
     published = published_rows(report)
@@ -133,6 +145,10 @@ def page(report: Report, images: dict[str, bytes]) -> str:
     rows = front_rows(report)
     front = (html_table(rows, "front", "network") if rows
              else '<p id="front-empty">The front is empty: no trial has been trained yet.</p>')
+    confirmed_html = ""
+    if report.confirmed is not None:
+        table = html_table(confirmed_rows(report.confirmed), "confirmed", "network")
+        confirmed_html = f"<h2>{html.escape(CONFIRMED)}</h2><p>{html.escape(_confirmed_words(report))}</p>{table}"
     published = published_rows(report)
     published_html = ""
     if published:
@@ -161,6 +177,7 @@ def page(report: Report, images: dict[str, bytes]) -> str:
 <dl id="summary">{summary}</dl>
 <h2>Pareto front, cheapest first ({len(report.front)} networks)</h2>
 {front}
+{confirmed_html}
 {_image(images["pareto.png"], "Validation accuracy against GFLOPs", "pareto")}
 <h2>Hypervolume after each trial</h2>
 {_image(images["hypervolume.png"], "Hypervolume after each trial", "hypervolume")}

@@ -38,3 +38,20 @@ def mcnemar_exact(a_correct: object, b_correct: object) -> float:
     n = only_a + only_b
     tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
     return min(1.0, 2 * tail / 2**n)  # exact integers, one rounding
+
+
+def kendall_tau(x: object, y: object) -> float | None:
+    """Kendall's tau-b rank correlation of two equally long sequences (ties counted as in Kendall 1945):
+    (concordant - discordant) / sqrt((pairs not tied in x) (pairs not tied in y)); None when either sequence
+    has fewer than two distinct values."""
+    import numpy as np
+
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"tau needs two sequences of one length, got shapes {a.shape} and {b.shape}")
+    i, j = np.triu_indices(len(a), k=1)
+    sx, sy = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    untied_x, untied_y = int((sx != 0).sum()), int((sy != 0).sum())
+    if untied_x == 0 or untied_y == 0:
+        return None
+    return float((sx * sy).sum() / math.sqrt(untied_x * untied_y))

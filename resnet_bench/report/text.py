@@ -95,6 +95,10 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
         lines.append(("early stopping", f"{sum(report.stopped_at.values())} trials stopped at a rung ({rungs}); "
                       f"about {report.saved_seconds:,.0f} s of training saved against training each to its "
                       "recipe's epochs (its seconds per epoch times the epochs it skipped)"))
+    if report.confirmed is not None:
+        c = report.confirmed.networks
+        lines.append(("confirmed", f"{len(c)} networks re-trained {confirm_conditions(report.confirmed)}; "
+                      f"{int(c['confirmed_front'].sum())} of them on the confirmed front; {tau_text(report.confirmed)}"))
     if study.baseline_recipe and bool(study.trials["is_baseline"].any()):
         lines.append(("baselines", f"each trained with the study's base recipe: {study.baseline_recipe}"))
     if report.reference is None or report.hypervolume is None:
@@ -123,3 +127,40 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
                "its interval overlaps the best one's (a study without per-image results: no paired test)")
         lines.append(("cheapest tie", _trial(tied, cost) + f": {why}, for {saving}"))
     return lines
+
+
+def confirmed_rows(result: Any) -> list[dict[str, str]]:
+    """The confirmed networks as display strings under their headers (the terminal, Markdown and HTML): the
+    search's validation accuracy, the confirmed ones (mean ± standard deviation over seeds, in points), and
+    whether the network is on the confirmed front. The seeds and epochs, the same for every network of one confirm
+    command, are in `confirm_conditions`."""
+    def pm(mean: Any, std: Any) -> str:
+        return f"{mean:.2%}" + ("" if std is None or std != std else f" ± {100 * std:.2f}")
+
+    rows = []
+    for _, r in result.networks.iterrows():
+        rows.append({
+            "#": str(r["number"]), "network": network_name(r),
+            "search val": "" if r["search_val_accuracy"] is None else f"{r['search_val_accuracy']:.2%}",
+            "val mean ± sd": pm(r["val_accuracy_mean"], r["val_accuracy_std"]),
+            "test mean ± sd": pm(r["test_accuracy_mean"], r["test_accuracy_std"]),
+            "front": "yes" if r["confirmed_front"] else "",
+        })
+    return rows
+
+
+def confirm_conditions(result: Any) -> str:
+    """'for 6 epochs with seeds 1, 2, 3': how the confirmed networks were re-trained."""
+    networks = result.networks
+    epochs = sorted(set(networks["epochs"]))
+    seeds = sorted({s for seeds in networks["seeds"] for s in seeds})
+    return (f"for {'/'.join(map(str, epochs))} epoch{'s' if epochs != [1] else ''} with seed"
+            f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+
+
+def tau_text(result: Any) -> str:
+    """Kendall's tau in words."""
+    if result.kendall_tau is None:
+        return "Kendall's tau: none (fewer than two networks with distinct accuracies)"
+    return (f"Kendall's tau {result.kendall_tau:+.2f} between search-time and confirmed validation accuracy "
+            f"over {len(result.networks)} networks (1: the search ranked them exactly as the re-training did)")

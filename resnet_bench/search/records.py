@@ -31,7 +31,9 @@ class TrialRecord:
     baseline: str = ""  # preset name of a hand-designed baseline; "" for a sampled candidate
     spec: str = ""  # the spec's one-line form, as trained (input channels and classes of the data set)
     recipe: dict[str, Any] | None = None  # Recipe.to_dict() of the recipe it was trained with
-    seed: int | None = None  # weights, validation split and training
+    seed: int | None = None  # weights, validation split and training (a confirm run: weights and training)
+    split_seed: int | None = None  # a confirm run: the seed of the validation split it is measured on (the study's)
+    confirms: int | None = None  # a confirm run: the number of the study's trial whose network it re-trains
     dataset: str = ""  # data set name
     val_size: int | None = None  # validation images carved from the training set
     input_size: int | None = None  # pixels, height = width
@@ -121,3 +123,4 @@ class StudyTrials:
     # Trial number -> its validation correctness (correctness.py), for the paired test; kept out of `trials`, whose
     # rows become the report's CSV and JSON.
     val_correct: dict[int, str] = dataclasses.field(default_factory=dict)
+    confirm_runs: list[TrialRecord] = dataclasses.field(default_factory=list)  # `confirm`'s runs (search/confirm.py)

@@ -66,12 +66,7 @@ def open_study(
         study.set_user_attr(FINGERPRINT, config.fingerprint())
         study.set_user_attr(FINGERPRINT_PARTS, now)
     else:
-        before = _stored_parts(study, name)
-        if before != now:
-            raise StudyMismatchError(
-                f"study {name!r} was measured under other conditions; this study file changes "
-                + "; ".join(changed_fields(before, now))
-                + ". To keep both, give this one another name (--study-name, or name in the file)")
+        check_same_conditions(config, stored_conditions(study.user_attrs, name), name)
         if study.user_attrs.get(FINGERPRINT_PARTS) != now:  # made by an earlier release: upgraded once
             study.set_user_attr(FINGERPRINT, config.fingerprint())
             study.set_user_attr(FINGERPRINT_PARTS, now)
@@ -84,22 +79,32 @@ def open_study(
     return study
 
 
+def check_same_conditions(config: StudyConfig, stored_parts: dict[str, Any], name: str) -> None:
+    """Refuse a study file that measures trials otherwise than the stored study `name`, naming each change."""
+    now = _as_stored(config.fingerprint_parts())
+    if stored_parts != now:
+        raise StudyMismatchError(
+            f"study {name!r} was measured under other conditions; this study file changes "
+            + "; ".join(changed_fields(stored_parts, now))
+            + ". To keep both, give this one another name (--study-name, or name in the file)")
+
+
 def _as_stored(value: Any) -> Any:
     """A value as the storage gives it back (JSON: tuples become lists)."""
     return json.loads(json.dumps(value))
 
 
-def _stored_parts(study: optuna.Study, name: str) -> dict[str, Any]:
-    """The stored study's fingerprint parts by today's rule.
+def stored_conditions(attrs: dict[str, Any], name: str) -> dict[str, Any]:
+    """What the stored study `name` (its user attributes) was measured under: its fingerprint parts by today's rule.
 
     A study made by an earlier release stored fewer parts (space, objectives, data set); its stored study
     file, parsed now, gives all of them.
     """
-    stored = study.user_attrs.get(FINGERPRINT_PARTS, {})
+    stored = attrs.get(FINGERPRINT_PARTS, {})
     if set(stored) >= {"recipe", "seed", "val_size", "image_size"}:
         return stored
     try:
-        source = study.user_attrs.get(STUDY_FILE, "")
+        source = attrs.get(STUDY_FILE, "")
         return _as_stored(parse_study(tomllib.loads(source), source=source).fingerprint_parts())
     except (tomllib.TOMLDecodeError, StudyFileError) as exc:
         raise StudyMismatchError(

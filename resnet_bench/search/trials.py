@@ -13,6 +13,7 @@ import optuna
 
 from resnet_bench.errors import BadInputError
 from resnet_bench.recipe import describe_recipe
+from resnet_bench.search.confirm import stored_runs
 from resnet_bench.search.config import StudyConfig, StudyFileError, parse_study
 from resnet_bench.search.records import (
     FAILED, RUNNING, TRIAL_COLUMNS, WAITING, StudyTrials, TrialRecord, trial_column_dtypes,
@@ -65,6 +66,7 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
         reference_point=dict(config.reference_point) if config is not None else {},
         baseline_recipe=describe_recipe(config.recipe_name, config.base_recipe()) if config is not None else "",
         trials=frame,
+        confirm_runs=stored_runs(attrs),
         val_correct={t.number: t.user_attrs["val_correct"] for t in stored if t.user_attrs.get("val_correct")},
     )
 

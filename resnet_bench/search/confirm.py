@@ -1,0 +1,140 @@
+"""Confirmation: re-train the front and the baselines with more seeds, and keep each run with the study.
+
+A front found with a short or early-stopped training is a guess until it is re-trained. `confirm` re-trains
+chosen trials of a study with each trial's own recipe (or another number of epochs) and seeds beyond the
+search's, on the study's data and validation split, so that the confirmed accuracies compare with the search's on
+the same images. Each run is stored as a study attribute `confirm:<trial>:<seed>:<epochs>` holding its
+TrialRecord (with `confirms` and `split_seed` set): no Optuna trial, so the sampler, the search's trial counts and
+the front never see it, and any storage (SQLite, PostgreSQL) keeps it. A run saves its training state after every
+epoch under the study's folder; a confirm that is killed and started again resumes where it was, and skips the runs
+already stored. One `confirm` per study at a time: two would train the same runs twice (and store the same results).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from resnet_bench.search.records import TRAINED, TrialRecord
+
+RUN_KEY = re.compile(r"^confirm:(\d+):(-?\d+):(\d+)$")  # trial, seed, epochs
+# The study attribute naming the runs of the last confirm command, which the report shows:
+# {"runs": [run keys], "seeds": [...], "epochs": [the epochs its runs train]}.
+LAST_CONFIRM = "confirm_last"
+
+
+def run_key(number: int, seed: int, epochs: int) -> str:
+    """The study attribute that holds one confirm run."""
+    return f"confirm:{number}:{seed}:{epochs}"
+
+
+def stored_runs(study_attrs: dict[str, Any], last: bool = True) -> list[TrialRecord]:
+    """The confirm runs stored with a study (its user attributes): those of the last confirm command, or every
+    one; by trial, epochs and seed."""
+    keys = set(study_attrs.get(LAST_CONFIRM, {}).get("runs", [])) if last else None
+    runs = [TrialRecord.from_attrs(v) for k, v in study_attrs.items()
+            if RUN_KEY.match(k) and isinstance(v, dict) and (keys is None or k in keys)]
+    return sorted(runs, key=lambda r: (r.confirms or 0, r.epochs or 0, r.seed or 0))
+
+
+@dataclass(frozen=True)
+class ConfirmRun:
+    """One network to re-train with one seed."""
+
+    number: int  # the study's trial
+    baseline: str  # its preset name, "" for a sampled network
+    spec: str  # its one-line spec, as trained
+    recipe: dict[str, Any]  # its recipe with this run's seed and epochs
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return run_key(self.number, self.seed, self.recipe["epochs"])
+
+
+def plan_runs(trials: list[TrialRecord], numbers: list[int], seeds: list[int],
+              epochs: int | None = None) -> list[ConfirmRun]:
+    """The runs for trials `numbers` (records in `trials`, by number) and each seed: the trial's recipe with the
+    seed, and `epochs` when given."""
+    by_number = dict(zip(numbers, trials, strict=True))
+    runs = []
+    for number, record in by_number.items():
+        for seed in seeds:
+            recipe = {**(record.recipe or {}), "seed": seed, **({"epochs": epochs} if epochs else {})}
+            runs.append(ConfirmRun(number=number, baseline=record.baseline, spec=record.spec, recipe=recipe,
+                                   seed=seed))
+    return runs
+
+
+@dataclass(frozen=True)
+class ConfirmSummary:
+    """What one confirm command did."""
+
+    trained: int  # runs trained by this command
+    stored_before: int  # runs found stored already (a resumed or repeated confirm): not trained again
+    seconds: float
+
+
+def confirm(
+    config: Any, location: Any, runs: list[ConfirmRun], *, device: str = "auto",
+    on_run_start: Callable[[ConfirmRun], None] | None = None,
+    on_epoch: Callable[[Any, int], None] | None = None,
+    on_run_end: Callable[[ConfirmRun, TrialRecord], None] | None = None,
+) -> ConfirmSummary:
+    """Train every run not stored yet, each on the study's data and validation split, and store its record."""
+    import optuna
+    import torch
+
+    from resnet_bench import __version__
+    from resnet_bench.data import load_dataset, split
+    from resnet_bench.devices import device_name, resolve_device
+    from resnet_bench.models import build_model
+    from resnet_bench.recipe import Recipe
+    from resnet_bench.search.storage import open_existing_storage
+    from resnet_bench.spec import ResNetSpec
+    from resnet_bench.train import train
+
+    started = time.perf_counter()
+    storage = open_existing_storage(location.storage)
+    study_id = storage.get_study_id_from_name(location.name)
+    epochs = sorted({r.recipe["epochs"] for r in runs})
+    storage.set_study_user_attr(study_id, LAST_CONFIRM, {
+        "runs": [r.key for r in runs], "seeds": sorted({r.seed for r in runs}), "epochs": epochs})
+    done = set(storage.get_study_user_attrs(study_id))
+    todo = [r for r in runs if r.key not in done]
+    if not todo:
+        return ConfirmSummary(trained=0, stored_before=len(runs), seconds=time.perf_counter() - started)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    resolved = resolve_device(device)
+    data = split(load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size,
+                 seed=config.seed)
+    location.states.mkdir(parents=True, exist_ok=True)
+    for run in todo:
+        if on_run_start is not None:
+            on_run_start(run)
+        recipe = Recipe.from_dict(run.recipe)
+        state = location.states / f"confirm-{run.number}-seed{run.seed}-epochs{recipe.epochs}.state"
+        torch.manual_seed(run.seed)  # the weights
+        result = train(build_model(ResNetSpec.parse(run.spec)), data, recipe, resolved, state_path=state,
+                       callback=(lambda epoch, metrics: on_epoch(metrics, recipe.epochs)) if on_epoch else None)
+        record = TrialRecord(
+            status=TRAINED, baseline=run.baseline, spec=run.spec, recipe=recipe.to_dict(), seed=run.seed,
+            split_seed=config.seed, confirms=run.number, dataset=data.dataset_name, val_size=data.val_size,
+            input_size=data.image_size, val_accuracy=result.val_accuracy, val_images=len(data.val),
+            val_correct=result.val_correct, test_accuracy=result.test_accuracy, test_images=len(data.test),
+            epochs=result.epochs, resumed_from_epoch=result.resumed_from_epoch, train_seconds=result.train_seconds,
+            images_per_second=result.images_per_second, compile_seconds=result.compile_seconds,
+            device=device_name(resolved), threads=torch.get_num_threads(), torch_version=str(torch.__version__),
+            resnet_bench_version=__version__,
+        )
+        storage.set_study_user_attr(study_id, run.key, record.to_attrs())
+        Path(state).unlink(missing_ok=True)
+        if on_run_end is not None:
+            on_run_end(run, record)
+    return ConfirmSummary(trained=len(todo), stored_before=len(runs) - len(todo),
+                          seconds=time.perf_counter() - started)
+
