@@ -115,6 +115,42 @@ def test_debug_shows_the_traceback(capsys):
 
     with pytest.raises(UnknownPresetError):
         main(["--debug", "profile", "resnet51"])
+    with pytest.raises(UnknownPresetError):  # where the failure message's "rerun with --debug" puts it
+        main(["profile", "resnet51", "--debug"])
+    assert run(capsys, "profile", "resnet51")[0] == 2  # without it: one line
+
+
+def test_nothing_is_created_before_the_input_is_checked(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "sweep", "--device", "tpu", "--out", "out")
+    assert code == 2 and "device='tpu'" in err and not (tmp_path / "out").exists()
+    (tmp_path / "file").write_text("")
+    code, _, err = run(capsys, "sweep", "--out", "file/x", "--device", "cpu")  # checked before any training
+    assert code == 2 and "'file/x/quickstart' cannot be written" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_damaged_sqlite_file_is_named_in_one_line_and_left_untouched(capsys, tmp_path):
+    from resnet_bench.search.config import load_study_file
+    from resnet_bench.search.storage import sqlite_url
+    from resnet_bench.search.study import open_study
+
+    folder = tmp_path / "quickstart"
+    folder.mkdir()
+    (folder / "study.db").write_bytes(bytes(range(256)) * 80)  # not a database at all
+    # A real study whose third page was overwritten mid-file.
+    overwritten = tmp_path / "overwritten.db"
+    open_study(load_study_file(None), sqlite_url(overwritten), "quickstart")
+    data = bytearray(overwritten.read_bytes())
+    data[8192:12288] = b"\xff" * 4096
+    overwritten.write_bytes(bytes(data))
+    for argv, path in ((["report", "--out", str(tmp_path)], folder / "study.db"),
+                       (["report", "--storage", sqlite_url(overwritten), "--out", str(tmp_path)], overwritten),
+                       (["sweep", "--storage", sqlite_url(overwritten), "--out", str(tmp_path)], overwritten)):
+        before = path.read_bytes()
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"the SQLite file {path.resolve()} is damaged" in err and "left untouched" in err
+        assert path.read_bytes() == before
 
 
 def test_python_dash_m_and_version():

@@ -430,7 +430,7 @@ def test_an_output_folder_that_cannot_be_written(capsys, tmp_path):
     blocker.write_text("")
     code, out, err = run(capsys, "report", "--storage", storage, "--out", str(blocker / "sub"))
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
-    assert f"the report's folder '{blocker / 'sub' / 'tiny'}' cannot be written" in err and "--out" in err
+    assert f"the folder '{blocker / 'sub' / 'tiny'}' cannot be written" in err and "--out" in err
 
 
 def test_an_empty_study_prints_an_empty_front_and_exits_0(capsys, tmp_path):

@@ -169,10 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.set_defaults(func=cmd_confirm)
 
     evaluate = sub.add_parser("evaluate", help="re-measure a saved model")
-    evaluate.add_argument("checkpoint", metavar="CHECKPOINT")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT",
+                          help="a file that `resnet-bench train --save PATH` wrote (weights, spec, recipe, metrics)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_format(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+    for command in sub.choices.values():  # `--debug` after the command too (the default stays the main parser's)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the traceback of an error")
     return parser
 
 

@@ -31,7 +31,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     config, location = study_to_read(args)
     name = location.name
     from resnet_bench.report.analysis import build_report
-    from resnet_bench.report.export import check_writable, write_report
+    from resnet_bench.files import check_writable
+    from resnet_bench.report.export import write_report
     from resnet_bench.report.references import published_points_for
     from resnet_bench.search.trials import load_trials
 

@@ -23,14 +23,18 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         return
     import torch
 
+    from resnet_bench.devices import resolve_device
+    from resnet_bench.files import check_writable
     from resnet_bench.search.study import open_study
     from resnet_bench.search.sweep import Sweep
     from resnet_bench.search.workers import check_latency_alone, plan_workers, run_workers, threads_per_worker
 
+    resolve_device(args.device)  # checked before anything is created
     gpus = torch.cuda.device_count() if args.device != "cpu" else 0
     plan = plan_workers(args.workers, args.trials_per_gpu, gpus)
     check_latency_alone(config, plan, gpus)
     location = locate_study(args.study_name or config.name, storage=args.storage, out=args.out)
+    check_writable(location.folder)  # the states and the report go there: exit 2 now, not after training
     budget = args.n_trials or config.n_trials
     torch.set_num_threads(threads_per_worker(args.threads, len(plan)))
     if len(plan) > 1:

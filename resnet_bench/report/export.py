@@ -6,7 +6,7 @@ import base64
 import html
 from pathlib import Path
 
-from resnet_bench.errors import BadInputError
+from resnet_bench.files import check_writable
 from resnet_bench.report.analysis import Report
 from resnet_bench.report.plots import hypervolume_chart, pareto_chart
 from resnet_bench.report.text import (
@@ -22,18 +22,6 @@ def _confirmed_words(report: Report) -> str:
             f"{tau_text(report.confirmed)}.")
 
 FILES = ("trials.csv", "front.csv", "report.md", "report.html", "pareto.png", "hypervolume.png")
-
-
-def check_writable(folder: Path) -> None:
-    """Make the folder, or say in one line why it cannot be written (before any work is done)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".resnet-bench-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise BadInputError(f"the report's folder {str(folder)!r} cannot be written: {exc.strerror or exc}; "
-                            "give a folder you can write with --out") from None
 
 
 def write_report(report: Report, folder: Path) -> dict[str, Path]:

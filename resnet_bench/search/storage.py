@@ -8,6 +8,7 @@ folder still holds the states and the report. This module imports Optuna and SQL
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        _check_sqlite_folder(url)
+        _check_sqlite_file(url)
     shown = safe_url(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -123,11 +124,30 @@ def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
     raise AssertionError("unreachable")
 
 
-def _check_sqlite_folder(url: str) -> None:
+def _check_sqlite_file(url: str) -> None:
+    """The SQLite file's folder exists, and the file, if there is one, is a sound database: a damaged file is named
+    in one line and left untouched (checked read-only, before Optuna would write to it)."""
+    import sqlite3
+
     path = url.removeprefix("sqlite:///")
-    if url.startswith("sqlite:///") and path != ":memory:" and not Path(path).parent.is_dir():
+    if not url.startswith("sqlite:///") or path == ":memory:":
+        return
+    if not Path(path).parent.is_dir():
         raise BadInputError(f"--storage {url!r}: the folder {str(Path(path).parent)!r} does not exist; "
                             "create it, or give another path")
+    if not Path(path).is_file() or Path(path).stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as db:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.OperationalError:  # locked by a writer, or not readable: Optuna says what it meets
+        return
+    except sqlite3.DatabaseError as exc:
+        verdict = str(exc)
+    if verdict != "ok":
+        first = next((line for line in verdict.splitlines() if not line.startswith("***")), verdict)
+        raise BadInputError(f"the SQLite file {path} is damaged ({first}); it was left untouched: "
+                            "restore it from a copy, or start the study in another --out")
 
 
 def _unreachable(url: str, shown: str, exc: Exception) -> str:
