@@ -175,12 +175,14 @@ def _unknown(name: str) -> UnknownPresetError:
     hint = f"did you mean {', '.join(close)}? " if close else ""
     return UnknownPresetError(
         f"unknown model {name!r}: {hint}a model is a preset name (see `resnet-bench models`), "
-        "a one-line spec such as block=basic,layers=2-2-2-2, or a path to a JSON spec"
+        "a one-line spec such as block=basic,layers=2-2-2-2, a preset with fields replaced such as "
+        "resnet20,stem_width=8, or a path to a JSON spec"
     )
 
 
 def resolve(model: ResNetSpec | str | os.PathLike[str]) -> ResNetSpec:
-    """The spec of a spec, a preset name, a one-line spec (`key=value,...`) or a path to a JSON spec."""
+    """The spec of a spec, a preset name, a one-line spec (`key=value,...`), a preset name with fields replaced
+    (`resnet20,stem_width=8`: this preset, but) or a path to a JSON spec."""
     if isinstance(model, ResNetSpec):
         return model
     if isinstance(model, os.PathLike):
@@ -188,6 +190,9 @@ def resolve(model: ResNetSpec | str | os.PathLike[str]) -> ResNetSpec:
     if not isinstance(model, str):
         raise BadInputError(f"model={model!r} is not accepted; give a ResNetSpec, a preset name or a spec string")
     text = model.strip()
+    first, _, rest = text.partition(",")
+    if "=" in rest and "=" not in first:
+        return get(first.strip()).override(rest)
     if "=" in text:
         return ResNetSpec.parse(text)
     if text.endswith(".json") or os.sep in text or "/" in text:

@@ -173,23 +173,14 @@ class ResNetSpec:
     @classmethod
     def parse(cls, line: str) -> ResNetSpec:
         """The spec of a one-line form such as `block=bottleneck,layers=3-4-6-3,groups=32`."""
-        values: dict[str, Any] = {}
-        for item in line.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            key, sep, raw = item.partition("=")
-            key, raw = key.strip(), raw.strip()
-            if not sep:
-                raise SpecError(f"spec item {item!r} is not key=value (in {line!r})")
-            if key not in FIELD_NAMES:
-                raise SpecError(f"unknown spec field {key!r} in {line!r}; accepted: {', '.join(FIELD_NAMES)}")
-            if key in values:
-                raise SpecError(f"spec field {key!r} is given twice in {line!r}")
-            values[key] = _parse_value(key, raw)
+        values = _items(line)
         if not values:
             raise SpecError("an empty one-line spec; give fields as key=value, e.g. block=basic,layers=2-2-2-2")
         return cls(**values)
+
+    def override(self, line: str) -> ResNetSpec:
+        """This spec with the fields of a one-line form replaced: `stem_width=8,shortcut=B`."""
+        return dataclasses.replace(self, **_items(line))
 
     def __str__(self) -> str:
         return self.format()
@@ -199,6 +190,25 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ResNetSp
 _FIELD_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ResNetSpec)}
 _INT_FIELDS = ("stem_width", "groups", "width_per_group", "in_channels", "num_classes")
 _TUPLE_FIELDS = ("layers", "widths")
+
+
+def _items(line: str) -> dict[str, Any]:
+    """The fields of a one-line form, parsed, in its order; SpecError names a bad item."""
+    values: dict[str, Any] = {}
+    for item in line.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep:
+            raise SpecError(f"spec item {item!r} is not key=value (in {line!r})")
+        if key not in FIELD_NAMES:
+            raise SpecError(f"unknown spec field {key!r} in {line!r}; accepted: {', '.join(FIELD_NAMES)}")
+        if key in values:
+            raise SpecError(f"spec field {key!r} is given twice in {line!r}")
+        values[key] = _parse_value(key, raw)
+    return values
 
 
 def _inner_width(planes: int, width_per_group: int, groups: int) -> int:

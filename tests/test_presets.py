@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
@@ -9,6 +12,8 @@ import resnet_bench as rb
 from resnet_bench import presets
 from resnet_bench.presets import UnknownPresetError
 from resnet_bench.spec import ResNetSpec, SpecError
+
+from .helpers import run
 
 # Exact trainable parameters, sum(p.numel()). torchvision's names equal its `num_params` metadata
 # (checked against torchvision itself below); the CIFAR nets equal the hand count below.
@@ -176,6 +181,22 @@ def test_resolve_accepts_every_form(tmp_path):
         presets.resolve(str(tmp_path / "nope.json"))
     with pytest.raises(ValueError, match="model=3"):
         presets.resolve(3)  # type: ignore[arg-type]
+    # A preset with fields replaced: "this preset, but".
+    narrow = presets.resolve("resnet56, stem_width=8,shortcut=B")
+    assert narrow == dataclasses.replace(spec, stem_width=8, shortcut="B") and narrow.layers == (9, 9, 9)
+    with pytest.raises(SpecError, match="unknown spec field 'stem_widht'"):
+        presets.resolve("resnet56,stem_widht=8")
+    with pytest.raises(presets.UnknownPresetError, match="resnet20,stem_width=8"):
+        presets.resolve("resnet57,stem_width=8")
+
+
+def test_a_preset_with_an_override_on_the_command_line(capsys):
+    code, out, err = run(capsys, "profile", "resnet20,stem_width=8", "--format", "json")
+    assert code == 0, err
+    # Stages of 8, 16, 32 planes instead of 16, 32, 64: about a quarter of resnet20's parameters.
+    params = sum(p.numel() for p in rb.build_model(presets.resolve("resnet20,stem_width=8")).parameters())
+    full = sum(p.numel() for p in rb.build_model(presets.get("resnet20")).parameters())
+    assert json.loads(out)[0]["params"] == params and 0.2 < params / full < 0.3
 
 
 def test_families_partition_the_presets():

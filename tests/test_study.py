@@ -3,6 +3,7 @@ everything that changes a measurement, the settings' history, baselines on one r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from resnet_bench.search import sweep as sweep_module
 from resnet_bench.search.config import load_study_file
 from resnet_bench.search.storage import FINGERPRINT, FINGERPRINT_PARTS, SETTINGS_HISTORY, STUDY_FILE
 from resnet_bench.search.study import StudyMismatchError, open_study
+from resnet_bench.spec import ResNetSpec
 
 from .helpers import TINY_STUDY, run, write
 
@@ -157,17 +159,23 @@ def test_a_study_of_the_earlier_release_resumes_if_nothing_changed_and_opens_in_
 
 def test_baselines_share_the_base_recipe_while_candidates_sample_theirs(capsys, tmp_path, recipes_trained):
     text = TINY_STUDY.replace("batch_size = 256", "batch_size = 256\nlr = { low = 0.01, high = 0.05 }").replace(
-        'baselines = ["resnet20"]', 'baselines = ["resnet20", "resnet20_b"]').replace("width_multiplier = [1, 64]", "")
+        'baselines = ["resnet20"]', 'baselines = ["resnet20", "resnet20,shortcut=B", "block=basic,layers=1-1,stem=cifar,stem_width=16"]'
+    ).replace("width_multiplier = [1, 64]", "")  # a preset, a preset with a field replaced, a one-line spec
     path = write(tmp_path, text)
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    code, _, err = run(capsys, "sweep", str(path), "--storage", storage, "--n-trials", "4", "--device", "cpu")
+    code, _, err = run(capsys, "sweep", str(path), "--storage", storage, "--n-trials", "5", "--device", "cpu")
     assert code == 0, err
     records = [t.user_attrs for t in optuna.load_study(study_name="tiny", storage=storage).trials]
     baselines = [r["recipe"] for r in records if r.get("baseline")]
     sampled = [r["recipe"] for r in records if not r.get("baseline") and r["status"] == "trained"]
-    assert len(baselines) == 2 and baselines[0] == baselines[1] and baselines[0]["lr"] == 0.2  # fast's lr
+    assert len(baselines) == 3 and baselines[0] == baselines[1] == baselines[2] and baselines[0]["lr"] == 0.2
     assert len(sampled) == 2 and all(0.01 <= r["lr"] <= 0.05 for r in sampled)
-    assert [r.lr for r in recipes_trained][:2] == [0.2, 0.2]
+    assert [r.lr for r in recipes_trained][:3] == [0.2, 0.2, 0.2]  # fast's lr
+    specs = {r["baseline"]: r["spec"] for r in records if r.get("baseline")}
+    assert ResNetSpec.parse(specs["resnet20,shortcut=B"]) == dataclasses.replace(
+        ResNetSpec.parse(specs["resnet20"]), shortcut="B")
+    assert specs["block=basic,layers=1-1,stem=cifar,stem_width=16"] == \
+        "block=basic,layers=1-1,stem=cifar,stem_width=16,in_channels=1,num_classes=10"
     code, out, err = run(capsys, "report", str(path), "--storage", storage, "--out", str(tmp_path / "r"))
     assert code == 0, err
     assert "base recipe: fast, epochs=1, batch_size=256" in " ".join(out.replace("│", " ").split())

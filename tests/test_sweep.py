@@ -90,6 +90,8 @@ BAD = [
     ({"budget": {"n_trials": 0}}, ["budget.n_trials=0"]),
     ({"sampler": {"name": "cmaes"}}, ["sampler.name='cmaes'", "tpe, nsga2, random"]),
     ({"baselines": ["resnet51"]}, ["baselines[0]", "resnet50"]),
+    ({"baselines": ["resnet20,stem_widht=8"]}, ["baselines[0]", "unknown spec field 'stem_widht'"]),
+    ({"baselines": ["spec.json"]}, ["baselines[0]", "unknown model 'spec.json'"]),
     ({"dataset": "mnist"}, ["dataset='mnist'", "fashion-mnist-mini"]),
     ({"colour": "red"}, ["colour is not a study key"]),
 ]

@@ -137,7 +137,7 @@ class StudyConfig:
     timeout_minutes: float | None  # wall-clock limit of one sweep command
     sampler: str  # tpe, nsga2 or random
     sampler_options: dict[str, int] = field(default_factory=dict)  # n_startup_trials (tpe), population_size (nsga2)
-    baselines: tuple[str, ...] = ()  # preset names trained with the same recipe
+    baselines: tuple[str, ...] = ()  # models trained with the same recipe: preset names or one-line specs
     val_size: int = 2000  # validation images carved from the training set
     image_size: int = 32  # imagefolder data sets only: decoded size
     # [report] reference_point: objective metric -> the value the hypervolume is measured from (see report/)
@@ -353,12 +353,13 @@ def _sampler(table: dict[str, Any]) -> tuple[str, dict[str, int]]:
 
 
 def _baselines(baselines: Any) -> tuple[str, ...]:
-    """baselines = [preset names]."""
+    """baselines = [models]: preset names, one-line specs, or presets with fields replaced (resnet20,stem_width=8)."""
     if not isinstance(baselines, list) or not all(isinstance(b, str) for b in baselines):
-        raise StudyFileError(f"baselines={baselines!r} is not accepted; it must be a list of preset names")
+        raise StudyFileError(f"baselines={baselines!r} is not accepted; it must be a list of models: preset names, "
+                             "one-line specs, or presets with fields replaced (resnet20,stem_width=8)")
     for i, b in enumerate(baselines):
         try:
-            presets.get(b)
+            presets.resolve(b) if "=" in b else presets.get(b)  # never a JSON file: a study file stands alone
         except BadInputError as exc:
             raise StudyFileError(f"baselines[{i}]: {exc}") from None
     return tuple(baselines)

@@ -26,7 +26,7 @@ from resnet_bench.data import Splits, load_dataset, split
 from resnet_bench.devices import device_name, resolve_device
 from resnet_bench.errors import BadInputError
 from resnet_bench.models import build_model
-from resnet_bench.presets import get as get_preset
+from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.profiling import count_cost, measure_speed
 from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import CONSTRAINTS, StudyConfig
@@ -158,7 +158,7 @@ class Sweep:
         """The network and recipe of a trial: a baseline's preset with the study's base recipe (the same for every
         baseline), or a candidate sampled from the space; raises SpecError for a combination the generator refuses."""
         if baseline:
-            return spec_for_data(get_preset(baseline), self.data), self.config.base_recipe()
+            return spec_for_data(resolve_model(baseline), self.data), self.config.base_recipe()
         recipe = sample_recipe(trial, self.config)
         return spec_for_data(sample_spec(trial, self.config), self.data), recipe
 
