@@ -49,7 +49,7 @@ def postgres_server() -> Iterator[str]:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
             f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100", "start")
         run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "resnet_bench")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/resnet_bench"
+        yield f"postgresql://postgres@127.0.0.1:{port}/resnet_bench"  # the form the README shows
     finally:
         subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)

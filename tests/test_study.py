@@ -207,7 +207,7 @@ def _free_port() -> int:
 @pytest.mark.parametrize("command", ["sweep", "report"])
 def test_a_server_that_cannot_be_reached_is_exit_1_naming_the_host_but_never_the_password(capsys, tmp_path, command):
     port = _free_port()  # nothing listens there
-    url = f"postgresql+psycopg2://bench:hunter2@127.0.0.1:{port}/resnet_bench"
+    url = f"postgresql://bench:hunter2@127.0.0.1:{port}/resnet_bench"
     code, out, err = run(capsys, command, str(write(tmp_path, TINY_STUDY)), "--storage", url, "--device", "cpu") \
         if command == "sweep" else run(capsys, command, "--storage", url, "--study-name", "tiny")
     assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
@@ -294,3 +294,12 @@ def test_the_caption_counts_this_commands_trials_not_another_commands(capsys, tm
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     assert sum(t.user_attrs.get("status") == "trained" for t in trials) == 3
     assert "thiscommand:2trained(0stoppedearly,0failed)" in "".join(out.split())
+
+
+def test_a_plain_postgresql_url_gets_the_installed_driver():
+    from resnet_bench.search.storage import with_driver
+
+    assert with_driver("postgresql://u:p@host/db") == "postgresql+psycopg://u:p@host/db"
+    assert with_driver("postgres://host/db") == "postgresql+psycopg://host/db"
+    assert with_driver("postgresql+psycopg2://host/db") == "postgresql+psycopg2://host/db"  # an explicit driver kept
+    assert with_driver("sqlite:///x.db") == "sqlite:///x.db"

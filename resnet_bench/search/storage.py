@@ -90,6 +90,7 @@ def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
     import sqlalchemy.exc
 
     kwargs: dict[str, Any] = {}
+    url = with_driver(url)
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
         _check_sqlite_file(url)
@@ -117,11 +118,22 @@ def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
             except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as exc:
                 raise BadInputError(
                     f"--storage {shown!r} is not a storage URL this machine can open ({exc}); use "
-                    "sqlite:///PATH/study.db or postgresql+psycopg2://USER:PASSWORD@HOST/DATABASE") from None
+                    "sqlite:///PATH/study.db or postgresql://USER:PASSWORD@HOST/DATABASE") from None
             except ImportError as exc:
                 raise BadInputError(f"--storage {shown!r} needs a database driver that is not installed "
                                     f"({exc}); for PostgreSQL: {POSTGRES_FIX}") from None
     raise AssertionError("unreachable")
+
+
+POSTGRES_DRIVER = "psycopg"  # psycopg 3, what the postgres extra installs
+
+
+def with_driver(url: str) -> str:
+    """A plain postgresql:// URL with the driver the postgres extra installs (SQLAlchemy 2.0 would pick psycopg2,
+    2.1 picks psycopg 3): the README's URL works as written on either. An explicit driver is kept."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return f"postgresql+{POSTGRES_DRIVER}://" + url.split("://", 1)[1]
+    return url
 
 
 def _check_sqlite_file(url: str) -> None:
