@@ -11,9 +11,9 @@ import torch
 
 from resnet_bench import __version__
 from resnet_bench.errors import BadInputError
-from resnet_bench.spec import ResNetSpec
 from resnet_bench.files import atomic_path
 from resnet_bench.recipe import Recipe
+from resnet_bench.spec import ResNetSpec
 from resnet_bench.train import TrainResult
 
 FORMAT = "resnet-bench-checkpoint"

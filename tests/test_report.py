@@ -174,7 +174,7 @@ def test_the_cheapest_tie_is_decided_by_the_paired_test():
     assert report.best["number"] == 0 and report.tied["number"] == 2
     line = dict(summary_lines(report))["cheapest tie"]
     assert "#2 c" in line and "McNemar's exact test on the 1,000 validation images" in line and "p = 0.39" in line
-    assert "2x less gflops" in line
+    assert "2x fewer GFLOPs" in line
     # Without per-image results (a study of an earlier release) the intervals decide, and say so: b, the cheapest.
     study.val_correct = {}
     report = build_report(study)
@@ -482,3 +482,14 @@ def test_early_stopping_in_the_summary_by_hand():
     line = dict(summary_lines(report))["early stopping"]
     assert line.startswith("3 trials stopped at a rung (2 after epoch 1, 1 after epoch 3); about 100 s of training")
     assert "early stopping" not in dict(summary_lines(build_report(make_trials([study.trials.iloc[0].to_dict()]))))
+
+
+def test_numbers_and_counts_as_people_read_them():
+    from resnet_bench.units import cost_text, metric_value, plural, saving_text
+
+    assert [plural(1, "network"), plural(2, "network"), plural(1234, "epoch")] == ["1 network", "2 networks",
+                                                                                   "1,234 epochs"]
+    assert plural(2, "study", "studies") == "2 studies"
+    assert metric_value("params", 902106.0) == "902,106" and metric_value("gflops", 0.030821248) == "0.03082"
+    assert cost_text("params", 38266) == "38,266 params" and cost_text("latency_ms", 12.34) == "12.34 ms latency"
+    assert saving_text("gflops", 3.1649) == "3.16x fewer GFLOPs" and saving_text("latency_ms", 2) == "2x less latency"

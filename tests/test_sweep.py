@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 from importlib import resources
 
@@ -158,6 +159,7 @@ def test_a_real_small_sweep_records_resumes_and_refuses_a_changed_file(capsys, t
         assert sum(p.numel() for p in rb.build_model(ResNetSpec.parse(r.spec)).parameters()) == r.params
     for trial, r in infeasible:  # never trained: cost and reason, no metrics
         assert r.val_accuracy is None and r.train_seconds is None and "max_params" in r.reason
+        assert re.search(r"outside the constraints: params \d{3},\d{3} > max_params 300,000", r.reason), r.reason
         assert r.params > 300_000 and trial.constraints["max_params"] > 0 and trial.constraints["valid"] == 0
     assert json.loads(out) and all(row["val_accuracy"] for row in json.loads(out))  # the front
     # Re-trained from its record alone, through the command line, a trial gives the same numbers.

@@ -30,8 +30,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     # The study's constraints and reference point: the study file given here, else the one stored with the study.
     config, location = study_to_read(args)
     name = location.name
-    from resnet_bench.report.analysis import build_report
     from resnet_bench.files import check_writable
+    from resnet_bench.report.analysis import build_report
     from resnet_bench.report.export import write_report
     from resnet_bench.report.references import published_points_for
     from resnet_bench.search.trials import load_trials

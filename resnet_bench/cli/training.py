@@ -15,9 +15,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from resnet_bench.checkpoint import save_checkpoint
     from resnet_bench.data import load_dataset, split
+    from resnet_bench.devices import resolve_device
     from resnet_bench.models import build_model
     from resnet_bench.presets import resolve
-    from resnet_bench.devices import resolve_device
     from resnet_bench.recipe import get_recipe
     from resnet_bench.train import spec_for_data, train
 
@@ -49,8 +49,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from resnet_bench.checkpoint import load_checkpoint
     from resnet_bench.data import load_dataset, split
-    from resnet_bench.models import build_model
     from resnet_bench.devices import resolve_device
+    from resnet_bench.models import build_model
     from resnet_bench.train import accuracy
 
     checkpoint = load_checkpoint(args.checkpoint)

@@ -11,6 +11,7 @@ import pandas as pd
 from resnet_bench.pareto import pareto_ranks
 from resnet_bench.report.stats import kendall_tau
 from resnet_bench.search.records import StudyTrials, TrialRecord
+
 # One row per confirmed network: the JSON contract of `confirm --format json` (plus the cost columns the report adds).
 NETWORK_FIELDS = ("number", "spec", "search_val_accuracy", "val_accuracy_mean", "val_accuracy_std",
                   "test_accuracy_mean", "test_accuracy_std", "seeds", "epochs")

@@ -10,8 +10,16 @@ from resnet_bench.files import check_writable
 from resnet_bench.report.analysis import Report
 from resnet_bench.report.plots import hypervolume_chart, pareto_chart
 from resnet_bench.report.text import (
-    confirm_conditions, confirmed_rows, front_rows, network_name, percent_interval, published_rows, summary_lines, tau_text,
+    confirm_conditions,
+    confirmed_rows,
+    front_rows,
+    network_name,
+    percent_interval,
+    published_rows,
+    summary_lines,
+    tau_text,
 )
+from resnet_bench.units import plural
 
 CONFIRMED = "Confirmed: the front and the baselines re-trained with more seeds"
 
@@ -60,7 +68,7 @@ def markdown(report: Report) -> str:
     study = report.study
     parts = [f"# Pareto report: {study.name}\n", f"Storage: `{study.storage}`\n"]
     parts += ["## Summary\n", "".join(f"- **{label}**: {text}\n" for label, text in summary_lines(report))]
-    parts.append(f"## Pareto front, cheapest first ({len(report.front)} networks)\n")
+    parts.append(f"## Pareto front, cheapest first ({plural(len(report.front), 'network')})\n")
     rows = front_rows(report)
     parts.append(markdown_table(rows) if rows else "The front is empty: no trial has been trained yet.\n")
     if report.confirmed is not None:
@@ -163,7 +171,7 @@ def page(report: Report, images: dict[str, bytes]) -> str:
 <p>Storage: <code>{html.escape(study.storage)}</code></p>
 <h2>Summary</h2>
 <dl id="summary">{summary}</dl>
-<h2>Pareto front, cheapest first ({len(report.front)} networks)</h2>
+<h2>Pareto front, cheapest first ({plural(len(report.front), 'network')})</h2>
 {front}
 {confirmed_html}
 {_image(images["pareto.png"], "Validation accuracy against GFLOPs", "pareto")}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_bench.report.analysis import ACCURACY, Report
 from resnet_bench.pareto import pareto_ranks
+from resnet_bench.report.analysis import ACCURACY, Report
 from resnet_bench.search.records import TRAINED
 
 DPI = 144  # 1,152 x 720 pixels at 8 x 5 inches: sharp on a screen, small enough to embed

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from resnet_bench.report.analysis import ACCURACY, PAIRED_TEST, STATUS_ORDER, TIE_P, Report
+from resnet_bench.units import cost_text, plural, saving_text
 
 # Objective metrics that the front table shows beyond accuracy, GFLOPs and parameters, with their headers.
 EXTRA_METRICS = {"activations": "activations", "latency_ms": "latency ms", "train_seconds": "train s"}
@@ -33,16 +34,6 @@ def network_name(row: Any) -> str:
     if not isinstance(spec, str):
         return ""
     return ",".join(part for part in spec.split(",") if not part.startswith(DATA_FIELDS))
-
-
-def cost_text(metric: str, value: Any) -> str:
-    """A cost as people read it: 38,266 params, 0.0101 GFLOPs, 12.3 ms."""
-    if value is None or pd.isna(value):
-        return f"? {metric}"
-    if metric in ("params", "activations"):
-        return f"{int(value):,} {metric}"
-    names = {"gflops": "GFLOPs", "latency_ms": "ms latency", "train_seconds": "s of training"}
-    return f"{float(value):.4g} {names.get(metric, metric)}"
 
 
 def _number(value: Any, fmt: str) -> str:
@@ -121,7 +112,7 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
                if report.tie_rule == PAIRED_TEST else "no cheaper network's interval overlaps the best one's")
         lines.append(("cheapest tie", f"none: {why}"))
     else:
-        saving = f"{best[cost] / tied[cost]:.3g}x less {cost}" if tied[cost] else f"less {cost}"
+        saving = saving_text(cost, best[cost] / tied[cost]) if tied[cost] else f"less {cost}"
         why = (f"{PAIRED_TEST} on the {images} cannot tell it from the best (p = {tied['p_vs_best']:.2g})"
                if report.tie_rule == PAIRED_TEST else
                "its interval overlaps the best one's (a study without per-image results: no paired test)")
@@ -163,4 +154,4 @@ def tau_text(result: Any) -> str:
     if result.kendall_tau is None:
         return "Kendall's tau: none (fewer than two networks with distinct accuracies)"
     return (f"Kendall's tau {result.kendall_tau:+.2f} between search-time and confirmed validation accuracy "
-            f"over {len(result.networks)} networks (1: the search ranked them exactly as the re-training did)")
+            f"over {plural(len(result.networks), 'network')} (1: the search ranked them exactly as the re-training did)")

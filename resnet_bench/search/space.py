@@ -7,9 +7,9 @@ from typing import Any
 
 import optuna
 
+from resnet_bench.recipe import Recipe, get_recipe
 from resnet_bench.search.config import Choice, Domain, Fixed, StudyConfig
 from resnet_bench.spec import ResNetSpec
-from resnet_bench.recipe import Recipe, get_recipe
 
 BOTTLENECK_ONLY = ("groups", "width_per_group", "stride_on")
 

@@ -20,7 +20,12 @@ import optuna
 from resnet_bench.errors import BadInputError
 from resnet_bench.search.config import StudyConfig, StudyFileError, changed_fields, parse_study
 from resnet_bench.search.storage import (
-    DEFAULT_HEARTBEAT_SECONDS, FINGERPRINT, FINGERPRINT_PARTS, SETTINGS_HISTORY, STUDY_FILE, open_storage,
+    DEFAULT_HEARTBEAT_SECONDS,
+    FINGERPRINT,
+    FINGERPRINT_PARTS,
+    SETTINGS_HISTORY,
+    STUDY_FILE,
+    open_storage,
 )
 
 

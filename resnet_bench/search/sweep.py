@@ -37,6 +37,7 @@ from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
 from resnet_bench.search.study import open_study
 from resnet_bench.spec import ResNetSpec, SpecError
 from resnet_bench.train import EpochMetrics, spec_for_data, train
+from resnet_bench.units import metric_value
 
 MAX_REJECTED_PER_TRIAL = 50  # infeasible or duplicate proposals per trained trial before the sweep gives up
 UNMEASURED_BEFORE_TRAINING = ("max_latency_ms",)  # bounds the dry run cannot check without timing each network
@@ -148,7 +149,8 @@ class Sweep:
             return self._duplicate(trial, record, twin, started)
         violations = self.measure(spec, record)
         if any(v > 0 for v in violations.values()):
-            over = [f"{key}={getattr(record, CONSTRAINTS[key]):.4g} > {self.config.constraints[key]:g}"
+            over = [f"{CONSTRAINTS[key]} {metric_value(CONSTRAINTS[key], getattr(record, CONSTRAINTS[key]))} > {key} "
+                    f"{metric_value(CONSTRAINTS[key], self.config.constraints[key])}"
                     for key, v in violations.items() if v > 0]
             return self._infeasible(trial, record, "outside the constraints: " + ", ".join(over), started)
         _set_constraints(trial, violations)

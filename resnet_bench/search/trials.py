@@ -13,10 +13,16 @@ import optuna
 
 from resnet_bench.errors import BadInputError
 from resnet_bench.recipe import describe_recipe
-from resnet_bench.search.confirm import stored_runs
 from resnet_bench.search.config import StudyConfig, StudyFileError, parse_study
+from resnet_bench.search.confirm import stored_runs
 from resnet_bench.search.records import (
-    FAILED, RUNNING, TRIAL_COLUMNS, WAITING, StudyTrials, TrialRecord, trial_column_dtypes,
+    FAILED,
+    RUNNING,
+    TRIAL_COLUMNS,
+    WAITING,
+    StudyTrials,
+    TrialRecord,
+    trial_column_dtypes,
 )
 from resnet_bench.search.storage import FINGERPRINT_PARTS, STUDY_FILE, open_existing_storage, safe_url, study_names
 from resnet_bench.spec import ResNetSpec, SpecError
