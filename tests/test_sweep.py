@@ -24,7 +24,7 @@ from resnet_bench.search.config import (
     parse_study,
 )
 from resnet_bench.search.records import FIELDS, TrialRecord
-from resnet_bench.search.space import space_size
+from resnet_bench.search.space import architecture_count, recipe_count, space_size
 from resnet_bench.search.storage import locate_study
 from resnet_bench.search.study import StudyMismatchError, open_study
 from resnet_bench.search.sweep import Sweep, record_of
@@ -67,8 +67,16 @@ def test_space_size_by_hand():
     # depths: 2**2 + 2**3 = 12; block x shortcut: basic (A: zero_init fixed, none) = 2, bottleneck with
     # 2 groups = 4; stem widths 2.
     assert space_size(config) == 12 * (2 + 4) * 2
+    assert architecture_count(config) == 12 * (2 + 4) * 2 and recipe_count(config) == 1
     lr = parse_study({**minimal_study(), "recipe": {"lr": {"low": 0.01, "high": 0.1}}})
-    assert math.isinf(space_size(lr))
+    assert math.isinf(space_size(lr)) and math.isinf(recipe_count(lr)) and architecture_count(lr) == 1
+
+
+def test_the_dry_run_counts_architectures_apart_from_a_continuous_recipe(capsys, tmp_path):
+    text = TINY_STUDY.replace("batch_size = 256", "batch_size = 256\nlr = { low = 0.01, high = 0.05 }")
+    code, out, err = run(capsys, "sweep", str(write(tmp_path, text)), "--dry-run", "--dry-run-samples", "4")
+    assert code == 0, err
+    assert "space of tiny: architectures: 8; recipes: continuous (a float range)" in out
 
 
 BAD = [

@@ -85,8 +85,12 @@ def _report_command(args: argparse.Namespace, location: Any) -> str:
 def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
     from resnet_bench.search.sweep import dry_run
 
-    with status_spinner(f"sampling {args.dry_run_samples} candidates of {config.name}"):
-        result = dry_run(config, samples=args.dry_run_samples)
+    with StderrProgress() as progress:
+        task = progress.progress.add_task(f"sampling candidates of {config.name}", total=args.dry_run_samples,
+                                          note="")
+        result = dry_run(config, samples=args.dry_run_samples,
+                         on_sample=lambda i: progress.progress.update(task, completed=i))
+        progress.progress.update(task, completed=args.dry_run_samples)
     row = dataclasses.asdict(result)
     row["feasible_fraction"] = result.feasible / result.samples  # an upper bound while `unchecked` is not empty
     if args.format != "table":
@@ -98,8 +102,11 @@ def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
         return f"{r[0]:{fmt}} to {r[1]:{fmt}}" if r else "none"
 
     console = stdout_console()
-    size = "continuous (a float range)" if result.space_size == float("inf") else f"{result.space_size:,.0f}"
-    console.print(f"space of {config.name}: {size} candidates")
+    def count(n: float) -> str:
+        return "continuous (a float range)" if n == float("inf") else f"{n:,.0f}"
+
+    console.print(f"space of {config.name}: architectures: {count(result.architectures)}; "
+                  f"recipes: {count(result.recipes)}", highlight=False)
     console.print(f"{result.samples} sampled at random: {result.invalid} refused by the generator, "
                   f"{result.feasible} of {valid} valid inside the constraints ({row['feasible_fraction']:.0%})")
     console.print(f"GFLOPs {span(result.gflops_range, '.4f')}, params {span(result.params_range, ',')} "

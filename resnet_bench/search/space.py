@@ -71,6 +71,16 @@ def _values(domain: Domain) -> list[Any]:
 
 def space_size(config: StudyConfig) -> float:
     """Distinct candidates (network and recipe) in the space; math.inf when a float range is continuous."""
+    return architecture_count(config) * recipe_count(config)
+
+
+def recipe_count(config: StudyConfig) -> float:
+    """Distinct recipes the study's [recipe] allows; math.inf when a float range is continuous."""
+    return math.prod(_cardinality(d) for d in config.recipe.values())
+
+
+def architecture_count(config: StudyConfig) -> float:
+    """Distinct networks the study's [space] allows; math.inf when a float range (dropout) is continuous."""
     space = config.space
     per_block = 0.0
     for block in _values(space["block"]):
@@ -82,5 +92,4 @@ def space_size(config: StudyConfig) -> float:
     depth = sum(_cardinality(space["blocks"]) ** s for s in _values(space["stages"]))
     others = math.prod(_cardinality(space[k]) for k in ("stem", "stem_width", "base_width", "width_multiplier",
                                                            "dropout"))
-    recipe = math.prod(_cardinality(d) for d in config.recipe.values())
-    return per_block * depth * others * recipe
+    return per_block * depth * others

@@ -32,7 +32,7 @@ from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import CONSTRAINTS, StudyConfig
 from resnet_bench.search.early_stopping import goes_on, rung_epochs
 from resnet_bench.search.records import DUPLICATE, FAILED, INFEASIBLE, STOPPED, TRAINED, TrialRecord
-from resnet_bench.search.space import sample_recipe, sample_spec, space_size
+from resnet_bench.search.space import architecture_count, recipe_count, sample_recipe, sample_spec, space_size
 from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
 from resnet_bench.search.study import open_study
 from resnet_bench.spec import ResNetSpec, SpecError
@@ -305,6 +305,8 @@ class DryRun:
     """What a space holds, without training anything."""
 
     space_size: float  # distinct candidates; inf when a float range is continuous
+    architectures: float  # distinct networks (inf: a continuous dropout range)
+    recipes: float  # distinct recipes (inf: a continuous range, such as lr)
     samples: int  # candidates sampled at random
     invalid: int  # combinations the generator refuses
     feasible: int  # candidates inside the constraints it checked (an upper bound while `unchecked` is not empty)
@@ -315,7 +317,7 @@ class DryRun:
     unchecked: tuple[str, ...] = ()  # the study's bounds the dry run cannot check without measuring (max_latency_ms)
 
 
-def dry_run(config: StudyConfig, samples: int = 100) -> DryRun:
+def dry_run(config: StudyConfig, samples: int = 100, on_sample: Callable[[int], None] | None = None) -> DryRun:
     """Sample candidates at random and count their cost: the share inside the constraints, and its range.
 
     Latency is not measured here (each candidate would have to run, alone on its device): a `max_latency_ms`
@@ -326,7 +328,9 @@ def dry_run(config: StudyConfig, samples: int = 100) -> DryRun:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.seed),
                                 directions=[o.direction for o in config.objectives])
     valid, feasible, invalid = [], [], 0
-    for _ in range(samples):
+    for i in range(samples):
+        if on_sample is not None:
+            on_sample(i)
         trial = study.ask()
         try:
             spec = spec_for_data(sample_spec(trial, config), dataset)
@@ -343,7 +347,8 @@ def dry_run(config: StudyConfig, samples: int = 100) -> DryRun:
         return (min(getattr(c, attr) for c in costs), max(getattr(c, attr) for c in costs)) if costs else None
 
     return DryRun(
-        space_size=space_size(config), samples=samples, invalid=invalid, feasible=len(feasible),
+        space_size=space_size(config), architectures=architecture_count(config), recipes=recipe_count(config),
+        samples=samples, invalid=invalid, feasible=len(feasible),
         gflops_range=span(valid, "gflops"), params_range=span(valid, "params"),
         feasible_gflops_range=span(feasible, "gflops"), feasible_params_range=span(feasible, "params"),
         unchecked=tuple(k for k in UNMEASURED_BEFORE_TRAINING if k in config.constraints),
