@@ -7,7 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
-from resnet_bench.cli.output import StderrProgress, print_records, status_spinner, stdout_console
+from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
 from resnet_bench.errors import BadInputError
 
 
