@@ -303,3 +303,10 @@ def test_a_plain_postgresql_url_gets_the_installed_driver():
     assert with_driver("postgres://host/db") == "postgresql+psycopg://host/db"
     assert with_driver("postgresql+psycopg2://host/db") == "postgresql+psycopg2://host/db"  # an explicit driver kept
     assert with_driver("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_the_study_names_its_metrics_for_optuna_dashboard(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    open_study(load_study_file(write(tmp_path, TINY_STUDY)), url)
+    open_study(load_study_file(write(tmp_path, TINY_STUDY)), url)  # resumed: set once, unchanged
+    assert optuna.load_study(study_name="tiny", storage=url).metric_names == ["val_accuracy", "params"]

@@ -76,6 +76,10 @@ def open_study(
             study.set_user_attr(FINGERPRINT, config.fingerprint())
             study.set_user_attr(FINGERPRINT_PARTS, now)
     _record_settings(study, config)
+    if study.metric_names is None:  # optuna-dashboard shows these instead of "Objective 0/1"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.metric for o in config.objectives])
     study.set_user_attr(STUDY_FILE, config.source)  # the latest file; its settings' history is kept apart
     present = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
     for baseline in config.baselines:
