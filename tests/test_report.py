@@ -493,3 +493,21 @@ def test_numbers_and_counts_as_people_read_them():
     assert metric_value("params", 902106.0) == "902,106" and metric_value("gflops", 0.030821248) == "0.03082"
     assert cost_text("params", 38266) == "38,266 params" and cost_text("latency_ms", 12.34) == "12.34 ms latency"
     assert saving_text("gflops", 3.1649) == "3.16x fewer GFLOPs" and saving_text("latency_ms", 2) == "2x less latency"
+
+
+def test_the_summary_says_whether_the_search_beat_each_baseline():
+    best = np.arange(1000) < 900
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.900, "gflops": 4.0, "spec": "a", "baseline": "resnet20"},
+        {"number": 1, "val_accuracy": 0.890, "gflops": 1.0, "spec": "b"},
+        {"number": 2, "val_accuracy": 0.896, "gflops": 2.0, "spec": "c"},
+        {"number": 3, "val_accuracy": 0.950, "gflops": 5.0, "spec": "d"},  # more accurate, but costlier
+        {"number": 4, "val_accuracy": 0.500, "gflops": 0.1, "spec": "e", "baseline": "tiny"},
+    ])
+    study.val_correct = {0: pack_correct(best), 1: pack_correct(_flipped(best, range(15), range(900, 905))),
+                         2: pack_correct(_flipped(best, range(20, 28), range(910, 914))), 3: pack_correct(best),
+                         4: pack_correct(best)}
+    lines = dict(summary_lines(build_report(study)))
+    assert lines["vs resnet20"] == ("90.00% at 4 GFLOPs; the search's most accurate network at no more gflops, #2, is "
+                                    "0.40 points less accurate (McNemar's exact test: p = 0.39), at 2x fewer GFLOPs")
+    assert lines["vs tiny"] == "50.00% at 0.1 GFLOPs; no searched network is as cheap"

@@ -73,6 +73,9 @@ class Report:
     stopped_at: dict[int, int] = field(default_factory=dict)
     saved_seconds: float = 0.0
     confirmed: Confirmation | None = None  # the last `confirm` command's runs, by network (None: never confirmed)
+    # Did the search beat each trained baseline? (baseline row, the search's most accurate trained network at no
+    # more cost, or None, and McNemar's p between the two, or None)
+    versus: list[tuple[dict[str, Any], dict[str, Any] | None, float | None]] = field(default_factory=list)
 
     @property
     def directions(self) -> list[str]:
@@ -148,8 +151,27 @@ def build_report(study: StudyTrials, published: pd.DataFrame | None = None) -> R
         train_seconds=float(trials["train_seconds"].sum(skipna=True)),
         reference=reference, hypervolume=hypervolume, best=best, tied=tied,
         published=published if published is not None else pd.DataFrame(), tie_rule=tie_rule,
-        **_early_stopping(trials), confirmed=confirmation(study),
+        **_early_stopping(trials), confirmed=confirmation(study), versus=_versus(trials, study.val_correct, cost),
     )
+
+
+def _versus(trials: pd.DataFrame, val_correct: dict[int, str],
+            cost: str) -> list[tuple[dict[str, Any], dict[str, Any] | None, float | None]]:
+    """Each trained baseline beside the most accurate trained searched network that costs no more, with the
+    paired test's p-value between them where both stored their per-image correctness."""
+    trained = trials[(trials["status"] == TRAINED) & trials[ACCURACY].notna() & trials[cost].notna()]
+    searched = trained[~trained["is_baseline"]]
+    out = []
+    for _, baseline in trained[trained["is_baseline"]].iterrows():
+        rivals = searched[searched[cost] <= baseline[cost]]
+        if rivals.empty:
+            out.append((_plain(baseline), None, None))
+            continue
+        rival = rivals.sort_values([ACCURACY, cost, "number"], ascending=[False, True, True]).iloc[0]
+        vectors = _correctness(trained.loc[[baseline.name, rival.name]], val_correct)
+        p = mcnemar_exact(vectors[baseline.name], vectors[rival.name]) if vectors else None
+        out.append((_plain(baseline), _plain(rival), p))
+    return out
 
 
 def _early_stopping(trials: pd.DataFrame) -> dict[str, Any]:

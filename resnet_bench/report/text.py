@@ -102,6 +102,8 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
         return lines
     lines.append(("front", f"{len(report.front)} of {report.counts['trained']} trained trials"))
     lines.append(("best accuracy", _trial(report.best, report.cost_metric) + " (validation, 95% Wilson interval)"))
+    for baseline, rival, p in report.versus:
+        lines.append((f"vs {baseline['baseline']}", _versus_text(baseline, rival, p, report.cost_metric)))
     best, tied, cost = report.best, report.tied, report.cost_metric
     images = f"{int(best['val_images']):,} validation images"
     cheaper = report.trials[(report.trials["status"] == "trained") & (report.trials[cost] < best[cost])]
@@ -138,6 +140,21 @@ def confirmed_rows(result: Any) -> list[dict[str, str]]:
             "front": "yes" if r["confirmed_front"] else "",
         })
     return rows
+
+
+def _versus_text(baseline: dict[str, Any], rival: dict[str, Any] | None, p: float | None, cost: str) -> str:
+    """'#7 is 1.80 points more accurate (p = 0.03) at 1.54x fewer GFLOPs': the search against a baseline."""
+    mine = f"{baseline[ACCURACY]:.2%} at {cost_text(cost, baseline[cost])}"
+    if rival is None:
+        return f"{mine}; no searched network is as cheap"
+    points = 100 * (rival[ACCURACY] - baseline[ACCURACY])
+    how = (f"{points:.2f} points more accurate" if points > 0 else
+           f"{-points:.2f} points less accurate" if points < 0 else "as accurate")
+    test = f" ({PAIRED_TEST}: p = {p:.2g})" if p is not None else ""
+    cheaper = saving_text(cost, baseline[cost] / rival[cost]) if rival[cost] and rival[cost] < baseline[cost] \
+        else f"the same {cost}"
+    return (f"{mine}; the search's most accurate network at no more {cost}, #{rival['number']}, is {how}{test}, "
+            f"at {cheaper}")
 
 
 def confirm_conditions(result: Any) -> str:
