@@ -9,6 +9,7 @@ from typing import Any
 
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
 from resnet_bench.errors import BadInputError
+from resnet_bench.units import plural
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -63,9 +64,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         return
     print_front(report, caption=(
         f"this command: {summary.trained} trained ({summary.stopped_early} stopped early, {summary.failed} failed), "
-        f"{summary.infeasible} infeasible and {summary.duplicates} duplicates (not trained again) in "
-        f"{summary.seconds:.0f} s, stopped by {summary.stopped}; storage {safe_url(summary.storage)}; the whole "
-        f"report: {_report_command(args, location)}"))
+        f"{summary.infeasible} infeasible and {plural(summary.duplicates, 'duplicate')} (not trained again) in "
+        f"{summary.seconds:.0f} s, stopped by {summary.stopped}; storage {safe_url(summary.storage)}"))
+    # A command to copy: whole, on its own line, never wrapped or centred.
+    stdout_console().print(f"The whole report:\n{_report_command(args, location)}", soft_wrap=True, highlight=False)
 
 
 def _report_command(args: argparse.Namespace, location: Any) -> str:
