@@ -164,3 +164,62 @@ def test_a_proposal_already_trained_is_not_trained_again(capsys, tmp_path, curve
                        "--format", "json")
     rows = json.loads(out)
     assert [r["number"] for r in rows if r["on_front"]] == [0]
+
+
+def test_two_workers_on_one_storage_decide_on_each_others_rungs(tmp_path, curves, monkeypatch):
+    """Two sweeps on one study at once: every rung decision reads, from the storage, the values of every trial
+    (of either worker) that decided at that rung before it, and decides by the same rule."""
+    import threading
+    import time
+
+    from resnet_bench.search.storage import locate_study
+
+    text = (TINY_STUDY.replace("epochs = 1", "epochs = 4").replace("n_trials = 2", "n_trials = 4\n"
+            'early_stopping = "mo-asha"\nmin_epochs = 1\nreduction_factor = 2')
+            .replace("width_multiplier = [1, 64]", "width_multiplier = [1, 2, 3, 4]")
+            .replace("stem_width = [4, 8]", "stem_width = [4, 8, 12, 16]").replace('baselines = ["resnet20"]', ""))
+    config = load_study_file(write(tmp_path, text))
+    location = locate_study("tiny", storage=f"sqlite:///{tmp_path / 's.db'}", out=tmp_path)
+    fake_train = sweep_module.train
+    monkeypatch.setattr(sweep_module, "train", lambda *a, **k: (time.sleep(0.05), fake_train(*a, **k))[1])
+    seen, log, lock = threading.local(), [], threading.Lock()
+
+    def spy_goes_on(mine, points, directions, eta):
+        seen.mine, seen.points = mine, [tuple(p) for p in points]
+        return goes_on(mine, points, directions, eta)
+
+    real_decide = sweep_module.Sweep._goes_on
+
+    def spy_decide(self, trial, record, epoch, metrics, train_seconds):
+        result = real_decide(self, trial, record, epoch, metrics, train_seconds)
+        with lock:
+            log.append({"worker": threading.get_ident(), "epoch": epoch, "point": seen.points[seen.mine],
+                        "points": seen.points, "goes_on": result})
+        return result
+
+    monkeypatch.setattr(sweep_module, "goes_on", spy_goes_on)
+    monkeypatch.setattr(sweep_module.Sweep, "_goes_on", spy_decide)
+    sweeps = [sweep_module.Sweep(config, location, device="cpu", worker=w) for w in (0, 1)]
+    errors = []
+
+    def work(sweep):
+        try:
+            sweep.run(n_trials=4)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in sweeps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(log) >= 8
+    for k, decision in enumerate(log):
+        before = [d["point"] for d in log[:k] if d["epoch"] == decision["epoch"]]
+        assert set(before) <= set(decision["points"]), "a decision missed a value stored at its rung before it"
+    # The workers really shared their rungs: some decision counted a value the other worker stored.
+    owner = {d["point"]: d["worker"] for d in log}
+    assert any(owner[p] != d["worker"] for d in log for p in d["points"])
+    assert any(not d["goes_on"] for d in log)  # and the rule stopped someone
+    records = [t.user_attrs for t in optuna.load_study(study_name="tiny", storage=location.storage).trials]
+    assert sum(r.get("status") in ("trained", "stopped") for r in records) == 8
