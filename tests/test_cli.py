@@ -218,3 +218,30 @@ def test_evaluate_a_file_that_is_not_ours(capsys, tmp_path):
     torch.save({"weights": torch.zeros(2)}, path)
     code, _, err = run(capsys, "evaluate", str(path))
     assert code == 2 and "is not a resnet-bench checkpoint" in err
+
+
+def test_the_sweeps_progress_restarts_each_trials_clock_and_moves_with_batches(monkeypatch):
+    import io
+    import time
+    from types import SimpleNamespace
+
+    import torch
+    from rich.console import Console
+
+    from resnet_bench.cli import output
+    from resnet_bench.cli.sweeping import _SweepProgress
+
+    monkeypatch.setattr(output, "os", SimpleNamespace(environ={}))  # not a worker
+    progress = _SweepProgress(3)
+    progress.console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    progress.progress.disable = False  # as on a terminal
+    epochs = progress.progress.tasks[progress.epochs]
+    progress.trial_start(0, "block=basic,layers=1-1")
+    progress.batch(1, 5, 10, torch.tensor(1.25))
+    assert epochs.completed == 0.5 and "block=basic,layers=1-1" in epochs.fields["note"] and "1.250" in epochs.fields["note"]
+    progress.epoch(0, SimpleNamespace(epoch=1, val_accuracy=0.5), 2)
+    assert epochs.completed == 1 and epochs.total == 2 and "block=basic" in epochs.fields["note"]
+    started = epochs.start_time
+    time.sleep(0.01)
+    progress.trial_start(1, "block=bottleneck,layers=2-2")  # a new trial: its own clock, from zero
+    assert epochs.completed == 0 and epochs.description == "trial 1" and (epochs.start_time or 1e18) > started

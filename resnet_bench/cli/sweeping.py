@@ -48,7 +48,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         with _SweepProgress(budget, worker=args.worker_index) as progress:
             sweep = Sweep(config, location, device=args.device, worker=args.worker_index,
                           heartbeat_seconds=args.heartbeat, on_trial_start=progress.trial_start,
-                          on_epoch=progress.epoch, on_trial_end=progress.trial_end)
+                          on_epoch=progress.epoch, on_trial_end=progress.trial_end, on_batch=progress.batch)
             summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout)
     if args.worker_index:  # a worker reports to the command that started it, and builds no report
         print(json.dumps(summary.to_dict()), flush=True)
@@ -121,22 +121,41 @@ def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
 
 
 class _SweepProgress(StderrProgress):
-    """Trials done and to go, the current trial's epochs and the best validation accuracy, on stderr."""
+    """Trials done and to go (with the time left at the pace so far), the current trial's spec, epochs and batches
+    (its own clock), and the best validation accuracy, on stderr."""
+
+    REFRESH_SECONDS = 0.25  # a batch's loss is read from the device at most this often
 
     def __init__(self, trials: int, worker: int = 0) -> None:
+        from rich.progress import TimeRemainingColumn
+
         super().__init__()
+        self.progress.columns = (*self.progress.columns, TimeRemainingColumn())
         self.prefix = f"worker {worker}: " if worker else ""
         self.trials = self.progress.add_task("trials", total=trials, note="")
         self.epochs = self.progress.add_task("epochs", total=None, note="")
         self.best: float | None = None
         self.done = 0
+        self.last_read = 0.0
 
     def trial_start(self, number: int, spec_line: str) -> None:
-        self.progress.update(self.epochs, completed=0, description=f"trial {number}", note=spec_line[:60])
+        self.progress.reset(self.epochs, total=None, description=f"trial {number}", note=spec_line[:60])
+        self.spec = spec_line[:60]  # shown beside each epoch's accuracy
+
+    def batch(self, epoch: int, step: int, steps: int, loss: Any) -> None:
+        import time
+
+        if self.progress.disable:
+            return
+        now = time.monotonic()
+        if now - self.last_read >= self.REFRESH_SECONDS or step == steps:  # a sync a few times a second at most
+            self.last_read = now
+            self.progress.update(self.epochs, completed=epoch - 1 + step / steps,
+                                 note=f"{self.spec} epoch {epoch} loss {loss.item():.3f}")
 
     def epoch(self, number: int, metrics: Any, epochs: int) -> None:
         self.progress.update(self.epochs, completed=metrics.epoch, total=epochs,
-                             note=f"val {metrics.val_accuracy:.2%}")
+                             note=f"{self.spec} val {metrics.val_accuracy:.2%}")
 
     def trial_end(self, trial: Any) -> None:
         attrs = trial.user_attrs
@@ -152,7 +171,8 @@ class _SweepProgress(StderrProgress):
         else:
             line = attrs.get("reason", "")
         name = attrs.get("baseline") or attrs.get("spec", "")
-        self.console.print(f"{self.prefix}trial {trial.number} {status}: {name} {line}", highlight=False,
+        seconds = f" in {attrs['trial_seconds']:.0f} s" if attrs.get("trial_seconds") else ""
+        self.console.print(f"{self.prefix}trial {trial.number} {status}{seconds}: {name} {line}", highlight=False,
                            soft_wrap=True)
         best = f"best val {self.best:.2%}" if self.best is not None else ""
         self.progress.update(self.trials, completed=self.done, note=best)

@@ -86,6 +86,7 @@ class Sweep:
         on_trial_start: Callable[[int, str], None] | None = None,
         on_epoch: Callable[[int, EpochMetrics, int], None] | None = None,
         on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+        on_batch: Callable[[int, int, int, Any], None] | None = None,
     ) -> None:
         self.config = config
         self.location = location
@@ -97,6 +98,7 @@ class Sweep:
             load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size, seed=config.seed
         )
         self.on_trial_start, self.on_epoch, self.on_trial_end = on_trial_start, on_epoch, on_trial_end
+        self.on_batch = on_batch  # (epoch, step, steps per epoch, loss on the device): progress within an epoch
 
     def run(self, n_trials: int | None = None, timeout_minutes: float | None = None) -> SweepSummary:
         """Run until n_trials more trials are trained (or failed), the timeout passes, or the space proves infeasible."""
@@ -188,7 +190,8 @@ class Sweep:
             torch.manual_seed(self.config.seed)
             training_started = time.perf_counter()
             result = train(build_model(spec), self.data, recipe, self.device,
-                           callback=self._epoch_callback(trial, recipe, record), state_path=record.state_file)
+                           callback=self._epoch_callback(trial, recipe, record), state_path=record.state_file,
+                           on_batch=self.on_batch)
             training = time.perf_counter() - training_started
         except (Exception, KeyboardInterrupt) as exc:
             reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
