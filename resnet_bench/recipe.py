@@ -62,6 +62,9 @@ class Recipe:
             raise bad("precision", f"one of {', '.join(PRECISIONS)}")
         if not all(0 < m < 1 for m in self.milestones):
             raise bad("milestones", "fractions of training in (0, 1)")
+        if self.warmup_epochs >= self.epochs:
+            raise RecipeError(f"recipe warmup_epochs={self.warmup_epochs:g} does not fit in epochs={self.epochs}: the "
+                              "run would end before its schedule starts; give warmup_epochs < epochs")
         object.__setattr__(self, "milestones", tuple(self.milestones))
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,7 +94,12 @@ RECIPES: dict[str, Recipe] = {
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:
-    """A named recipe, or a recipe as a JSON object (as a trial stores it), with fields overridden."""
+    """A named recipe, or a recipe as a JSON object (as a trial stores it), with fields overridden.
+
+    A named recipe keeps its shape at any length: when `epochs` is overridden and `warmup_epochs` is not, the
+    warm-up scales with the epochs (fast: 1 of 5 epochs, so 0.2 of a 1-epoch run); the milestones are fractions
+    of training already. A stored recipe (JSON) is taken as it is.
+    """
     if name.lstrip().startswith("{"):
         try:
             base = Recipe.from_dict(json.loads(name))
@@ -99,6 +107,9 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
             raise RecipeError(f"recipe {name!r} is not a JSON object of recipe fields: {exc}") from None
     elif name in RECIPES:
         base = RECIPES[name]
+        epochs = overrides.get("epochs")
+        if epochs is not None and overrides.get("warmup_epochs") is None and base.warmup_epochs:
+            overrides = {**overrides, "warmup_epochs": base.warmup_epochs * epochs / base.epochs}
     else:
         raise RecipeError(f"recipe={name!r} is not accepted; use one of: {', '.join(RECIPES)}, or a JSON object")
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})

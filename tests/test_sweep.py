@@ -96,6 +96,7 @@ BAD = [
     ({"constraints": {"max_gflops": -1}}, ["constraints.max_gflops=-1", "> 0"]),
     ({"recipe": {"name": "slow"}}, ["recipe.name='slow'", "he2015"]),
     ({"recipe": {"epochs": 0}}, ["recipe.epochs=0", "integers >= 1"]),
+    ({"recipe": {"epochs": 1, "warmup_epochs": 2}}, ["warmup_epochs=2 does not fit in epochs=1"]),
     ({"budget": {"n_trials": 0}}, ["budget.n_trials=0"]),
     ({"sampler": {"name": "cmaes"}}, ["sampler.name='cmaes'", "tpe, nsga2, random"]),
     ({"baselines": ["resnet51"]}, ["baselines[0]", "resnet50"]),

@@ -78,6 +78,21 @@ def test_named_recipes_and_round_trip():
         Recipe.from_dict({"lr_max": 1})
 
 
+def test_a_named_recipe_keeps_its_shape_at_any_length():
+    assert get_recipe("fast").warmup_epochs == 1.0 and get_recipe("fast").epochs == 5
+    assert get_recipe("fast", epochs=1).warmup_epochs == pytest.approx(0.2)  # a fifth of the run, as at 5 epochs
+    assert get_recipe("fast", epochs=30).warmup_epochs == pytest.approx(6.0)
+    assert get_recipe("fast", epochs=2, warmup_epochs=0.5).warmup_epochs == 0.5  # given: kept
+    stored = get_recipe("fast", epochs=3).to_dict()
+    assert get_recipe(json.dumps(stored)) == get_recipe("fast", epochs=3)  # a stored recipe is taken as it is
+    # A 1-epoch run of fast warms up for a fifth of it, then decays to zero: its last step is near lr 0.
+    one = get_recipe("fast", epochs=1)
+    factor = lr_factor(one, steps_per_epoch=100, total=100)
+    assert factor(19) == 1.0 and factor(99) == pytest.approx(1 / 80)
+    with pytest.raises(RecipeError, match="warmup_epochs=1 does not fit in epochs=1"):
+        get_recipe("fast", epochs=1, warmup_epochs=1)
+
+
 def test_schedules_by_hand():
     step = lr_factor(Recipe(epochs=4, schedule="step"), steps_per_epoch=10, total=40)
     assert [step(s) for s in (0, 19, 20, 29, 30, 39)] == [1, 1, pytest.approx(0.1), pytest.approx(0.1),

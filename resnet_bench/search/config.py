@@ -20,7 +20,7 @@ from typing import Any
 from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
 from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
-from resnet_bench.recipe import RECIPES, Recipe, get_recipe
+from resnet_bench.recipe import RECIPES, Recipe, RecipeError, get_recipe
 from resnet_bench.spec import BLOCKS, SHORTCUTS, STEMS, STRIDE_ON
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -166,9 +166,10 @@ class StudyConfig:
         """Everything that changes how a trial is measured; a resumed study must share all of it.
 
         The recipe is every field of the named recipe with the study's overrides (a fixed value, a choice or a
-        range), so that a named recipe that changes between releases is a change too.
+        range), as the baselines train with it (a warm-up scaled to fixed epochs included), so that a named recipe
+        that changes between releases is a change too.
         """
-        named = RECIPES[self.recipe_name].to_dict()
+        named = self.base_recipe().to_dict()
         return {
             "space": {k: _domain_json(v) for k, v in sorted(self.space.items())},
             "objectives": [[o.metric, o.direction] for o in self.objectives],
@@ -304,7 +305,23 @@ def _recipe(table: dict[str, Any]) -> tuple[str, dict[str, Domain]]:
     name = _get(table, "name", str, f"one of {', '.join(RECIPES)}", default="fast", path="recipe.")
     if name not in RECIPES:
         raise StudyFileError(f"recipe.name={name!r} is not accepted; use one of {', '.join(RECIPES)}")
-    return name, {k: _domain(table, k, "recipe.", *spec, None) for k, spec in _RECIPE.items() if k in table}
+    domains = {k: _domain(table, k, "recipe.", *spec, None) for k, spec in _RECIPE.items() if k in table}
+    # The recipe must fit at the extremes of what the file allows: the fewest epochs with the longest warm-up.
+    extremes = {k: _extreme(d, low=k == "epochs") for k, d in domains.items() if k in ("epochs", "warmup_epochs")}
+    fixed = {k: d.value for k, d in domains.items() if isinstance(d, Fixed)}
+    try:
+        get_recipe(name, **{**fixed, **extremes})
+    except RecipeError as exc:
+        raise StudyFileError(f"[recipe]: {exc}") from None
+    return name, domains
+
+
+def _extreme(domain: Domain, low: bool) -> Any:
+    """A domain's smallest (low) or largest value."""
+    if isinstance(domain, Fixed):
+        return domain.value
+    values = list(domain.values) if isinstance(domain, Choice) else [domain.low, domain.high]
+    return min(values) if low else max(values)
 
 
 def _budget(table: dict[str, Any]) -> tuple[int, float | None]:
