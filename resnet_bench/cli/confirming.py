@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tomllib
 from typing import Any
 
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
@@ -16,23 +15,21 @@ def cmd_confirm(args: argparse.Namespace) -> None:
     from resnet_bench.report.analysis import build_report
     from resnet_bench.report.confirmation import confirmation
     from resnet_bench.report.text import confirmed_rows
-    from resnet_bench.search.config import StudyFileError, parse_study
     from resnet_bench.search.confirm import confirm, plan_runs
     from resnet_bench.search.records import TrialRecord
     from resnet_bench.search.storage import STUDY_FILE, open_existing_storage
     from resnet_bench.search.study import check_same_conditions, stored_conditions
-    from resnet_bench.search.trials import load_trials
+    from resnet_bench.search.trials import load_trials, stored_config
 
     given, location = study_to_read(args)
     study = load_trials(location.storage, location.name, given)
     # The data, split and seed come from the study file stored with the study: what its trials were measured under.
     storage = open_existing_storage(location.storage)
     attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(location.name))
-    try:
-        config = parse_study(tomllib.loads(attrs.get(STUDY_FILE, "")), source=attrs.get(STUDY_FILE, ""))
-    except (tomllib.TOMLDecodeError, StudyFileError) as exc:
-        raise BadInputError(f"study {location.name!r} keeps no study file that reads ({exc}): it cannot be "
-                            "re-trained under its own conditions") from None
+    config = stored_config(attrs.get(STUDY_FILE, ""))
+    if config is None:
+        raise BadInputError(f"study {location.name!r} keeps no study file that reads: it cannot be re-trained under "
+                            "its own conditions")
     if given is not None:
         check_same_conditions(given, stored_conditions(attrs, location.name), location.name)
     report = build_report(study)

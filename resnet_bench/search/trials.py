@@ -56,7 +56,7 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
         raise BadInputError(f"study {study_name!r} in {safe_url(url)} was not made by `resnet-bench sweep`: it does not "
                             "name its objectives") from None
     if config is None:
-        config = _stored_config(attrs.get(STUDY_FILE, ""))
+        config = stored_config(attrs.get(STUDY_FILE, ""))
     objectives = tuple((m, "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize")
                        for m, d in zip(metrics, directions, strict=True))
     stored = storage.get_all_trials(study_id, deepcopy=False)
@@ -77,7 +77,7 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
     )
 
 
-def _stored_config(source: str) -> StudyConfig | None:
+def stored_config(source: str) -> StudyConfig | None:
     """The study file kept with a study, parsed; None when it is missing or no longer parses."""
     try:
         return parse_study(tomllib.loads(source), source=source) if source else None
