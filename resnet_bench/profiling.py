@@ -83,11 +83,13 @@ class Profile:
     model: str  # the name or spec the user gave
     cost: Cost
     speed: Speed | None
+    cost_source: str = "trace"  # trace: fvcore traced it now; table: the shipped preset table (no stages)
 
     def to_row(self) -> dict[str, Any]:
-        """One flat row: the model, the cost without the per-stage breakdown, and the speed."""
+        """One flat row: the model, the cost without the per-stage breakdown, where the cost came from, the speed."""
         row: dict[str, Any] = {"model": self.model}
         row.update({k: v for k, v in dataclasses.asdict(self.cost).items() if k != "stages"})
+        row["cost_source"] = self.cost_source
         if self.speed is not None:
             row.update(dataclasses.asdict(self.speed))
         return row
@@ -122,9 +124,14 @@ def native_input_size(spec: ResNetSpec) -> int:
 
 def count_cost(model: ResNetSpec | str, input_size: int | None = None) -> Cost:
     """Parameters, FLOPs and activations of a model at an input size (default: its stem's native size)."""
+    return _count_cost(*_line_and_size(model, input_size))
+
+
+def _line_and_size(model: ResNetSpec | str, input_size: int | None) -> tuple[str, int]:
+    """The spec's one-line form (the cache key of the counts) and the input size, its stem's when not given."""
     spec = resolve(model)
-    size = native_input_size(spec) if input_size is None else check_positive_int("input_size", input_size)
-    return _count_cost(spec.format(), size)
+    return spec.format(), native_input_size(spec) if input_size is None else check_positive_int("input_size",
+                                                                                                 input_size)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -163,6 +170,59 @@ def _count_cost(spec_line: str, input_size: int) -> Cost:
         activations=int(total["acts"]),
         stages=stages,
     )
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A network's size without its weights: the three figures the constraints of a study bound."""
+
+    params: int  # trainable parameters
+    gflops: float  # convolutions and linear layers, 1e9 multiply-adds per image (fvcore's headline convention)
+    activations: int  # output elements of convolutions and linear layers, per image
+
+
+def count_on_meta(model: ResNetSpec | str, input_size: int | None = None) -> Counts:
+    """Parameters, FLOPs and activations without materialising a weight or tracing: the network is built on
+    PyTorch's meta device (shapes, no storage) and run once with hooks on its convolutions and linear layers.
+
+    Equal to `count_cost`'s figures (tests compare them on every preset); it takes milliseconds and no memory
+    even for a network of billions of parameters, so the dry run and the sweep's constraint check use it.
+    """
+    return _count_on_meta(*_line_and_size(model, input_size))
+
+
+@functools.lru_cache(maxsize=4096)
+def _count_on_meta(spec_line: str, input_size: int) -> Counts:
+    import math
+
+    import torch
+    from torch import nn
+
+    from resnet_bench.models import ResNet
+
+    spec = ResNetSpec.parse(spec_line)
+    with torch.device("meta"):
+        model = ResNet(spec).eval()
+    macs = activations = 0
+
+    def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        # fvcore: a convolution is out.numel() * in/groups * kh * kw multiply-adds, a linear layer
+        # out.numel() * in_features; biases are not counted; activations are the outputs.
+        nonlocal macs, activations
+        if isinstance(module, nn.Conv2d):
+            macs += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        else:
+            macs += output.numel() * module.in_features
+        activations += output.numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(torch.empty(1, spec.in_channels, input_size, input_size, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return Counts(params=sum(p.numel() for p in model.parameters()), gflops=macs / 1e9, activations=activations)
 
 
 def _headline(kinds: Counter) -> float:
@@ -297,20 +357,39 @@ def measure_speed(
 def profile(
     model: ResNetSpec | str, *, input_size: int | None = None, in_channels: int | None = None,
     speed: bool = False, device: str = "cpu", dtype: str = "float32", batch_size: int = 64, runs: int = 10,
-    train: bool = False,
+    train: bool = False, stages: bool = True,
 ) -> Profile:
-    """Cost of a model and, with speed=True, its measured latency and throughput."""
+    """Cost of a model and, with speed=True, its measured latency and throughput.
+
+    With stages=False, a preset named as such at its native input size and channels is answered from the shipped
+    preset table (the same fvcore figures, without importing torch or tracing); anything else is traced.
+    """
     spec = resolve(model)
     if in_channels is not None:
         spec = dataclasses.replace(spec, in_channels=in_channels)
     if speed:  # bad options fail before the trace
         check_dtype(dtype, check_device(device))
-    cost = count_cost(spec, input_size)
+    name = model if isinstance(model, str) else spec.format()
+    tabled = None if stages else _tabled_cost(name, spec, input_size)
+    cost = tabled or count_cost(spec, input_size)
     measured = None
     if speed:
         measured = measure_speed(
             spec, input_size=cost.input_size, device=device, dtype=dtype, batch_size=batch_size, runs=runs,
             train=train,
         )
-    name = model if isinstance(model, str) else spec.format()
-    return Profile(model=name, cost=cost, speed=measured)
+    return Profile(model=name, cost=cost, speed=measured, cost_source="table" if tabled else "trace")
+
+
+def _tabled_cost(name: str, spec: ResNetSpec, input_size: int | None) -> Cost | None:
+    """A preset's row of the shipped table as a Cost without stages, when it answers this request exactly."""
+    from resnet_bench import presets
+    from resnet_bench.preset_costs import preset_costs
+
+    if name not in presets.names() or spec != presets.get(name):  # an override or other channels: not the row
+        return None
+    row = preset_costs()[name]
+    if input_size not in (None, row["input_size"]):
+        return None
+    return Cost(spec=spec.format(), input_size=row["input_size"], in_channels=spec.in_channels, params=row["params"],
+                gflops=row["gflops"], gflops_total=row["gflops_total"], activations=row["activations"], stages=())

@@ -44,17 +44,29 @@ def test_models_csv_lists_every_preset(capsys):
     code, out, _ = run(capsys, "models", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and [r["name"] for r in rows] == presets.names()
-    assert rows[0]["gflops"] == "1.814073" and rows[0]["published_dataset"] == "imagenet"
+    assert rows[0]["gflops"] == "1.814073" and rows[0]["top1_error_pct_imagenet"] == "30.242"
+    assert rows[0]["top1_error_pct_cifar10"] == "" and rows[0]["top1_error_pct_fashion_mnist"] == "5.1"
     code, out, _ = run(capsys, "models", "--family", "wrn", "--format", "json")
     wrn = json.loads(out)
     assert [r["name"] for r in wrn] == ["wrn16_8", "wrn28_10", "wrn40_4"]
-    assert wrn[1]["published_error_pct"] == 4.0 and "Table 5" in wrn[1]["published_source"]
+    assert (wrn[1]["top1_error_pct_cifar10"], wrn[1]["top1_error_pct_cifar100"]) == (4.0, 19.25)
+    assert "Table 5" in wrn[1]["source_cifar10"] and "Xiao" in wrn[1]["source_fashion_mnist"]
 
 
-def test_models_table_shows_families_and_published_errors(capsys):
+def test_models_table_has_one_error_column_per_data_set_each_figure_marked_with_its_source(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     code, out, err = run(capsys, "models")
     assert code == 0 and err == ""
-    assert "resnext50_32x4d" in out and "4.230" in out and "cifar-resnet" in out and "8.75" in out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert all(h in lines[1] for h in ("ImageNet", "CIFAR-10", "CIFAR-100", "F-MNIST")) and "top-1" in out
+    row = {line.split()[0]: line for line in lines if line.split()}
+    # Two decimals everywhere; the 16.75 of resnext101_64x4d came with torchvision's newer recipe: its own mark.
+    assert row["resnet18"].split()[-2:] == ["30.24¹", "5.10²"] and row["resnet50"].split()[-1] == "23.87¹"
+    assert row["resnext101_64x4d"].split()[-1] == "16.75³" and row["wrn28_10"].split()[-3:] == ["4.00⁸", "19.25⁸",
+                                                                                                 "4.10²"]
+    assert "1. torchvision's weights, original recipe" in out and "3. torchvision's weights, newer recipe" in out
+    assert "4. He et al. 2015, Table 6" in out and "8. Zagoruyko & Komodakis 2016, Table 5" in out
 
 
 def test_table_goes_to_stdout(capsys):

@@ -3,7 +3,10 @@ add up over stages, and are checkable by hand."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import json
 import subprocess
 import sys
 
@@ -23,11 +26,11 @@ from resnet_bench.preset_costs import (
     preset_costs,
     reference_costs,
 )
-from resnet_bench.profiling import count_cost, measure_speed, quiet
+from resnet_bench.profiling import count_cost, count_on_meta, measure_speed, quiet
 from resnet_bench.published import published_results
 from resnet_bench.spec import ResNetSpec
 
-from .helpers import write_cifar
+from .helpers import run, write_cifar
 
 LARGE = {"resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2"}
 
@@ -193,3 +196,77 @@ def test_cost_on_images_reads_the_tables_and_traces_a_geometry_they_lack():
 def test_reference_table_row_is_what_fvcore_measures_now(model, dataset):
     """The shipped table cannot drift: rebuild it with `python -m resnet_bench.preset_costs`."""
     assert compute_reference_row(model, dataset) == reference_costs()[model, dataset]
+
+
+# -- counting without weights -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", presets.names())
+def test_counts_on_the_meta_device_equal_fvcore_on_every_preset(name):
+    """The shipped table is fvcore's trace (and tested against it above): the meta count must give the same."""
+    row, counts = preset_costs()[name], count_on_meta(name)
+    assert (counts.params, round(counts.gflops, 6), counts.activations) == (
+        row["params"], row["gflops"], row["activations"])
+
+
+@pytest.mark.parametrize(("spec", "size"), [
+    ("block=basic,layers=2-1-1,stem=cifar,stem_width=8,shortcut=A,in_channels=1", 28),  # odd sizes after stride 2
+    ("block=bottleneck,layers=1-1-1,stem=cifar,stem_width=8,groups=4,width_per_group=16,shortcut=C", 29),
+    ("block=preact_basic,layers=1-2,stem=cifar,stem_width=16,shortcut=none,num_classes=7", 32),
+    ("block=preact_bottleneck,layers=1-1-1-1,stem=imagenet,stem_width=16,width_per_group=8", 67),
+])
+def test_counts_on_the_meta_device_equal_a_live_fvcore_trace(spec, size):
+    cost, counts = count_cost(spec, size), count_on_meta(spec, size)
+    assert (counts.params, counts.gflops, counts.activations) == (cost.params, cost.gflops, cost.activations)
+
+
+def test_counting_a_billion_parameter_network_allocates_no_weight():
+    """The dry run once built a 1.9e9-parameter candidate (9.9 GB); on the meta device it is a few megabytes."""
+    import tracemalloc
+
+    spec = "block=bottleneck,layers=3-4-6-3,stem=imagenet,stem_width=64,width_per_group=1024"
+    tracemalloc.start()
+    try:
+        counts = count_on_meta(spec)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert counts.params > 1_000_000_000 and peak < 50e6
+
+
+# -- profile answers a preset from the shipped table ------------------------------------------------------------
+
+def test_profile_of_a_preset_at_its_native_size_reads_the_table_and_imports_no_torch():
+    code = ("import sys; from resnet_bench.cli import main\n"
+            "try:\n    main(['profile', 'resnext50_32x4d', '--format', 'csv'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'fvcore') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[-1] == "[]"
+    row = next(csv.DictReader(out[:-1]))
+    assert (row["params"], row["gflops"], row["cost_source"]) == ("25028904", "4.23048", "table")
+
+
+@pytest.mark.parametrize(("args", "source"), [
+    (["resnet20"], "table"),
+    (["resnet20", "--input-size", "32"], "table"),  # the native size, said aloud
+    (["resnet20", "--input-size", "28"], "trace"),
+    (["resnet20", "--in-channels", "1"], "trace"),
+    (["resnet20,stem_width=8"], "trace"),  # a preset with an override is another network
+    (["block=basic,layers=3-3-3,stem=cifar,stem_width=16,shortcut=A,num_classes=10"], "trace"),  # not by name
+])
+def test_profile_says_where_its_cost_came_from(capsys, args, source):
+    code, out, err = run(capsys, "profile", *args, "--format", "csv")
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and row["cost_source"] == source, err
+    code, out, _ = run(capsys, "profile", *args)
+    said = " ".join(out.split())
+    assert ("Cost: from the shipped preset table" in said) == (source == "table")
+    assert ("Cost: traced now by fvcore" in said) == (source == "trace")
+
+
+def test_profile_by_stage_traces_what_the_table_lacks(capsys):
+    code, out, _ = run(capsys, "profile", "resnet20", "--by-stage")
+    said = " ".join(out.split())
+    assert code == 0 and "Cost: traced now by fvcore" in said and "layer3" in said
+    code, out, _ = run(capsys, "profile", "resnet20", "--format", "json")
+    row = json.loads(out)[0]
+    assert row["cost_source"] == "trace" and [s["name"] for s in row["stages"]][-1] == "head"

@@ -9,6 +9,11 @@ from resnet_bench.cli.output import print_records, status_spinner, stdout_consol
 from resnet_bench.errors import BadInputError
 
 
+# The data sets of the published table, in the order of the models table's error columns, with their headers.
+_ERROR_COLUMNS = {"imagenet": "ImageNet", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion-mnist": "F-MNIST"}
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from resnet_bench import presets
     from resnet_bench.preset_costs import preset_costs
@@ -18,26 +23,41 @@ def cmd_models(args: argparse.Namespace) -> None:
     if args.family is not None and args.family not in families:
         raise BadInputError(f"--family {args.family!r} is not accepted; use one of: {', '.join(families)}")
     costs = preset_costs()
-    rows = []
+    rows, published = [], {}
     for name in presets.names(args.family):
-        published = published_for(name)
         row = {**costs[name], "spec": presets.get(name).format()}
-        first = published[0] if published else None
-        row["published_error_pct"] = first.error_pct if first else None
-        row["published_dataset"] = first.dataset if first else None
-        row["published_source"] = f"{first.source}, {first.location}" if first else None
+        for dataset in _ERROR_COLUMNS:  # one error column per data set, each figure with its own source
+            result = next(iter(published_for(name, dataset)), None)
+            published[name, dataset] = result
+            key = dataset.replace("-", "_")
+            row[f"top1_error_pct_{key}"] = result.error_pct if result else None
+            row[f"source_{key}"] = f"{result.source}, {result.location}; {result.notes}".rstrip("; ") if result else None
         rows.append(row)
     if args.format != "table":
         print_records(rows, args.format)
         return
+    _print_models(rows, published)
+
+
+def _print_models(rows: list[dict[str, Any]], published: dict[tuple[str, str], Any]) -> None:
+    """The presets by family, with their published top-1 errors, one column per data set, each figure marked
+    with its source: the figures of one column come from different papers and recipes."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(
-        title="presets", caption="GFLOPs: conv + linear, 1 multiply-add = 1 FLOP, at the native input size. "
-        "Sources: --format json or csv",
-    )
-    for column in ("name", "params", "GFLOPs", "input", "error %", "data set"):
-        table.add_column(column, justify="left" if column in ("name", "data set") else "right", no_wrap=True)
+    datasets = [d for d in _ERROR_COLUMNS if any(published[r["name"], d] for r in rows)]
+    sources: dict[str, int] = {}  # a source and its recipe -> its number in the legend
+
+    def cell(result: Any) -> str:
+        if result is None:
+            return ""
+        label = _source_label(result)
+        number = sources.setdefault(label, len(sources) + 1)
+        return f"{result.error_pct:.2f}{str(number).translate(_SUPERSCRIPT)}"
+
+    table = Table(title="presets", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for column in ("name", "params", "GFLOPs", *(_ERROR_COLUMNS[d] for d in datasets)):
+        table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
     family = None
     for r in rows:
         if r["family"] != family:  # one section per family, headed by its name
@@ -45,12 +65,25 @@ def cmd_models(args: argparse.Namespace) -> None:
             if table.row_count:
                 table.add_section()
             table.add_row(f"[bold]{family}[/bold]")
-        error = f"{r['published_error_pct']:g}" if r["published_dataset"] else ""
-        table.add_row(
-            r["name"], f"{r['params'] / 1e6:.2f}M", f"{r['gflops']:.3f}", str(r["input_size"]), error,
-            r["published_dataset"] or "",
-        )
-    stdout_console().print(table)
+        table.add_row(r["name"], f"{r['params'] / 1e6:.2f}M", f"{r['gflops']:.3f}",
+                      *(cell(published[r["name"], d]) for d in datasets))
+    console = stdout_console()
+    console.print(table)
+    console.print("GFLOPs: conv + linear, 1 multiply-add = 1 FLOP, at the input size of the stem (imagenet 224 px, "
+                  "cifar 32 px). Errors: top-1 "
+                  "test error %, as published; a figure's mark is its source (each with its own recipe):",
+                  highlight=False)
+    for label, number in sources.items():
+        console.print(f"  {number}. {label}", highlight=False)
+
+
+def _source_label(result: Any) -> str:
+    """A published result's source and recipe in a few words: torchvision's weights by recipe, a paper by table
+    (the row's own notes, such as the number of runs, are in --format json and csv)."""
+    if result.source.startswith("torchvision"):
+        recipe = "newer recipe" if "newer recipe" in result.notes else "original recipe"
+        return f"torchvision's weights, {recipe} (ImageNet-1k val, one 224 crop)"
+    return f"{result.source.split(',')[0]}, {result.location}"
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
@@ -64,6 +97,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
                 profile(
                     model, input_size=args.input_size, in_channels=args.in_channels, speed=speed,
                     device=args.device, dtype=args.dtype, batch_size=args.batch_size, runs=args.runs, train=args.train,
+                    stages=args.by_stage or args.format == "json",
                 )
             )
     if args.format == "json":
@@ -79,7 +113,10 @@ def _print_profiles(results: list[Any], by_stage: bool) -> None:
     from rich.table import Table
 
     console = stdout_console()
-    table = Table(title="cost", caption="GFLOPs: fvcore, 1 multiply-add = 1 FLOP, conv + linear; then all it counts")
+    sources = {p.cost_source for p in results}
+    source = ("from the shipped preset table (fvcore traces; --by-stage traces now)" if sources == {"table"} else
+              "traced now by fvcore" if sources == {"trace"} else "presets from the shipped table, others traced now")
+    table = Table(title="cost")
     table.add_column("")
     for p in results:
         table.add_column(p.model, justify="right", overflow="fold")
@@ -105,6 +142,9 @@ def _print_profiles(results: list[Any], by_stage: bool) -> None:
     for label, cell in lines:
         table.add_row(label, *(cell(p) for p in results))
     console.print(table)
+    # Below the table, wrapped between words at the terminal's width (a caption wraps at the table's).
+    console.print(f"GFLOPs: fvcore's, 1 multiply-add = 1 FLOP, conv + linear; then all it counts. Cost: {source}.",
+                  highlight=False)
     if by_stage:
         for p in results:
             stages = Table(title=f"{p.model} by stage")

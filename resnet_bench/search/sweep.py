@@ -27,7 +27,7 @@ from resnet_bench.devices import device_name, resolve_device
 from resnet_bench.errors import BadInputError
 from resnet_bench.models import build_model
 from resnet_bench.presets import resolve as resolve_model
-from resnet_bench.profiling import count_cost, measure_speed
+from resnet_bench.profiling import count_cost, count_on_meta, measure_speed
 from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import CONSTRAINTS, StudyConfig
 from resnet_bench.search.early_stopping import goes_on, rung_epochs
@@ -167,11 +167,19 @@ class Sweep:
         return spec_for_data(sample_spec(trial, self.config), self.data), recipe
 
     def measure(self, spec: ResNetSpec, record: TrialRecord) -> dict[str, float]:
-        """The cost before any training (one fvcore trace; batch-1 latency alone on the device when the study
-        needs it), stored in the record; Optuna's constraint values, <= 0 where satisfied."""
-        cost = count_cost(spec, self.data.image_size)
-        record.spec, record.params, record.gflops = spec.format(), cost.params, cost.gflops
-        record.gflops_total, record.activations = cost.gflops_total, cost.activations
+        """The cost before any training, stored in the record; Optuna's constraint values, <= 0 where satisfied.
+
+        Parameters, FLOPs and activations are counted on the meta device first, without a weight, so that a
+        candidate of billions of parameters is refused in milliseconds; a candidate inside those bounds is then
+        traced by fvcore (the FLOPs of everything else) and, when the study needs it, timed alone on the device.
+        """
+        counts = count_on_meta(spec, self.data.image_size)
+        record.spec, record.params, record.gflops = spec.format(), counts.params, counts.gflops
+        record.activations = counts.activations
+        violations = self._violations(record)
+        if any(v > 0 for v in violations.values()):
+            return violations
+        record.gflops_total = count_cost(spec, self.data.image_size).gflops_total
         if self.config.needs_latency:
             record.latency_ms = measure_speed(spec, input_size=self.data.image_size, device=str(self.device),
                                               batch_size=1, runs=10).latency_ms
@@ -340,7 +348,7 @@ def dry_run(config: StudyConfig, samples: int = 100, on_sample: Callable[[int], 
         except (SpecError, BadInputError):
             invalid += 1
             continue
-        cost = count_cost(spec, dataset.image_size)
+        cost = count_on_meta(spec, dataset.image_size)  # no weights: a billion-parameter candidate costs nothing
         valid.append(cost)
         measured = {"gflops": cost.gflops, "params": cost.params, "activations": cost.activations}  # no latency
         if all(v <= 0 for v in constraint_values(config, measured).values()):
