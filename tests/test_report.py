@@ -24,7 +24,7 @@ from resnet_bench.report.analysis import ADDED_COLUMNS, build_report, resolve_re
 from resnet_bench.report.export import FILES, html_table, write_report
 from resnet_bench.report.references import published_points
 from resnet_bench.report.stats import mcnemar_exact, wilson_interval
-from resnet_bench.report.text import front_rows, summary_lines
+from resnet_bench.report.text import baselines_off_front, front_rows, summary_lines
 from resnet_bench.search.config import StudyFileError, load_study_file
 from resnet_bench.search.records import TRIAL_COLUMNS, StudyTrials
 from resnet_bench.search.study import open_study
@@ -227,6 +227,70 @@ def test_baselines_are_named_and_marked_on_the_front():
     assert [r["network"] for r in rows] == ["block=basic,layers=1-1,stem=cifar,stem_width=8", "resnet20 (baseline)"]
     assert rows[1]["val acc [95% CI]"] == "90.00% [88.0, 91.7]" and rows[0]["GFLOPs"] == "1.0000"
     assert '<tr class="baseline"><td>0</td>' in html_table(rows, "front", "network")
+
+
+def test_a_baseline_off_the_front_is_shown_under_it_and_measured_against_the_search(capsys, monkeypatch):
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.80, "gflops": 4.0, "baseline": "resnet20",
+         "spec": "block=basic,layers=3-3-3,stem=cifar,stem_width=16,shortcut=A,in_channels=1,num_classes=10"},
+        {"number": 1, "val_accuracy": 0.90, "gflops": 1.0,
+         "spec": "block=bottleneck,layers=1-2-1,stem=cifar,stem_width=8,groups=2,width_per_group=32,shortcut=C"},
+    ])
+    report = build_report(study)
+    assert front_rows(report)[0]["#"] == "1" and len(front_rows(report)) == 1
+    assert [r["network"] for r in baselines_off_front(report)] == ["resnet20 (baseline, not on the front)"]
+    versus = dict(summary_lines(report))["vs resnet20"]
+    assert "10.00 points more accurate" in versus and "4x fewer GFLOPs" in versus
+    # At 80 columns the spec wraps between its fields only: every field of it is whole on some line.
+    from resnet_bench.cli.reporting import print_front
+    from resnet_bench.report.text import wrappable
+
+    monkeypatch.setenv("COLUMNS", "80")
+    print_front(report)
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 80 and "resnet20 (baseline," in out and "not on the front)" in out
+    for field in ("block=bottleneck,", "layers=1-2-1,", "width_per_group=32,", "shortcut=C"):
+        assert any(field in line for line in out.replace(", ", ",").splitlines()), (field, out)
+    assert wrappable("#1 block=basic,layers=1-2-1,stem=cifar: 90% at 2,886 s, 1,024 images") == \
+        "#1 block=basic, layers=1-2-1, stem=cifar: 90% at 2,886 s, 1,024 images"  # numbers keep their commas
+    # The page: a network breaks after a comma only, never inside `layers=1-2-1`.
+    cell = html_table(front_rows(report), "front", "network")
+    assert '<span class="item">layers=1-2-1</span>,<wbr><span class="item">stem=cifar</span>' in cell
+
+
+def test_the_charts_number_the_front_name_the_baseline_and_count_trained_trials(tmp_path, monkeypatch):
+    from resnet_bench.report import plots
+
+    figures = []
+    made = plots._figure
+    monkeypatch.setattr(plots, "_figure", lambda: figures.append(made()) or figures[-1])
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.80, "gflops": 4.0, "baseline": "resnet20", "spec": "r"},
+        {"number": 1, "status": "infeasible", "gflops": 9.0, "spec": "big", "reason": "outside the constraints"},
+        {"number": 2, "status": "duplicate", "spec": "x", "reason": "a duplicate of #3"},
+        {"number": 3, "val_accuracy": 0.90, "gflops": 1.0, "spec": "x"},
+        {"number": 4, "val_accuracy": 0.70, "gflops": 0.5, "spec": "y"},
+    ])
+    report = build_report(study)
+    plots.pareto_chart(report, tmp_path / "pareto.png")
+    plots.hypervolume_chart(report, tmp_path / "hypervolume.png")
+    (_, pareto), (_, curve) = figures
+    assert {t.get_text() for t in pareto.texts} >= {"#3", "#4", "resnet20"}
+    assert "baseline (the study's base recipe)" in pareto.get_legend_handles_labels()[1]
+    assert any("published results: none" in t.get_text() for t in pareto.texts)  # cifar10 has them: none fit yet
+    x, y = curve.lines[0].get_xdata(), curve.lines[0].get_ydata()
+    assert list(x) == [1, 2, 3]  # three trained trials: the infeasible and the duplicate are not on the x axis
+    trained = report.trials[report.trials["number"].isin([0, 3, 4])]
+    assert list(y) == pytest.approx(trained["hypervolume_so_far"].tolist()) and y[-1] == report.hypervolume
+    assert curve.get_ylim()[0] == 0 and curve.get_ylabel().endswith("(accuracy x GFLOPs)")
+
+
+def test_the_summary_says_why_a_study_shows_no_published_points():
+    study = make_trials([{"number": 0, "val_accuracy": 0.8, "gflops": 1.0, "spec": "a"}])
+    study.dataset = "fashion-mnist-mini"
+    said = dict(summary_lines(build_report(study)))["published"]
+    assert said.startswith("none: the package's table of published results has cifar10, cifar100, fashion-mnist")
+    assert "not fashion-mnist-mini" in said
 
 
 def test_reference_point_from_the_file_else_documented_else_the_data():

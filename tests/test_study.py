@@ -310,3 +310,22 @@ def test_the_study_names_its_metrics_for_optuna_dashboard(tmp_path):
     open_study(load_study_file(write(tmp_path, TINY_STUDY)), url)
     open_study(load_study_file(write(tmp_path, TINY_STUDY)), url)  # resumed: set once, unchanged
     assert optuna.load_study(study_name="tiny", storage=url).metric_names == ["val_accuracy", "params"]
+
+
+def test_a_baseline_is_enqueued_with_its_place_in_the_space(tmp_path):
+    """resnet20 in a space of 3 stages of 1-5 blocks: every parameter that describes it, none it cannot take."""
+    from resnet_bench.search.config import load_study_file
+    from resnet_bench.search.study import open_study
+
+    text = (TINY_STUDY.replace("stages = 2", "stages = [2, 3]").replace("blocks = 1", "blocks = { low = 1, high = 5 }")
+            .replace("stem_width = [4, 8]", "stem_width = [8, 16]"))
+    config = load_study_file(str(write(tmp_path, text)))
+    study = open_study(config, f"sqlite:///{tmp_path / 'study.db'}")
+    (waiting,) = study.get_trials(deepcopy=False)
+    assert waiting.user_attrs["baseline"] == "resnet20"
+    trial = study.ask()  # the enqueued baseline; a sweep records its parameters as it proposes it
+    from resnet_bench.search.space import suggest_baseline
+
+    suggest_baseline(trial, config)
+    assert trial.params == {"stages": 3, "blocks_1": 3, "blocks_2": 3, "blocks_3": 3, "stem_width": 16,
+                            "width_multiplier": 1, "shortcut": "A"}

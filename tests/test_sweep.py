@@ -161,6 +161,12 @@ def test_a_real_small_sweep_records_resumes_and_refuses_a_changed_file(capsys, t
     assert len(trained) == 2  # budget.n_trials; infeasible candidates do not count
     baseline = [r for r in trained if r.baseline]
     assert [r.baseline for r in baseline] == ["resnet20"] and baseline[0].params == 269_434  # 1 channel in
+    # The baseline has its parameters where the space holds them (optuna-dashboard's slice and parallel views):
+    # 3 stages and 16 channels are outside TINY_STUDY's space; block, shortcut and multiplier are in it.
+    base_trial = next(t for t, r in records if r.baseline)
+    assert base_trial.params == {"shortcut": "A", "width_multiplier": 1}
+    assert set(base_trial.distributions) == {"shortcut", "width_multiplier"}
+    assert study.metric_names == ["val_accuracy", "params"]
     for r in trained:
         assert r.dataset == "fashion-mnist-mini" and r.seed == 0 and r.val_size == 500 and r.input_size == 28
         assert 0 < r.val_accuracy <= 1 and 0 < r.test_accuracy <= 1 and r.epochs == 1 and r.val_images == 500

@@ -81,7 +81,7 @@ def print_confirmation(result: Any, caption: str | None = None) -> None:
             table.add_column(header, justify="right", no_wrap=header != "seeds")
     for row in rows:
         row["network"] = row["network"].replace(",", ", ")
-        table.add_row(*row.values(), style="bold" if row["network"].endswith("(baseline)") else None)
+        table.add_row(*row.values(), style="bold" if "(baseline" in row["network"] else None)
     console.print(table)
     console.print(tau_text(result))
 

@@ -8,7 +8,6 @@ from typing import Any
 from resnet_bench.cli.output import print_records, status_spinner, stdout_console
 from resnet_bench.errors import BadInputError
 
-
 # The data sets of the published table, in the order of the models table's error columns, with their headers.
 _ERROR_COLUMNS = {"imagenet": "ImageNet", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion-mnist": "F-MNIST"}
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")

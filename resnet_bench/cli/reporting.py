@@ -55,23 +55,20 @@ def records(frame: Any) -> list[dict[str, Any]]:
 def _render(report: Any, paths: dict[str, Path]) -> None:
     from rich.table import Table
 
-    from resnet_bench.report.text import summary_lines
+    from resnet_bench.report.text import summary_lines, wrappable
 
     console = stdout_console()
     summary = Table(title=f"Pareto report of {report.study.name}", show_header=False, title_justify="left")
     summary.add_column(style="bold", no_wrap=True)
     summary.add_column(overflow="fold")
     for label, text in summary_lines(report):
-        summary.add_row(label, text)
+        summary.add_row(label, wrappable(text))  # a spec wraps between its fields, never inside one
     console.print(summary)
     print_front(report)
     if report.confirmed is not None:
         from resnet_bench.cli.confirming import print_confirmation
 
         print_confirmation(report.confirmed)
-    if len(report.published):
-        console.print(f"{len(report.published)} published results on {report.study.dataset} are on the chart "
-                      "and in report.md.")
     console.print("Wrote " + ", ".join(str(p) for p in paths.values()), soft_wrap=True)
 
 
@@ -79,10 +76,11 @@ def print_front(report: Any, caption: str | None = None) -> None:
     """The front as a rich table, cheapest first, baselines in bold (what `report` and `sweep` show)."""
     from rich.table import Table
 
-    from resnet_bench.report.text import front_rows
+    from resnet_bench.report.text import baselines_off_front, front_rows, wrappable
 
     console = stdout_console()
     rows = front_rows(report, test_interval=False)
+    off = baselines_off_front(report, test_interval=False)
     if not rows:
         console.print("The front is empty: no trial has been trained yet.")
         if caption:
@@ -96,7 +94,9 @@ def print_front(report: Any, caption: str | None = None) -> None:
             front.add_column(header, overflow="fold", ratio=1, min_width=12)
         else:  # numbers stay on one line; the network's one-line form folds
             front.add_column(header, justify="right", no_wrap=True)
-    for row in rows:
-        row["network"] = row["network"].replace(",", ", ")  # lets the one-line form wrap between its fields
-        front.add_row(*row.values(), style="bold" if row["network"].endswith("(baseline)") else None)
+    for i, row in enumerate(rows + off):
+        if i == len(rows):  # the baselines the front leaves out, under it, so the search reads against them
+            front.add_section()
+        row["network"] = wrappable(row["network"])  # the one-line form wraps between its fields
+        front.add_row(*row.values(), style="bold" if "(baseline" in row["network"] else None)
     console.print(front)

@@ -10,6 +10,7 @@ from resnet_bench.files import check_writable
 from resnet_bench.report.analysis import Report
 from resnet_bench.report.plots import hypervolume_chart, pareto_chart
 from resnet_bench.report.text import (
+    baselines_off_front,
     confirm_conditions,
     confirmed_rows,
     front_rows,
@@ -70,7 +71,7 @@ def markdown(report: Report) -> str:
     parts += ["## Summary\n", "".join(f"- **{label}**: {text}\n" for label, text in summary_lines(report))]
     parts.append(f"## Pareto front, cheapest first ({plural(len(report.front), 'network')})\n")
     rows = front_rows(report)
-    parts.append(markdown_table(rows) if rows else "The front is empty: no trial has been trained yet.\n")
+    parts.append(markdown_table(rows + baselines_off_front(report)) if rows else "The front is empty: no trial has been trained yet.\n")
     if report.confirmed is not None:
         parts += [f"\n## {CONFIRMED}\n", f"{_confirmed_words(report)}\n\n", markdown_table(confirmed_rows(report.confirmed))]
     parts.append("\n![Validation accuracy against GFLOPs](pareto.png)\n\n![Hypervolume after each trial]"
@@ -97,6 +98,7 @@ table { border-collapse: collapse; font-size: .9rem; }
 th, td { padding: .3rem .6rem; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
 th.text, td.text { text-align: left; white-space: normal; min-width: 12rem; overflow-wrap: anywhere; }
 tr.baseline td { font-weight: 600; }
+.item { white-space: nowrap; }
 img { max-width: 100%; height: auto; display: block; margin: 1rem 0; }
 code { overflow-wrap: anywhere; }
 @media (max-width: 40rem) { body { font-size: 14px; padding: .6rem; } dl { grid-template-columns: 1fr; } }
@@ -115,10 +117,17 @@ def html_table(rows: list[dict[str, str]], table_id: str, baseline_key: str | No
     head = "".join(f"<th{cls(h)}>{html.escape(h)}</th>" for h in headers)
     body = []
     for r in rows:
-        mark = ' class="baseline"' if baseline_key and r.get(baseline_key, "").endswith("(baseline)") else ""
-        body.append(f"<tr{mark}>" + "".join(f"<td{cls(h)}>{html.escape(r[h])}</td>" for h in headers) + "</tr>")
+        mark = ' class="baseline"' if baseline_key and "(baseline" in r.get(baseline_key, "") else ""
+        body.append(f"<tr{mark}>" + "".join(f"<td{cls(h)}>{_cell(h, r[h])}</td>" for h in headers) + "</tr>")
     return (f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _cell(header: str, text: str) -> str:
+    """An escaped cell; a network's one-line form may break after a comma only, never at a hyphen (layers=1-2-1)."""
+    if header not in ("network", "spec"):
+        return html.escape(text)
+    return ",<wbr>".join(f'<span class="item">{html.escape(part)}</span>' for part in text.split(","))
 
 
 def _epochs(row: dict) -> str:
@@ -139,7 +148,7 @@ def page(report: Report, images: dict[str, bytes]) -> str:
     summary = "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>"
                       for label, text in summary_lines(report))
     rows = front_rows(report)
-    front = (html_table(rows, "front", "network") if rows
+    front = (html_table(rows + baselines_off_front(report), "front", "network") if rows
              else '<p id="front-empty">The front is empty: no trial has been trained yet.</p>')
     confirmed_html = ""
     if report.confirmed is not None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from resnet_bench.pareto import pareto_ranks
 from resnet_bench.report.analysis import ACCURACY, Report
+from resnet_bench.report.text import published_note
 from resnet_bench.search.records import TRAINED
 
 DPI = 144  # 1,152 x 720 pixels at 8 x 5 inches: sharp on a screen, small enough to embed
@@ -40,10 +41,16 @@ def pareto_chart(report: Report, path: Path) -> None:
         on_front = trained["on_front"].to_numpy(dtype=bool)
         ax.scatter(x[on_front], y[on_front], s=70, facecolors="none", edgecolors="tab:red", linewidths=1.2,
                    label=f"study front ({', '.join(report.metrics)})", zorder=4)
-        for gx, acc, name in zip(x, y, trained["baseline"], strict=True):
-            if isinstance(name, str) and name:
-                ax.scatter([gx], [acc], marker="s", s=40, color="black", zorder=5)
-                ax.annotate(name, (gx, acc), textcoords="offset points", xytext=(5, -12), fontsize=8)
+        # The front's trial numbers, so that each ringed point reads against its row of the front table.
+        for gx, acc, number in zip(x[on_front], y[on_front], trained["number"][on_front], strict=True):
+            ax.annotate(f"#{number}", (gx, acc), textcoords="offset points", xytext=(-6, 7), fontsize=7,
+                        color="tab:red", ha="right")
+        baseline = trained["baseline"].fillna("").astype(str).to_numpy() != ""
+        if baseline.any():
+            ax.scatter(x[baseline], y[baseline], marker="s", s=40, color="black", zorder=5,
+                       label="baseline (the study's base recipe)")
+        for gx, acc, name in zip(x[baseline], y[baseline], trained["baseline"][baseline], strict=True):
+            ax.annotate(name, (gx, acc), textcoords="offset points", xytext=(5, -12), fontsize=8)
     published = report.published
     if len(published):
         px, py = published["gflops"].to_numpy(dtype=float), 100 * published["accuracy"].to_numpy(dtype=float)
@@ -55,6 +62,9 @@ def pareto_chart(report: Report, path: Path) -> None:
         ax.set_xscale("log")
     if not len(trained) and not len(published):
         ax.text(0.5, 0.5, "no trained trial yet", ha="center", va="center", transform=ax.transAxes)
+    elif not len(published):  # say why, rather than leave the reader looking for them
+        ax.text(0.99, 0.01, f"published results: {published_note(report)}", ha="right", va="bottom", fontsize=6,
+                color="0.4", transform=ax.transAxes, wrap=True)
     ax.set_xlabel("GFLOPs per image (conv + linear, multiply-adds)")
     ax.set_ylabel("validation accuracy (%), 95% interval")
     ax.set_title(f"{report.study.name}: accuracy against compute ({report.study.dataset})")
@@ -64,21 +74,31 @@ def pareto_chart(report: Report, path: Path) -> None:
     fig.savefig(path, dpi=DPI)
 
 
+# The unit of each objective, for the hypervolume's unit (the product of its objectives').
+UNITS = {"val_accuracy": "accuracy", "gflops": "GFLOPs", "params": "parameters", "activations": "activations",
+         "latency_ms": "ms", "train_seconds": "s"}
+
+
 def hypervolume_chart(report: Report, path: Path) -> None:
-    """The hypervolume after each trial: how fast the search found its front."""
+    """The hypervolume after each trained trial: how fast the search found its front. Infeasible and duplicate
+    proposals train nothing and add nothing, so the x axis counts trained trials only."""
     fig, ax = _figure()
-    curve = report.trials[["number", "hypervolume_so_far"]].dropna()
+    ranked = report.trials[report.trials["rank"].notna()].sort_values("number")
+    curve = ranked["hypervolume_so_far"].to_numpy(dtype=float)
     if len(curve):
-        ax.step(curve["number"].to_numpy(dtype=float), curve["hypervolume_so_far"].to_numpy(dtype=float),
-                where="post", color="tab:purple")
-        ax.scatter(curve["number"].to_numpy(dtype=float), curve["hypervolume_so_far"].to_numpy(dtype=float),
-                   s=10, color="tab:purple")
+        count = np.arange(1, len(curve) + 1)
+        ax.step(count, curve, where="post", color="tab:purple")
+        ax.scatter(count, curve, s=10, color="tab:purple")
+        ax.set_xlim(0, len(curve) + 1)
     else:
         ax.text(0.5, 0.5, "no trained trial yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(bottom=0)
     reference = report.reference
     where = ", ".join(f"{m} {v:g}" for m, v in reference.point.items()) if reference else "none yet"
-    ax.set_xlabel("trial number")
-    ax.set_ylabel("hypervolume of the front so far")
-    ax.set_title(f"{report.study.name}: hypervolume after each trial (reference point: {where})", fontsize=10)
+    unit = " x ".join(UNITS.get(m, m) for m in report.metrics)
+    ax.set_xlabel("trained trials, in trial-number order (infeasible and duplicate proposals left out)")
+    ax.set_ylabel(f"hypervolume of the front so far ({unit})")
+    ax.set_title(f"{report.study.name}: hypervolume after each trained trial (reference point: {where})",
+                 fontsize=10)
     ax.grid(True, alpha=0.3)
     fig.savefig(path, dpi=DPI)

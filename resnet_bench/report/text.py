@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pandas as pd
@@ -43,11 +44,25 @@ def _number(value: Any, fmt: str) -> str:
 def front_rows(report: Report, test_interval: bool = True) -> list[dict[str, str]]:
     """The front, cheapest first, as display strings under their column headers (the terminal leaves the test
     accuracy's interval out, for width)."""
+    return _network_rows(report, report.front, test_interval)
+
+
+def baselines_off_front(report: Report, test_interval: bool = True) -> list[dict[str, str]]:
+    """The trained baselines that are not on the front, cheapest first, as front rows: shown under the front so that
+    'did the search beat the baseline?' reads off one table."""
+    t = report.trials
+    off = t[t["is_baseline"].astype(bool) & (t["status"] == "trained") & ~t["on_front"].astype(bool)]
+    cost = report.cost_metric
+    return _network_rows(report, off.sort_values([cost, "number"]), test_interval, suffix=", not on the front")
+
+
+def _network_rows(report: Report, frame: pd.DataFrame, test_interval: bool, suffix: str = "") -> list[dict[str, str]]:
     extra = [m for m in report.metrics if m in EXTRA_METRICS]
     rows = []
-    for _, r in report.front.iterrows():
+    for _, r in frame.iterrows():
+        name = network_name(r)
         row = {
-            "#": str(r["number"]), "network": network_name(r),
+            "#": str(r["number"]), "network": name[:-1] + suffix + ")" if suffix and name.endswith(")") else name,
             "val acc [95% CI]": percent_interval(r[ACCURACY], r["val_low"], r["val_high"]),
             **({"test acc [95% CI]": percent_interval(r["test_accuracy"], r["test_low"], r["test_high"])}
                if test_interval else {"test acc": percent_interval(r["test_accuracy"], None, None)}),
@@ -57,6 +72,15 @@ def front_rows(report: Report, test_interval: bool = True) -> list[dict[str, str
             row[EXTRA_METRICS[metric]] = _number(r[metric], ",.4g" if metric != "activations" else ",")
         rows.append(row)
     return rows
+
+
+def wrappable(text: str) -> str:
+    """Text whose one-line specs may wrap between their fields (and nowhere else): a space after each comma that
+    starts a `field=` item. The spec parser accepts the spaces, so a wrapped spec still copies and pastes."""
+    return _SPEC_COMMA.sub(", ", text)
+
+
+_SPEC_COMMA = re.compile(r",(?=[a-z_]+=)")
 
 
 def published_rows(report: Report) -> list[dict[str, str]]:
@@ -97,6 +121,7 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
     else:
         where = "; ".join(f"{m} {v:g} ({report.reference.origin[m]})" for m, v in report.reference.point.items())
         lines.append(("hypervolume", f"{report.hypervolume:.6g} from the reference point {where}"))
+    lines.append(("published", published_note(report)))
     if report.best is None:
         lines.append(("front", "empty: the study has no trained trial yet"))
         return lines
@@ -120,6 +145,20 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
                "its interval overlaps the best one's (a study without per-image results: no paired test)")
         lines.append(("cheapest tie", _trial(tied, cost) + f": {why}, for {saving}"))
     return lines
+
+
+def published_note(report: Report) -> str:
+    """How many published results the chart shows, or why it shows none."""
+    from resnet_bench.published import published_results
+
+    dataset = report.study.dataset
+    if len(report.published):
+        return f"{len(report.published)} results on {dataset} as published (test accuracy), on the chart and the page"
+    have = sorted({r.dataset for r in published_results()})
+    if dataset in have:
+        return "none shown yet: they are placed at the cost of the study's images, known once a trial is trained"
+    return (f"none: the package's table of published results has {', '.join(have)}, not {dataset or 'this data set'}"
+            " (a subset such as the mini set is not the data set a paper reports)")
 
 
 def confirmed_rows(result: Any) -> list[dict[str, str]]:

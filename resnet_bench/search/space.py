@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from resnet_bench.recipe import Recipe, get_recipe
-from resnet_bench.search.config import Choice, Domain, Fixed, StudyConfig
+from resnet_bench.search.config import Choice, Domain, Fixed, Range, StudyConfig
 from resnet_bench.spec import ResNetSpec
 
 BOTTLENECK_ONLY = ("groups", "width_per_group", "stride_on")
@@ -43,6 +43,53 @@ def sample_spec(trial: optuna.Trial, config: StudyConfig) -> ResNetSpec:
     if not value["block"].startswith("preact") and value["shortcut"] != "none":
         kwargs["zero_init_residual"] = suggest(trial, "zero_init_residual", space["zero_init_residual"])
     return ResNetSpec(**kwargs)
+
+
+def baseline_params(spec: ResNetSpec, config: StudyConfig) -> dict[str, Any]:
+    """The study's parameters that describe a baseline's network, for those the space can hold (a value outside
+    a choice or a range is left out): a baseline enqueued with them is a point of the sampler's history and of
+    optuna-dashboard's slice, importance and parallel-coordinate views, like any sampled trial."""
+    space = config.space
+    base_domain = space.get("base_width", Fixed(None))
+    base = (base_domain.value if isinstance(base_domain, Fixed) else None) or spec.stem_width
+    values: dict[str, Any] = {"block": spec.block, "stem": spec.stem, "stem_width": spec.stem_width,
+                              "shortcut": spec.shortcut, "dropout": spec.dropout, "stages": len(spec.layers)}
+    multiplier = spec.stage_widths[0] / base
+    multiplier = int(multiplier) if multiplier == int(multiplier) else multiplier
+    if tuple(max(1, round(base * 2**i * multiplier)) for i in range(len(spec.layers))) == spec.stage_widths:
+        values["width_multiplier"] = multiplier
+    params = {name: value for name, value in values.items() if _holds(space.get(name), value)}
+    params.update({f"blocks_{i + 1}": n for i, n in enumerate(spec.layers) if _holds(space.get("blocks"), n)})
+    if spec.is_bottleneck:
+        bottleneck = {"groups": spec.groups, "width_per_group": spec.width_per_group, "stride_on": spec.strided_conv}
+        params.update({k: v for k, v in bottleneck.items() if _holds(space.get(k), v)})
+    if not spec.is_preact and spec.shortcut != "none" and _holds(space.get("zero_init_residual"),
+                                                                  spec.zero_init_residual):
+        params["zero_init_residual"] = spec.zero_init_residual
+    return params
+
+
+BASELINE_PARAMS = "baseline_params"  # user attribute of an enqueued baseline: the names of its enqueued parameters
+
+
+def suggest_baseline(trial: optuna.Trial, config: StudyConfig) -> None:
+    """Record a baseline trial's enqueued parameters under their distributions (each suggestion returns the
+    enqueued value; a baseline enqueued by an earlier release, with none, records none)."""
+    for name in trial.user_attrs.get(BASELINE_PARAMS, []):
+        suggest(trial, name, config.space["blocks" if name.startswith("blocks_") else name])
+
+
+def _holds(domain: Domain | None, value: Any) -> bool:
+    """Whether a parameter of this domain can take the value (fixed values are not parameters)."""
+    if isinstance(domain, Choice):
+        return any(value == v and type(value) is type(v) for v in domain.values)
+    if isinstance(domain, Range) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if domain.is_int and value != int(value):
+            return False
+        on_grid = domain.step is None or math.isclose((value - domain.low) / domain.step,
+                                                      round((value - domain.low) / domain.step))
+        return domain.low <= value <= domain.high and on_grid
+    return False
 
 
 def sample_recipe(trial: optuna.Trial, config: StudyConfig) -> Recipe:

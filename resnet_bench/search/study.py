@@ -18,7 +18,9 @@ from typing import Any
 import optuna
 
 from resnet_bench.errors import BadInputError
+from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.search.config import StudyConfig, StudyFileError, changed_fields, parse_study
+from resnet_bench.search.space import BASELINE_PARAMS, baseline_params
 from resnet_bench.search.storage import (
     DEFAULT_HEARTBEAT_SECONDS,
     FINGERPRINT,
@@ -84,7 +86,8 @@ def open_study(
     present = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
     for baseline in config.baselines:
         if baseline not in present:
-            study.enqueue_trial({}, user_attrs={"baseline": baseline})
+            params = baseline_params(resolve_model(baseline), config)
+            study.enqueue_trial(params, user_attrs={"baseline": baseline, BASELINE_PARAMS: sorted(params)})
     return study
 
 

@@ -32,7 +32,14 @@ from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import CONSTRAINTS, StudyConfig
 from resnet_bench.search.early_stopping import goes_on, rung_epochs
 from resnet_bench.search.records import DUPLICATE, FAILED, INFEASIBLE, STOPPED, TRAINED, TrialRecord
-from resnet_bench.search.space import architecture_count, recipe_count, sample_recipe, sample_spec, space_size
+from resnet_bench.search.space import (
+    architecture_count,
+    recipe_count,
+    sample_recipe,
+    sample_spec,
+    space_size,
+    suggest_baseline,
+)
 from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
 from resnet_bench.search.study import open_study
 from resnet_bench.spec import ResNetSpec, SpecError
@@ -162,6 +169,7 @@ class Sweep:
         """The network and recipe of a trial: a baseline's preset with the study's base recipe (the same for every
         baseline), or a candidate sampled from the space; raises SpecError for a combination the generator refuses."""
         if baseline:
+            suggest_baseline(trial, self.config)  # its place in the space, where the space holds it
             return spec_for_data(resolve_model(baseline), self.data), self.config.base_recipe()
         recipe = sample_recipe(trial, self.config)
         return spec_for_data(sample_spec(trial, self.config), self.data), recipe
