@@ -382,8 +382,10 @@ def test_report_of_a_real_sweep(swept, capsys):
     expected = {n for n, v in values.items() if not any(dominates(w, v, MAX_MIN) for w in values.values())}
     front = pd.read_csv(out_dir / "tiny" / "front.csv")
     assert set(front["number"]) == expected and front["params"].is_monotonic_increasing
-    shown = {int(m) for m in re.findall(r"^│ +(\d+) │", out, re.M)}
-    assert shown == expected
+    # Under the front, a baseline it leaves out (so the search reads against it), and nothing else.
+    baselines = {t.number for t in trained if t.user_attrs.get("baseline")}
+    shown = [int(m) for m in re.findall(r"^│ +(\d+) │", out, re.M)]
+    assert set(shown[:len(expected)]) == expected and set(shown[len(expected):]) == baselines - expected
 
     # trials.csv round-trips through pandas: every trial, its rank, the values stored in the study.
     table = pd.read_csv(out_dir / "tiny" / "trials.csv")
@@ -454,7 +456,10 @@ def test_report_html_in_a_real_browser(swept, tmp_path, capsys):
     assert all((w, h) == (1152, 720) for _, _, w, h in decoded)  # 8 x 5 inches at 144 dpi
     front = re.search(r'<table id="front">(.*?)</table>', dom, re.S).group(1)
     front_numbers = [int(n) for n in re.findall(r"<tr[^>]*><td>(\d+)</td>", front)]
-    assert front_numbers == pd.read_csv(tmp_path / "tiny" / "front.csv")["number"].tolist()
+    on_front = pd.read_csv(tmp_path / "tiny" / "front.csv")["number"].tolist()
+    trials = pd.read_csv(tmp_path / "tiny" / "trials.csv")
+    off = trials[trials["is_baseline"] & (trials["status"] == "trained") & ~trials["on_front"]]["number"].tolist()
+    assert front_numbers == on_front + off  # the front, then the baselines it leaves out
     assert re.search(r'<dl id="summary">.*best accuracy', dom, re.S)
     for match in re.finditer(r'src="data:image/png;base64,([^"]+)"', page):
         assert base64.b64decode(match.group(1)).startswith(b"\x89PNG")

@@ -29,6 +29,7 @@ class TrialRecord:
     reason: str = ""  # why infeasible, duplicate or failed; "" when trained
     duplicate_of: int | None = None  # the trial whose network and recipe a duplicate repeats (its number)
     baseline: str = ""  # preset name of a hand-designed baseline; "" for a sampled candidate
+    baseline_params: list[str] | None = None  # a baseline: the space's parameters it was enqueued with (its place)
     spec: str = ""  # the spec's one-line form, as trained (input channels and classes of the data set)
     recipe: dict[str, Any] | None = None  # Recipe.to_dict() of the recipe it was trained with
     seed: int | None = None  # weights, validation split and training (a confirm run: weights and training)

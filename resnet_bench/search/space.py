@@ -69,7 +69,7 @@ def baseline_params(spec: ResNetSpec, config: StudyConfig) -> dict[str, Any]:
     return params
 
 
-BASELINE_PARAMS = "baseline_params"  # user attribute of an enqueued baseline: the names of its enqueued parameters
+BASELINE_PARAMS = "baseline_params"  # the record's field (records.py): the names of a baseline's enqueued parameters
 
 
 def suggest_baseline(trial: optuna.Trial, config: StudyConfig) -> None:

@@ -274,7 +274,8 @@ class Sweep:
         """Not trained again: the twin's record and values, so the sampler learns the same as from the twin."""
         measured = TrialRecord.from_attrs(twin.user_attrs)
         copied = {k: v for k, v in vars(measured).items() if k not in (
-            "status", "reason", "baseline", "state_file", "trial_seconds", "overhead_seconds", "rungs")}
+            "status", "reason", "baseline", "baseline_params", "state_file", "trial_seconds", "overhead_seconds",
+            "rungs")}
         for key, value in copied.items():
             setattr(record, key, value)
         record.status, record.duplicate_of = DUPLICATE, twin.number
