@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,9 +31,10 @@ def check_writable(folder: Path) -> None:
     """Make the folder, or say in one line why it cannot be written (BadInputError, exit 2): before any work."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".resnet-bench-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A name of this process's own: workers that start together each write and remove their own probe.
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".resnet-bench-write-test-")
+        os.close(handle)
+        os.unlink(probe)
     except OSError as exc:
         raise BadInputError(f"the folder {str(folder)!r} cannot be written: {exc.strerror or exc}; "
                             "give a folder you can write with --out") from None
