@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from resnet_bench.errors import BadInputError
+from resnet_bench.recipe import PRECISIONS
 
 if TYPE_CHECKING:
     import torch
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: as training resolves precision=auto (resolve_precision)
 
 
 def check_device(device: str) -> str:
@@ -61,4 +62,46 @@ def check_dtype(dtype: str, device: str) -> str:
         raise BadInputError(f"dtype={dtype!r} is not accepted; use one of: {', '.join(DTYPES)}")
     if dtype == "float16" and device == "cpu":
         raise BadInputError("dtype='float16' is not accepted on cpu; use float32 or bfloat16 there")
+    if dtype == "auto":
+        return "bfloat16" if resolve_precision("auto", device) == "bf16" else "float32"
     return dtype
+
+
+# -- how a run computes: precision and memory format, resolved in one place for the trainer, profile and sweep --
+
+MEMORY_FORMATS = ("auto", "channels_last", "nchw")
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """bf16 or fp32: `auto` is bf16 autocast on CUDA and on a CPU that multiplies bf16 natively
+    (`cpu.native_bf16`: its flags, confirmed by a cached probe), fp32 on any other CPU, which bf16 would slow down."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise BadInputError(f"precision={precision!r} is not accepted; use one of: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if torch.device(device).type == "cuda":
+        return "bf16"
+    from resnet_bench.cpu import native_bf16
+
+    return "bf16" if native_bf16() else "fp32"
+
+
+def resolve_channels_last(channels_last: bool | None) -> bool:
+    """The memory format of a run: as given, else channels_last, the faster one on CUDA and on the CPU, where
+    oneDNN trained every network and thread count of the CPU benchmark faster in it, in fp32 and in bf16
+    (README, "CPU speed")."""
+    return True if channels_last is None else channels_last
+
+
+def memory_format_name(channels_last: bool) -> str:
+    """How records name a memory format: channels_last or nchw."""
+    return "channels_last" if channels_last else "nchw"
+
+
+def parse_memory_format(name: str) -> bool | None:
+    """A --memory-format value as the recipe's channels_last field: auto -> None, channels_last -> True, nchw -> False."""
+    if name not in MEMORY_FORMATS:
+        raise BadInputError(f"memory format {name!r} is not accepted; use one of: {', '.join(MEMORY_FORMATS)}")
+    return {"auto": None, "channels_last": True, "nchw": False}[name]

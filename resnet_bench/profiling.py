@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resnet_bench.devices import check_device, check_dtype, device_name
+from resnet_bench.devices import check_device, check_dtype, device_name, memory_format_name, resolve_channels_last
 from resnet_bench.errors import check_positive_int
 from resnet_bench.presets import resolve
 from resnet_bench.spec import ResNetSpec
@@ -67,6 +67,7 @@ class Speed:
     device: str  # cpu, or cuda:N with the GPU's name
     dtype: str  # float32, or the autocast dtype
     threads: int  # CPU threads torch uses (intra-op)
+    memory_format: str  # channels_last or nchw
     batch_size: int  # images per batch for the throughput figures
     runs: int  # timed runs per figure
     latency_ms: float  # median inference time of one image (batch 1), milliseconds
@@ -286,9 +287,12 @@ def _combined(op: str, flop_handle: Any, activation_handle: Any) -> Any:
 
 def measure_speed(
     model: ResNetSpec | str, *, input_size: int | None = None, device: str = "cpu", dtype: str = "float32",
-    batch_size: int = 64, runs: int = 10, warmup: int = 3, train: bool = False,
+    batch_size: int = 64, runs: int = 10, warmup: int = 3, train: bool = False, channels_last: bool | None = False,
 ) -> Speed:
-    """Median inference latency at batch 1, inference throughput at batch_size, optionally training throughput."""
+    """Median inference latency at batch 1, inference throughput at batch_size, optionally training throughput.
+
+    `dtype="auto"` and `channels_last=None` resolve as training does (devices.resolve_precision and
+    resolve_channels_last); the defaults (float32, NCHW) keep latencies comparable with earlier releases."""
     import torch
 
     from resnet_bench.models import build_model
@@ -297,16 +301,17 @@ def measure_speed(
     size = native_input_size(spec) if input_size is None else check_positive_int("input_size", input_size)
     device = check_device(device)
     dtype = check_dtype(dtype, device)
+    fmt = torch.channels_last if resolve_channels_last(channels_last) else torch.contiguous_format
     check_positive_int("batch_size", batch_size)
     check_positive_int("runs", runs)
     cuda = device.startswith("cuda")
-    net = build_model(spec).to(device)
+    net = build_model(spec).to(device, memory_format=fmt)
     autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, dtype), enabled=dtype != "float32")
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
 
     def timed(step: Any, batch: int) -> list[float]:
-        x = torch.randn(batch, spec.in_channels, size, size, device=device)  # timing only: pixels do not matter
+        x = torch.randn(batch, spec.in_channels, size, size, device=device).contiguous(memory_format=fmt)  # timing only
         for _ in range(warmup):
             step(x)
         seconds = []
@@ -347,7 +352,8 @@ def measure_speed(
         train_throughput = batch_size / statistics.median(timed(step, batch_size))
     q1, _, q3 = statistics.quantiles(one, n=4) if len(one) > 1 else (one[0], 0, one[0])
     return Speed(
-        device=device_name(device), dtype=dtype, threads=torch.get_num_threads(), batch_size=batch_size, runs=runs,
+        device=device_name(device), dtype=dtype, threads=torch.get_num_threads(),
+        memory_format=memory_format_name(fmt == torch.channels_last), batch_size=batch_size, runs=runs,
         latency_ms=statistics.median(one) * 1e3, latency_iqr_ms=(q3 - q1) * 1e3,
         throughput=batch_size / statistics.median(many), train_throughput=train_throughput,
         peak_memory_mb=torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
@@ -357,7 +363,7 @@ def measure_speed(
 def profile(
     model: ResNetSpec | str, *, input_size: int | None = None, in_channels: int | None = None,
     speed: bool = False, device: str = "cpu", dtype: str = "float32", batch_size: int = 64, runs: int = 10,
-    train: bool = False, stages: bool = True,
+    train: bool = False, stages: bool = True, channels_last: bool | None = False,
 ) -> Profile:
     """Cost of a model and, with speed=True, its measured latency and throughput.
 
@@ -376,7 +382,7 @@ def profile(
     if speed:
         measured = measure_speed(
             spec, input_size=cost.input_size, device=device, dtype=dtype, batch_size=batch_size, runs=runs,
-            train=train,
+            train=train, channels_last=channels_last,
         )
     return Profile(model=name, cost=cost, speed=measured, cost_source="table" if tabled else "trace")
 

@@ -39,8 +39,10 @@ class Recipe:
     milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of training where lr is divided by 10
     label_smoothing: float = 0.0  # cross-entropy label smoothing (Szegedy et al. 2016)
     seed: int = 0  # shuffling, augmentation and dropout; the model's weights are the caller's
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; bf16; fp32
-    channels_last: bool | None = None  # memory format; None: on CUDA only
+    # auto: bf16 autocast on CUDA and on CPUs that multiply bf16 natively, fp32 on other CPUs (devices.py); a
+    # study resolves auto once, when it is made, so that all its trials train alike (search/study.py); bf16; fp32
+    precision: str = "auto"
+    channels_last: bool | None = None  # memory format; None: the device's faster one (devices.resolve_channels_last)
     # torch.compile the training forward and backward. Every new architecture compiles anew: the first step's
     # time is reported as compile_seconds, apart from train_seconds (see README, "GPU speed").
     compile: bool = False

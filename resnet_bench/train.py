@@ -21,7 +21,13 @@ from torch import nn
 from resnet_bench import __version__
 from resnet_bench.correctness import pack_correct
 from resnet_bench.data import DeviceBatches, ImageSet, Splits
-from resnet_bench.devices import device_name, resolve_device
+from resnet_bench.devices import (
+    device_name,
+    memory_format_name,
+    resolve_channels_last,
+    resolve_device,
+    resolve_precision,
+)
 from resnet_bench.files import atomic_path
 from resnet_bench.recipe import LR_REFERENCE_BATCH, Recipe, RecipeError, lr_factor
 
@@ -66,6 +72,8 @@ class TrainResult:
     resnet_bench_version: str
     recipe: Recipe = field(repr=False)
     compile_seconds: float = 0.0  # torch.compile's first step (compilation and that one step); 0 when not compiled
+    precision: str = "fp32"  # what it trained in, `auto` resolved: bf16 (autocast) or fp32
+    memory_format: str = "nchw"  # channels_last or nchw
     # Which validation images the final model classified correctly, one bit per image in the split's order
     # (correctness.py): what the paired test between two networks reads.
     val_correct: str = field(default="", repr=False)
@@ -122,7 +130,8 @@ def train(
         seconds=time.perf_counter() - started, images_per_second=images / max(train_seconds, 1e-9),
         device=device_name(loop.device), threads=torch.get_num_threads(), torch_version=str(torch.__version__),
         resnet_bench_version=__version__, recipe=recipe, compile_seconds=loop.compile_seconds,
-        val_correct=pack_correct(loop.val_correct.cpu().numpy()),
+        val_correct=pack_correct(loop.val_correct.cpu().numpy()), precision="bf16" if loop.bf16 else "fp32",
+        memory_format=memory_format_name(loop.channels_last),
     )
 
 
@@ -149,7 +158,7 @@ class _Loop:
     def start(cls, model: nn.Module, data: Splits, recipe: Recipe, device: torch.device) -> _Loop:
         """The model moved to the device in its memory format, the batches, the optimizer and the schedule."""
         cuda = device.type == "cuda"
-        channels_last = cuda if recipe.channels_last is None else recipe.channels_last
+        channels_last = resolve_channels_last(recipe.channels_last)
         model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
         torch.manual_seed(recipe.seed)  # dropout
         batches = DeviceBatches(
@@ -166,7 +175,7 @@ class _Loop:
         return cls(
             model=model, forward=torch.compile(model) if recipe.compile else model, data=data, recipe=recipe,
             device=device, channels_last=channels_last,
-            bf16=recipe.precision == "bf16" or (recipe.precision == "auto" and cuda), batches=batches,
+            bf16=resolve_precision(recipe.precision, device) == "bf16", batches=batches,
             optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
             loss_fn=nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
         )

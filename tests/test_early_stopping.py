@@ -96,7 +96,8 @@ def curves(monkeypatch):
         return type("Result", (), dict(
             val_accuracy=history[-1].val_accuracy, test_accuracy=history[-1].val_accuracy, epochs=len(history),
             stopped_early=len(history) < recipe.epochs, train_seconds=float(len(history)), resumed_from_epoch=0,
-            images_per_second=1.0, device="cpu", compile_seconds=0.0, val_correct=""))()
+            images_per_second=1.0, device="cpu", compile_seconds=0.0, val_correct="", precision=recipe.precision,
+            memory_format="nchw", threads=1))()
 
     monkeypatch.setattr(sweep_module, "train", fake_train)
 

@@ -35,7 +35,8 @@ def recipes_trained(monkeypatch):
         seen.append(recipe)
         return SimpleNamespace(val_accuracy=0.5, test_accuracy=0.5, epochs=recipe.epochs, train_seconds=0.01,
                                resumed_from_epoch=0, images_per_second=1.0, device="cpu", compile_seconds=0.0,
-                               stopped_early=False, val_correct="")
+                               stopped_early=False, val_correct="", precision=recipe.precision,
+                               memory_format="nchw", threads=1)
 
     monkeypatch.setattr(sweep_module, "train", fake_train)
     return seen

@@ -43,6 +43,9 @@ def cmd_confirm(args: argparse.Namespace) -> None:
     records = [TrialRecord.from_attrs(_attrs(storage, location, n)) for n in numbers]
     seeds = [config.seed + i for i in range(1, args.seeds + 1)]
     runs = plan_runs(records, numbers, seeds, args.epochs)
+    from resnet_bench.cpu import use_threads
+
+    use_threads(args.threads)
     with _ConfirmProgress(len(runs)) as progress:
         summary = confirm(config, location, runs, device=args.device, on_run_start=progress.run_start,
                           on_epoch=progress.epoch, on_run_end=progress.run_end)

@@ -86,9 +86,14 @@ def _source_label(result: Any) -> str:
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
+    from resnet_bench.devices import parse_memory_format
     from resnet_bench.profiling import profile
 
     speed = args.latency or args.train
+    if speed:
+        from resnet_bench.cpu import use_threads
+
+        use_threads(args.threads)
     results = []
     with status_spinner(f"profiling {len(args.models)} model(s)"):
         for model in args.models:
@@ -97,6 +102,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
                     model, input_size=args.input_size, in_channels=args.in_channels, speed=speed,
                     device=args.device, dtype=args.dtype, batch_size=args.batch_size, runs=args.runs, train=args.train,
                     stages=args.by_stage or args.format == "json",
+                    channels_last=parse_memory_format(args.memory_format),
                 )
             )
     if args.format == "json":
@@ -130,6 +136,7 @@ def _print_profiles(results: list[Any], by_stage: bool) -> None:
         lines += [
             ("device", lambda p: p.speed.device),
             ("dtype", lambda p: p.speed.dtype),
+            ("memory format", lambda p: p.speed.memory_format),
             ("CPU threads", lambda p: str(p.speed.threads)),
             ("latency, batch 1, ms (IQR)", lambda p: f"{p.speed.latency_ms:.2f} ({p.speed.latency_iqr_ms:.2f})"),
             (f"img/s, batch {results[0].speed.batch_size}", lambda p: f"{p.speed.throughput:,.0f}"),

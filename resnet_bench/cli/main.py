@@ -51,9 +51,15 @@ def _positive_int(flag: str) -> Callable[[str], int]:
     return parse
 
 
+def _add_threads(parser: argparse.ArgumentParser, default: str = "the machine's physical cores") -> None:
+    parser.add_argument("--threads", type=_positive_int("--threads"),
+                        help=f"torch's CPU threads (intra-op; inter-op is 1) (default: {default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
-    from resnet_bench.devices import DTYPES
+    from resnet_bench.devices import DTYPES, MEMORY_FORMATS
+    from resnet_bench.recipe import PRECISIONS
 
     parser = _Parser(prog="resnet-bench", description="Accuracy against compute for residual networks.")
     parser.add_argument("--version", action="version", version=f"resnet-bench {__version__}")
@@ -84,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--train", action="store_true", help="also measure training throughput (implies --latency)")
     speed.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     speed.add_argument("--batch-size", type=_positive_int("--batch-size"), default=64, help="for throughput (64)")
-    speed.add_argument("--dtype", choices=DTYPES, default="float32", help="float32, or an autocast dtype")
+    speed.add_argument("--dtype", choices=DTYPES, default="float32",
+                       help="float32 (default), an autocast dtype, or auto: what training would use here")
+    speed.add_argument("--memory-format", choices=MEMORY_FORMATS, default="nchw",
+                       help="nchw (default), channels_last, or auto: what training would use here")
+    _add_threads(speed)
     speed.add_argument("--runs", type=_positive_int("--runs"), default=10, help="timed runs per figure (10)")
     _add_format(profile)
     profile.set_defaults(func=cmd_profile)
@@ -99,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int("--epochs"), help="override the recipe's epochs")
     train.add_argument("--batch-size", type=_positive_int("--batch-size"), help="override the recipe's batch size")
     train.add_argument("--lr", type=float, help="override the recipe's learning rate (per 128 images of batch)")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="auto (the recipe's default: bf16 on CUDA and on CPUs with native bf16, else fp32), "
+                            "bf16 or fp32")
+    train.add_argument("--memory-format", choices=MEMORY_FORMATS,
+                       help="auto (the recipe's default: the device's faster one), channels_last or nchw")
+    _add_threads(train)
     train.add_argument("--compile", action="store_true",
                        help="torch.compile the model (its compile time is reported apart from training time)")
     train.add_argument("--seed", type=int, default=0, help="weights, validation split, shuffling (0)")
@@ -125,11 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "report in DIR/S/ (reports)")
     sweep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     sweep.add_argument("--workers", type=_positive_int("--workers"),
-                       help="worker processes on this machine sharing the study, pinned round-robin to the GPUs (1)")
+                       help="worker processes on this machine sharing the study, pinned round-robin to the GPUs "
+                            "(default: chosen from the cores, the GPUs and the study's max_gflops, see the README)")
     sweep.add_argument("--trials-per-gpu", type=_positive_int("--trials-per-gpu"), metavar="K",
                        help="K worker processes on each GPU, training side by side (instead of --workers)")
-    sweep.add_argument("--threads", type=_positive_int("--threads"),
-                       help="CPU threads per worker (default: the machine's cores divided among the workers)")
+    _add_threads(sweep, "the physical cores divided among the workers")
     sweep.add_argument("--heartbeat", type=_positive_int("--heartbeat"), default=30, metavar="SECONDS",
                        help="a worker silent for twice this long is presumed dead: its trial is retried (30)")
     sweep.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
@@ -165,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--out", default="reports", metavar="DIR",
                          help="the folder of studies, as for sweep: study S lives in DIR/S/ (reports)")
     confirm.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_threads(confirm)
     _add_format(confirm)
     confirm.set_defaults(func=cmd_confirm)
 
@@ -172,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT",
                           help="a file that `resnet-bench train --save PATH` wrote (weights, spec, recipe, metrics)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_threads(evaluate)
     _add_format(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
     for command in sub.choices.values():  # `--debug` after the command too (the default stays the main parser's)

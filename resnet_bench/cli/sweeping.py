@@ -24,26 +24,36 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         return
     import torch
 
+    from resnet_bench.cpu import idle_cores, physical_cores, use_threads
     from resnet_bench.devices import resolve_device
     from resnet_bench.files import check_writable
     from resnet_bench.search.study import open_study
     from resnet_bench.search.sweep import Sweep
-    from resnet_bench.search.workers import check_latency_alone, plan_workers, run_workers, threads_per_worker
+    from resnet_bench.search.workers import WorkerPlan, check_latency_alone, run_workers, worker_plan
 
     resolve_device(args.device)  # checked before anything is created
     gpus = torch.cuda.device_count() if args.device != "cpu" else 0
-    plan = plan_workers(args.workers, args.trials_per_gpu, gpus)
-    check_latency_alone(config, plan, gpus)
+    budget = args.n_trials or config.n_trials
+    if args.worker_index:  # a worker of a parent sweep: this process, the threads the parent chose
+        plan = WorkerPlan((None,), args.threads or physical_cores(), "a worker of a parent sweep")
+    else:
+        plan = worker_plan(workers=args.workers, trials_per_gpu=args.trials_per_gpu, threads=args.threads,
+                           cores=physical_cores(), gpus=gpus, largest_gflops=config.constraints.get("max_gflops"),
+                           needs_latency=config.needs_latency, n_trials=budget,
+                           idle=None if args.threads else idle_cores())
+        check_latency_alone(config, plan, gpus)
     location = locate_study(args.study_name or config.name, storage=args.storage, out=args.out)
     check_writable(location.folder)  # the states and the report go there: exit 2 now, not after training
-    budget = args.n_trials or config.n_trials
-    torch.set_num_threads(threads_per_worker(args.threads, len(plan)))
-    if len(plan) > 1:
+    use_threads(plan.threads)
+    if plan.workers > 1:
         # The parent makes the study (and enqueues the baselines) once; the workers join it.
         location.make_folder()
         open_study(config, location.storage, location.name, heartbeat_seconds=args.heartbeat)
+        StderrProgress().console.print(
+            f"{plural(plan.workers, 'worker process', 'worker processes')} of {plural(plan.threads, 'thread')} each: "
+            f"{plan.why} (--workers and --threads to choose)", highlight=False, soft_wrap=True)
         summary = run_workers(args.study_file, location, args.out, budget, plan, device=args.device,
-                              threads=args.threads, heartbeat=args.heartbeat, timeout_minutes=args.timeout)
+                              heartbeat=args.heartbeat, timeout_minutes=args.timeout)
     else:
         with _SweepProgress(budget, worker=args.worker_index) as progress:
             sweep = Sweep(config, location, device=args.device, worker=args.worker_index,

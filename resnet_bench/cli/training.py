@@ -14,8 +14,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from resnet_bench.checkpoint import save_checkpoint
+    from resnet_bench.cpu import use_threads
     from resnet_bench.data import load_dataset, split
-    from resnet_bench.devices import resolve_device
+    from resnet_bench.devices import parse_memory_format, resolve_device
     from resnet_bench.models import build_model
     from resnet_bench.presets import resolve
     from resnet_bench.recipe import get_recipe
@@ -24,8 +25,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.lr is not None and args.lr < 0:
         raise BadInputError(f"--lr {args.lr} is not accepted; the learning rate must be >= 0")
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                        compile=True if args.compile else None)
+                        compile=True if args.compile else None, precision=args.precision,
+                        channels_last=parse_memory_format(args.memory_format) if args.memory_format else None)
     device = resolve_device(args.device)
+    use_threads(args.threads)
     base = resolve(args.model)
     data = split(load_dataset(args.dataset, image_size=args.image_size), val_size=args.val_size, seed=args.seed)
     spec = spec_for_data(base, data)
@@ -48,6 +51,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from resnet_bench.checkpoint import load_checkpoint
+    from resnet_bench.cpu import use_threads
     from resnet_bench.data import load_dataset, split
     from resnet_bench.devices import resolve_device
     from resnet_bench.models import build_model
@@ -55,17 +59,26 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     checkpoint = load_checkpoint(args.checkpoint)
     device = resolve_device(args.device)
+    use_threads(args.threads)
     model = build_model(checkpoint.spec)
     model.load_state_dict(checkpoint.state_dict, strict=True)
     model.to(device)
     data = split(load_dataset(checkpoint.dataset, image_size=checkpoint.image_size), val_size=checkpoint.val_size,
                  seed=checkpoint.split_seed)
+    # Measured as it was trained: in its precision and memory format (a checkpoint of an earlier release has
+    # neither: auto was then bf16 on CUDA and fp32 on the CPU).
+    saved = checkpoint.metrics
+    recipe_precision = saved.get("recipe", {}).get("precision", "auto")
+    precision = saved.get("precision") or (recipe_precision if recipe_precision != "auto" else
+                                            "bf16" if str(saved.get("device", "")).startswith("cuda") else "fp32")
+    bf16, channels_last = precision == "bf16", saved.get("memory_format") == "channels_last"
     row = {
         "checkpoint": args.checkpoint, "spec": checkpoint.spec.format(), "dataset": checkpoint.dataset,
-        "val_accuracy": accuracy(model, data.val, data, device),
-        "test_accuracy": accuracy(model, data.test, data, device),
+        "val_accuracy": accuracy(model, data.val, data, device, channels_last, bf16),
+        "test_accuracy": accuracy(model, data.test, data, device, channels_last, bf16),
         "saved_val_accuracy": checkpoint.metrics["val_accuracy"],
-        "saved_test_accuracy": checkpoint.metrics["test_accuracy"], "device": str(device),
+        "saved_test_accuracy": checkpoint.metrics["test_accuracy"], "device": str(device), "precision": precision,
+        "memory_format": saved.get("memory_format", "nchw"),
     }
     if args.format != "table":
         print_records([row], args.format)
@@ -96,7 +109,7 @@ def _print_training(summary: dict[str, Any], history: list[dict[str, Any]]) -> N
         f"validation accuracy {summary['val_accuracy']:.2%}, test accuracy {summary['test_accuracy']:.2%} "
         f"(test is reported, never used for selection); {summary['epochs']} epochs, "
         f"{summary['train_seconds']:.1f} s of training, {summary['images_per_second']:,.0f} images/s on "
-        f"{summary['device']} ({summary['threads']} threads)"
+        f"{summary['device']} ({summary['threads']} threads, {summary['precision']}, {summary['memory_format']})"
         + (f"; torch.compile took {summary['compile_seconds']:.1f} s apart" if summary["compile_seconds"] else ""),
         highlight=False,
     )

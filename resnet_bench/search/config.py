@@ -20,7 +20,7 @@ from typing import Any
 from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
 from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
-from resnet_bench.recipe import RECIPES, Recipe, RecipeError, get_recipe
+from resnet_bench.recipe import PRECISIONS, RECIPES, Recipe, RecipeError, get_recipe
 from resnet_bench.spec import BLOCKS, SHORTCUTS, STEMS, STRIDE_ON
 
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -100,7 +100,7 @@ _RECIPE: dict[str, tuple[str, Any, str]] = {
     "warmup_epochs": ("float", lambda v: _is_number(v) and v >= 0, "numbers >= 0"),
     "schedule": ("str", lambda v: v in ("step", "cosine", "linear", "constant"), "step, cosine, linear or constant"),
     "label_smoothing": ("float", lambda v: _is_number(v) and 0 <= v <= 1, "numbers in [0, 1]"),
-    "precision": ("str", lambda v: v in ("auto", "bf16", "fp32"), "auto, bf16 or fp32"),
+    "precision": ("str", lambda v: v in PRECISIONS, ", ".join(PRECISIONS)),
     "channels_last": ("bool", lambda v: isinstance(v, bool), "true or false"),
     "compile": ("bool", lambda v: isinstance(v, bool), "true or false"),
 }

@@ -65,6 +65,8 @@ def plan_runs(trials: list[TrialRecord], numbers: list[int], seeds: list[int],
     for number, record in by_number.items():
         for seed in seeds:
             recipe = {**(record.recipe or {}), "seed": seed, **({"epochs": epochs} if epochs else {})}
+            if recipe.get("precision") == "auto" and record.trained_precision():  # as the search trained it
+                recipe["precision"] = record.trained_precision()
             runs.append(ConfirmRun(number=number, baseline=record.baseline, spec=record.spec, recipe=recipe,
                                    seed=seed))
     return runs
@@ -129,7 +131,7 @@ def confirm(
             epochs=result.epochs, resumed_from_epoch=result.resumed_from_epoch, train_seconds=result.train_seconds,
             images_per_second=result.images_per_second, compile_seconds=result.compile_seconds,
             device=device_name(resolved), threads=torch.get_num_threads(), torch_version=str(torch.__version__),
-            resnet_bench_version=__version__,
+            resnet_bench_version=__version__, precision=result.precision, memory_format=result.memory_format,
         )
         storage.set_study_user_attr(study_id, run.key, record.to_attrs())
         Path(state).unlink(missing_ok=True)

@@ -59,12 +59,24 @@ class TrialRecord:
     overhead_seconds: float | None = None  # trial_seconds less the training call: sampling, cost, storage
     device: str = ""  # cpu, or cuda:N with the GPU's name
     threads: int | None = None  # CPU threads torch used
+    precision: str = ""  # what it trained in, the recipe's auto resolved: bf16 (autocast) or fp32 (trained_precision)
+    memory_format: str = ""  # channels_last or nchw
     torch_version: str = ""
     resnet_bench_version: str = ""
 
     def to_attrs(self) -> dict[str, Any]:
         """The fields that are set, as storage attributes."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != ""}
+
+    def trained_precision(self) -> str:
+        """bf16 or fp32: as stored, else (a trial of a release that did not store it) what its recipe's precision
+        meant then: auto was bf16 autocast on CUDA and fp32 on the CPU; "" when it never trained."""
+        if self.precision:
+            return self.precision
+        precision = (self.recipe or {}).get("precision", "auto")
+        if precision != "auto":
+            return precision
+        return ("bf16" if self.device.startswith("cuda") else "fp32") if self.device else ""
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
@@ -90,6 +102,7 @@ TRIAL_COLUMNS: tuple[str, ...] = (
     "params", "gflops", "gflops_total", "activations", "latency_ms", "val_accuracy", "val_images",
     "test_accuracy", "test_images", "epochs", "recipe_epochs", "resumed_from_epoch", "train_seconds", "compile_seconds",
     "images_per_second", "trial_seconds", "started", "completed", "seed", "dataset", "input_size", "device",
+    "threads", "precision", "memory_format",
 )
 
 

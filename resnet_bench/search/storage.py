@@ -24,6 +24,8 @@ STUDY_DB = "study.db"
 DEFAULT_HEARTBEAT_SECONDS = 30  # a killed worker's trial is failed and retried after twice this
 # The study's attributes in the storage (a contract with stored studies: never rename them).
 FINGERPRINT, FINGERPRINT_PARTS, STUDY_FILE = "fingerprint", "fingerprint_parts", "study_file"
+# The precision the study's `auto` recipe trains in, resolved once (search/study.py: study_precision).
+PRECISION = "precision"
 SETTINGS_HISTORY = "settings_history"  # [{at, n_trials, constraints, reference_point, ...}], one per change
 POSTGRES_FIX = "pip install 'resnet-bench[postgres]'"
 

@@ -13,6 +13,7 @@ import datetime
 import json
 import tomllib
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -25,6 +26,7 @@ from resnet_bench.search.storage import (
     DEFAULT_HEARTBEAT_SECONDS,
     FINGERPRINT,
     FINGERPRINT_PARTS,
+    PRECISION,
     SETTINGS_HISTORY,
     STUDY_FILE,
     open_storage,
@@ -89,6 +91,26 @@ def open_study(
             params = baseline_params(resolve_model(baseline), config)
             study.enqueue_trial(params, user_attrs={"baseline": baseline, BASELINE_PARAMS: sorted(params)})
     return study
+
+
+def study_precision(study: optuna.Study, resolve: Callable[[], str]) -> str:
+    """bf16 or fp32: what a study whose recipe says `precision = "auto"` trains in, on every worker and machine.
+
+    `auto` depends on the machine (bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere), and accuracies
+    trained in different precisions are not alike; so the study resolves it once, with `resolve` (the first
+    worker's device), stores it, and every later worker trains in it whatever its own machine would choose. A study
+    of an earlier release keeps what its trained trials trained in.
+    """
+    stored = study.user_attrs.get(PRECISION)
+    if stored in ("bf16", "fp32"):
+        return stored
+    from resnet_bench.search.records import TrialRecord
+
+    earlier = [record.trained_precision() for record in (TrialRecord.from_attrs(t.user_attrs)
+               for t in study.get_trials(deepcopy=False)) if (record.recipe or {}).get("precision") == "auto"]
+    chosen = next((p for p in earlier if p), None) or resolve()  # the first trained trial's, else this machine's
+    study.set_user_attr(PRECISION, chosen)
+    return chosen
 
 
 def check_same_conditions(config: StudyConfig, stored_parts: dict[str, Any], name: str) -> None:

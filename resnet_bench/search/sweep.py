@@ -23,7 +23,7 @@ import torch
 
 from resnet_bench import __version__
 from resnet_bench.data import Splits, load_dataset, split
-from resnet_bench.devices import device_name, resolve_device
+from resnet_bench.devices import device_name, resolve_device, resolve_precision
 from resnet_bench.errors import BadInputError
 from resnet_bench.models import build_model
 from resnet_bench.presets import resolve as resolve_model
@@ -41,7 +41,7 @@ from resnet_bench.search.space import (
     suggest_baseline,
 )
 from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
-from resnet_bench.search.study import open_study
+from resnet_bench.search.study import open_study, study_precision
 from resnet_bench.spec import ResNetSpec, SpecError
 from resnet_bench.train import EpochMetrics, spec_for_data, train
 from resnet_bench.units import metric_value
@@ -101,6 +101,8 @@ class Sweep:
         location.make_folder()
         self.study = open_study(config, location.storage, location.name, worker=worker,
                                 heartbeat_seconds=heartbeat_seconds)
+        # What `precision = "auto"` trains in, the same for every trial of the study, whichever machine runs it.
+        self.precision = study_precision(self.study, lambda: resolve_precision("auto", self.device))
         self.data: Splits = split(
             load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size, seed=config.seed
         )
@@ -205,7 +207,7 @@ class Sweep:
         try:
             torch.manual_seed(self.config.seed)
             training_started = time.perf_counter()
-            result = train(build_model(spec), self.data, recipe, self.device,
+            result = train(build_model(spec), self.data, self.as_trained(recipe), self.device,
                            callback=self._epoch_callback(trial, recipe, record), state_path=record.state_file,
                            on_batch=self.on_batch)
             training = time.perf_counter() - training_started
@@ -224,11 +226,19 @@ class Sweep:
         record.resumed_from_epoch = result.resumed_from_epoch
         record.images_per_second, record.device = result.images_per_second, result.device
         record.compile_seconds = result.compile_seconds
+        record.precision, record.memory_format, record.threads = result.precision, result.memory_format, result.threads
         record.status = STOPPED if result.stopped_early else TRAINED
         record.trial_seconds = time.perf_counter() - started
         record.overhead_seconds = record.trial_seconds - training
         _store(trial, record)
         return [float(getattr(record, o.metric)) for o in self.config.objectives]
+
+    def as_trained(self, recipe: Recipe) -> Recipe:
+        """The recipe as this study trains it: `auto` precision resolved as the study resolved it (the record keeps
+        the recipe as sampled, and the resolved precision beside it)."""
+        if recipe.precision != "auto":
+            return recipe
+        return dataclasses.replace(recipe, precision=self.precision)
 
     def _epoch_callback(self, trial: optuna.Trial, recipe: Recipe,
                         record: TrialRecord) -> Callable[[int, EpochMetrics], bool]:

@@ -102,6 +102,7 @@ def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "number": trial.number, "state": trial.state.name.lower(), "status": status, "reason": reason,
         "is_baseline": bool(record.baseline),
         "recipe_epochs": (record.recipe or {}).get("epochs"),
+        "precision": record.trained_precision() or None,  # a trial of an earlier release: what it trained in
         "started": trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else None,
         "completed": trial.datetime_complete.isoformat(timespec="seconds") if trial.datetime_complete else None,
     }

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 from resnet_bench.errors import BadInputError
 from resnet_bench.search.config import StudyConfig
@@ -38,23 +39,80 @@ def plan_workers(workers: int | None, trials_per_gpu: int | None, gpus: int) -> 
     return [i % gpus if gpus else None for i in range(workers or 1)]
 
 
-def check_latency_alone(config: StudyConfig, plan: list[int | None], gpus: int) -> None:
+def check_latency_alone(config: StudyConfig, plan: WorkerPlan, gpus: int) -> None:
     """A latency measured while other trials share the device is not the network's latency: refuse that plan."""
-    if config.needs_latency and len(plan) > max(gpus, 1):
+    if config.needs_latency and plan.workers > max(gpus, 1):
         raise BadInputError(
-            f"latency_ms is measured alone, and {len(plan)} worker processes would share "
+            f"latency_ms is measured alone, and {plan.workers} worker processes would share "
             f"{'a GPU' if gpus else 'the CPU'}; a study with a latency objective or max_latency_ms runs one worker "
             "per device (drop --workers/--trials-per-gpu, or the latency from the study file)")
 
 
-def threads_per_worker(threads: int | None, workers: int) -> int:
-    """CPU threads for each worker: as asked, else the machine's cores divided among the workers."""
-    return threads or max(1, (os.cpu_count() or 1) // workers)
+# GFLOPs per image below which single-thread workers train more images per hour than workers of 2 threads: two
+# 1-thread workers against one 2-thread worker on 2 cores, bf16 channels_last, 1.16x to 1.50x from 0.006 to
+# 1.5 GFLOPs, 1.05x at 4.0 (benchmarks/cpu_speed.py, README "CPU speed").
+SMALL_NETWORK_GFLOPS = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """The worker processes a sweep command runs here: the GPU of each (None: the CPU), their threads, and why."""
+
+    devices: tuple[int | None, ...]
+    threads: int  # torch intra-op threads in each worker (inter-op: 1)
+    why: str  # the rule that chose them, in words
+
+    @property
+    def workers(self) -> int:
+        return len(self.devices)
+
+
+def worker_plan(*, workers: int | None, trials_per_gpu: int | None, threads: int | None, cores: int, gpus: int,
+                largest_gflops: float | None, needs_latency: bool, n_trials: int | None,
+                idle: int | None = None) -> WorkerPlan:
+    """The workers and threads of a sweep: as asked (`--workers`, `--trials-per-gpu`, `--threads`), else the rule.
+
+    - A study that measures latency: one worker per device, all cores (latency is measured alone).
+    - GPUs: one worker per GPU.
+    - CPU, small networks (the study's max_gflops under SMALL_NETWORK_GFLOPS): one single-thread worker per physical
+      core. A small network's convolutions keep a second thread poorly busy, while a second worker is a whole core.
+    - CPU, larger networks (or no bound on GFLOPs): workers of 2 threads (4 on 8 cores or more), so that each
+      convolution is split a few ways and several trials still run at once.
+    Never more workers than trials, never more threads in all than physical cores, and no worker more threads than
+    the `idle` cores that other processes leave (cpu.idle_cores): a thread that shares its core with another busy
+    process holds up every parallel region of its worker.
+    """
+    def share(n: int) -> int:
+        return threads or max(1, min(cores // n, idle or cores))
+
+    if workers is not None or trials_per_gpu is not None:
+        devices = tuple(plan_workers(workers, trials_per_gpu, gpus))
+        return WorkerPlan(devices, share(len(devices)), "as asked")
+
+    def capped(n: int) -> int:
+        return max(1, min(n, n_trials)) if n_trials else max(1, n)
+
+    if needs_latency:
+        devices = tuple(plan_workers(None, None, gpus))
+        return WorkerPlan(devices, share(1), "latency is measured alone: one worker")
+    if gpus:
+        devices = tuple(plan_workers(capped(gpus), None, gpus))
+        return WorkerPlan(devices, share(len(devices)), f"one worker per GPU ({gpus})")
+    if largest_gflops is not None and largest_gflops < SMALL_NETWORK_GFLOPS:
+        n = capped(cores)
+        return WorkerPlan((None,) * n, share(n), f"networks under {SMALL_NETWORK_GFLOPS:g} GFLOPs (the study's "
+                                                 f"max_gflops {largest_gflops:g}), one single-thread worker per "
+                                                 "physical core")
+    per = min(cores, 4 if cores >= 8 else 2)
+    n = capped(cores // per)
+    bound = "no max_gflops" if largest_gflops is None else f"max_gflops {largest_gflops:g}"
+    return WorkerPlan((None,) * n, share(n), f"networks of {SMALL_NETWORK_GFLOPS:g} GFLOPs or more ({bound}), "
+                                             f"workers of {per} threads")
 
 
 def run_workers(
-    study_file: str | None, location: StudyLocation, out: str, budget: int, plan: list[int | None], *,
-    device: str, threads: int | None, heartbeat: int, timeout_minutes: float | None,
+    study_file: str | None, location: StudyLocation, out: str, budget: int, plan: WorkerPlan, *,
+    device: str, heartbeat: int, timeout_minutes: float | None,
 ) -> SweepSummary:
     """Start one worker process per entry of `plan`, each with its share of `budget`, and add up their summaries.
 
@@ -63,15 +121,14 @@ def run_workers(
     on the same study.
     """
     started = time.perf_counter()
-    per_worker = threads_per_worker(threads, len(plan))
     workers = []
-    for i, gpu in enumerate(plan):
-        share = budget // len(plan) + (i < budget % len(plan))
+    for i, gpu in enumerate(plan.devices):
+        share = budget // plan.workers + (i < budget % plan.workers)
         if share == 0:
             continue
         command = [sys.executable, "-m", "resnet_bench", "sweep", *([study_file] if study_file else []),
                    "--storage", location.storage, "--study-name", location.name, "--out", out,
-                   "--n-trials", str(share), "--device", device, "--threads", str(per_worker),
+                   "--n-trials", str(share), "--device", device, "--threads", str(plan.threads),
                    "--heartbeat", str(heartbeat), "--worker-index", str(i + 1)]
         if timeout_minutes:
             command += ["--timeout", str(timeout_minutes)]
