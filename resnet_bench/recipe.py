@@ -137,6 +137,17 @@ def lr_factor(recipe: Recipe, steps_per_epoch: int, total: int) -> Callable[[int
     return factor
 
 
+def precision_trained(stored: str, recipe_precision: str, device: str) -> str:
+    """bf16 or fp32: what a run trained in, as its record or checkpoint stored it; for a run of a release that did
+    not store it, what its recipe's precision meant then (auto: bf16 autocast on CUDA, fp32 on the CPU); "" for a
+    run without a device (never trained)."""
+    if stored:
+        return stored
+    if recipe_precision != "auto":
+        return recipe_precision
+    return ("bf16" if device.startswith("cuda") else "fp32") if device else ""
+
+
 def describe_recipe(name: str, recipe: Recipe) -> str:
     """A recipe in words: the named recipe it started from and the fields that differ from it."""
     named = RECIPES[name].to_dict() if name in RECIPES else {}

@@ -323,3 +323,12 @@ def test_workers_that_start_together_each_find_the_folder_writable(tmp_path):
     for t in threads:
         t.join()
     assert errors == [] and list((tmp_path / "study").iterdir()) == []
+
+
+def test_what_a_run_of_an_earlier_release_trained_in():
+    """Records and checkpoints before this release stored no precision: auto then meant bf16 on CUDA only."""
+    from resnet_bench.recipe import precision_trained
+
+    assert precision_trained("bf16", "auto", "cpu") == "bf16"  # stored: as stored
+    assert precision_trained("", "auto", "cpu") == "fp32" and precision_trained("", "auto", "cuda:0 (H100)") == "bf16"
+    assert precision_trained("", "bf16", "cpu") == "bf16" and precision_trained("", "auto", "") == ""

@@ -55,6 +55,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from resnet_bench.data import load_dataset, split
     from resnet_bench.devices import resolve_device
     from resnet_bench.models import build_model
+    from resnet_bench.recipe import precision_trained
     from resnet_bench.train import accuracy
 
     checkpoint = load_checkpoint(args.checkpoint)
@@ -68,9 +69,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     # Measured as it was trained: in its precision and memory format (a checkpoint of an earlier release has
     # neither: auto was then bf16 on CUDA and fp32 on the CPU).
     saved = checkpoint.metrics
-    recipe_precision = saved.get("recipe", {}).get("precision", "auto")
-    precision = saved.get("precision") or (recipe_precision if recipe_precision != "auto" else
-                                            "bf16" if str(saved.get("device", "")).startswith("cuda") else "fp32")
+    precision = precision_trained(saved.get("precision", ""), saved.get("recipe", {}).get("precision", "auto"),
+                                  str(saved.get("device", "cpu")))
     bf16, channels_last = precision == "bf16", saved.get("memory_format") == "channels_last"
     row = {
         "checkpoint": args.checkpoint, "spec": checkpoint.spec.format(), "dataset": checkpoint.dataset,

@@ -13,6 +13,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from resnet_bench.recipe import precision_trained
+
 # A trial's status, beside Optuna's own state: trained (complete, the recipe's every epoch), stopped (early
 # stopping ended it at a rung: its values are that rung's; never on the front), infeasible (outside the
 # constraints, or a combination the generator refuses: never trained), duplicate (the same network and recipe as
@@ -71,12 +73,7 @@ class TrialRecord:
     def trained_precision(self) -> str:
         """bf16 or fp32: as stored, else (a trial of a release that did not store it) what its recipe's precision
         meant then: auto was bf16 autocast on CUDA and fp32 on the CPU; "" when it never trained."""
-        if self.precision:
-            return self.precision
-        precision = (self.recipe or {}).get("precision", "auto")
-        if precision != "auto":
-            return precision
-        return ("bf16" if self.device.startswith("cuda") else "fp32") if self.device else ""
+        return precision_trained(self.precision, (self.recipe or {}).get("precision", "auto"), self.device)
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
