@@ -52,12 +52,14 @@ def main() -> None:
         saved = plain.train_seconds - comp.train_seconds
         per_epoch = saved / args.epochs
         row = {"network": line, "threads": threads, "precision": plain.precision, "epochs": args.epochs,
-               "plain_train_seconds": round(plain.train_seconds, 1), "compiled_train_seconds": round(comp.train_seconds, 1),
+               "plain_train_seconds": round(plain.train_seconds, 1),
+               "compiled_train_seconds": round(comp.train_seconds, 1),
                "compile_seconds": round(comp.compile_seconds, 1), "saved_seconds": round(saved, 1),
                "break_even_epochs": round(comp.compile_seconds / per_epoch, 1) if per_epoch > 0 else None,
                "val_plain": plain.val_accuracy, "val_compiled": comp.val_accuracy}
         rows.append(row)
-        print(f"{line[:60]:60} plain {row['plain_train_seconds']:6.1f} s, compiled {row['compiled_train_seconds']:6.1f} s "
+        print(f"{line[:60]:60} plain {row['plain_train_seconds']:6.1f} s, "
+              f"compiled {row['compiled_train_seconds']:6.1f} s "
               f"+ {row['compile_seconds']:5.1f} s compiling; saves {saved:5.1f} s; break-even "
               f"{row['break_even_epochs'] if row['break_even_epochs'] is not None else 'never'} epochs", flush=True)
     if args.json:

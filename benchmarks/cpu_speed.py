@@ -119,7 +119,8 @@ def main() -> None:
                                                    args.batch_size))
     rows = []
     if cases:
-        print(f"\n{'network':20} {'GFLOPs':>7} {'thr':>3} {'precision':9} {'format':13} {'img/s':>8} {'vs fp32 nchw':>12}")
+        print(f"\n{'network':20} {'GFLOPs':>7} {'thr':>3} {'precision':9} {'format':13} {'img/s':>8} "
+              f"{'vs fp32 nchw':>12}")
     for name in networks if cases else ():
         gflops = count_on_meta(f"{NETWORKS[name]},in_channels=1", 28).gflops
         for threads in thread_counts:
@@ -143,7 +144,8 @@ def main() -> None:
                 into.append(run(name, count, threads, args))
         gflops = count_on_meta(f"{NETWORKS[name]},in_channels=1", 28).gflops
         a, b = statistics.median(one), statistics.median(two)
-        rows.append({"part": "workers", "network": name, "gflops": round(gflops, 4), "one_worker_2_threads": round(a, 1),
+        rows.append({"part": "workers", "network": name, "gflops": round(gflops, 4),
+                     "one_worker_2_threads": round(a, 1),
                      "two_workers_1_thread": round(b, 1), "ratio": round(b / a, 2)})
         print(f"{name:20} {gflops:7.4f} {a:14.1f} {b:13.1f} {b / a:5.2f}x")
     if args.json:

@@ -64,7 +64,8 @@ def sweep(out: Path, seed: int, old: bool) -> dict:
     return {"name": name, "seed": seed, "settings": "before" if old else "after", "seconds": round(seconds, 1),
             "trained": len(trained), "train_seconds": round(float(trained["train_seconds"].sum()), 1),
             "hypervolume": round(float(report.hypervolume), 6), "precision": sorted(set(trained["precision"])),
-            "threads": sorted({int(t) for t in trained["threads"]}), "best_val": round(float(trained["val_accuracy"].max()), 4),
+            "threads": sorted({int(t) for t in trained["threads"]}),
+            "best_val": round(float(trained["val_accuracy"].max()), 4),
             "storage": storage}
 
 
@@ -130,12 +131,15 @@ def main() -> None:
         print(f"the same {len(first['val_accuracy'])} networks: before {before['seconds']:.1f} s, today's defaults "
               f"{first['seconds']:.1f} s: {before['seconds'] / first['seconds']:.2f}x faster")
         rows = [{"spec": spec, "fp32": fp32, "bf16": first["val_accuracy"][spec],
-                 "bf16_next_seed": same[-1]["val_accuracy"].get(spec)} for spec, fp32 in first["source_val_accuracy"].items()]
+                 "bf16_next_seed": same[-1]["val_accuracy"].get(spec)}
+                for spec, fp32 in first["source_val_accuracy"].items()]
         for r in rows:
-            print(f"  fp32 {r['fp32']:.2%}  bf16 {r['bf16']:.2%}  bf16 next seed {r['bf16_next_seed']:.2%}  {r['spec'][:70]}")
+            print(f"  fp32 {r['fp32']:.2%}  bf16 {r['bf16']:.2%}  bf16 next seed {r['bf16_next_seed']:.2%}  "
+                  f"{r['spec'][:70]}")
         gap = [r["bf16"] - r["fp32"] for r in rows]
         spread = [r["bf16_next_seed"] - r["bf16"] for r in rows if r["bf16_next_seed"] is not None]
-        print(f"bf16 - fp32, same seed: mean {statistics.mean(gap):+.2%}, mean |.| {statistics.mean(map(abs, gap)):.2%}, "
+        print(f"bf16 - fp32, same seed: mean {statistics.mean(gap):+.2%}, "
+              f"mean |.| {statistics.mean(map(abs, gap)):.2%}, "
               f"max |.| {max(map(abs, gap)):.2%}; next seed - seed, bf16: mean |.| "
               f"{statistics.mean(map(abs, spread)):.2%}, max |.| {max(map(abs, spread)):.2%}")
         figures["same"] = {"before_seconds": before["seconds"], "runs": same, "rows": rows,

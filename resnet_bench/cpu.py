@@ -127,7 +127,7 @@ def probe_bf16_speedup(repeats: int = 5) -> float:
     return statistics.median(fp32) / statistics.median(bf16)
 
 
-# -- threads and workers ------------------------------------------------------------------------------------
+# -- cores and threads ---------------------------------------------------------------------------------------
 
 def physical_cores() -> int:
     """Physical cores this process may run on (logical CPUs in its affinity mask, less SMT siblings)."""
@@ -202,7 +202,7 @@ def _cpu_times() -> dict[int, tuple[int, int]]:
 def use_threads(threads: int | None) -> int:
     """Set this process's threads as asked, else to the physical cores that other processes leave idle; return
     the number: what every command that computes with torch calls first. Never more threads than idle cores:
-    beside a process that keeps one of 2 cores busy, 2 threads trained resnet20 33x slower than alone (each
+    beside a process that keeps one of 2 cores busy, 2 threads trained resnet20 27x slower than alone (each
     parallel region waits for the thread that shares its core), 1 thread as fast as alone (README, "CPU speed")."""
     chosen = threads or idle_cores()
     set_threads(chosen)

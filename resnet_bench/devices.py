@@ -101,7 +101,7 @@ def memory_format_name(channels_last: bool) -> str:
 
 
 def parse_memory_format(name: str) -> bool | None:
-    """A --memory-format value as the recipe's channels_last field: auto -> None, channels_last -> True, nchw -> False."""
+    """A --memory-format value as the recipe's channels_last field: auto None, channels_last True, nchw False."""
     if name not in MEMORY_FORMATS:
         raise BadInputError(f"memory format {name!r} is not accepted; use one of: {', '.join(MEMORY_FORMATS)}")
     return {"auto": None, "channels_last": True, "nchw": False}[name]
