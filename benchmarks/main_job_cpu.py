@@ -13,8 +13,9 @@ compare the two searches, each one draw of a seed; the spread between seeds is t
 
 The same networks (part `same`): a search's wall time depends on the networks it happens to draw (seed 1's
 before-run drew a tenth of the GFLOPs of seed 0's), so the networks the `before` run of the first seed trained are
-enqueued, in its order, into a fresh study of the same file under today's defaults, which the sweep then trains
-(`resnet-bench sweep` as a user runs it, its workers by the rule): the same work, so the wall times compare. The
+enqueued, in its order, into two fresh studies of the same file, one with the previous release's settings forced
+and one under today's defaults (`resnet-bench sweep` as a user runs it, its workers by the rule), which the sweep
+then trains one after the other: the same work in one run, so the wall times compare. The
 same enqueued networks under the next seed (another split, other weights) give the spread between seeds that the
 per-network accuracy differences between fp32 and bf16 are set beside.
 """
@@ -69,16 +70,17 @@ def sweep(out: Path, seed: int, old: bool) -> dict:
             "storage": storage}
 
 
-def replay(out: Path, source: dict, seed: int) -> dict:
-    """`resnet-bench sweep` with today's defaults on a fresh study whose first trials are `source`'s trained networks,
-    enqueued in its order (the baselines are enqueued by the study itself); its wall time and its trials."""
+def replay(out: Path, source: dict, seed: int, old: bool = False) -> dict:
+    """`resnet-bench sweep` with today's defaults (or, `old`, the previous release's settings forced, as `sweep`
+    forces them) on a fresh study whose first trials are `source`'s trained networks, enqueued in its order (the
+    baselines are enqueued by the study itself); its wall time and its trials."""
     import optuna
 
     from resnet_bench.search.study import open_study
 
-    name = f"quickstart-same-seed{seed}"
+    name = f"quickstart-same-{'before' if old else 'after'}-seed{seed}"
     path = out / f"{name}.toml"
-    path.write_text(study_text(seed, name, old=False))
+    path.write_text(study_text(seed, name, old=old))
     storage = f"sqlite:///{out / name / 'study.db'}"
     (out / name).mkdir()
     study = open_study(load_study_file(path), storage, name)
@@ -88,8 +90,10 @@ def replay(out: Path, source: dict, seed: int) -> dict:
         if not t.user_attrs.get("baseline"):
             study.enqueue_trial(t.params)
     started = time.perf_counter()
+    forced = ["--workers", "1", "--threads", str(physical_cores())] if old else []
     subprocess.run([sys.executable, "-m", "resnet_bench", "sweep", str(path), "--out", str(out), "--device", "cpu",
-                    "--n-trials", str(len(trained)), "--format", "json"], check=True, stdout=subprocess.DEVNULL)
+                    "--n-trials", str(len(trained)), "--format", "json", *forced], check=True,
+                   stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
     by_spec = {t.user_attrs["spec"]: t.user_attrs["val_accuracy"] for t in optuna.load_study(
         study_name=name, storage=storage).get_trials() if t.user_attrs.get("status") == "trained"}
@@ -126,10 +130,14 @@ def main() -> None:
             "name": name, "storage": f"sqlite:///{out / name / 'study.db'}"}
         if "seconds" not in before:  # a searches part of an earlier run of this script, in the same --out
             before["seconds"] = float(json.loads((out / "searches.json").read_text())[name]["seconds"])
+        # Both settings on the same networks, in this run: the previous release's, then today's (and today's under
+        # the next seed, for the spread of accuracies between seeds).
+        forced = replay(out, before, args.seeds[0], old=True)
         same = [replay(out, before, seed) for seed in args.seeds[:2]]
         first = same[0]
-        print(f"the same {len(first['val_accuracy'])} networks: before {before['seconds']:.1f} s, today's defaults "
-              f"{first['seconds']:.1f} s: {before['seconds'] / first['seconds']:.2f}x faster")
+        print(f"the same {len(first['val_accuracy'])} networks: the previous release's settings {forced['seconds']:.1f}"
+              f" s (the search that drew them: {before['seconds']:.1f} s), today's defaults {first['seconds']:.1f} s: "
+              f"{forced['seconds'] / first['seconds']:.2f}x faster")
         rows = [{"spec": spec, "fp32": fp32, "bf16": first["val_accuracy"][spec],
                  "bf16_next_seed": same[-1]["val_accuracy"].get(spec)}
                 for spec, fp32 in first["source_val_accuracy"].items()]
@@ -142,8 +150,8 @@ def main() -> None:
               f"mean |.| {statistics.mean(map(abs, gap)):.2%}, "
               f"max |.| {max(map(abs, gap)):.2%}; next seed - seed, bf16: mean |.| "
               f"{statistics.mean(map(abs, spread)):.2%}, max |.| {max(map(abs, spread)):.2%}")
-        figures["same"] = {"before_seconds": before["seconds"], "runs": same, "rows": rows,
-                           "speedup": round(before["seconds"] / first["seconds"], 2)}
+        figures["same"] = {"search_seconds": before["seconds"], "before": forced, "runs": same, "rows": rows,
+                           "speedup": round(forced["seconds"] / first["seconds"], 2)}
     if runs:
         (out / "searches.json").write_text(json.dumps({r["name"]: r for r in runs}, indent=1))
     if args.json:

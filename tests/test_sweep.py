@@ -28,7 +28,7 @@ from resnet_bench.search.space import architecture_count, recipe_count, space_si
 from resnet_bench.search.storage import locate_study
 from resnet_bench.search.study import StudyMismatchError, open_study
 from resnet_bench.search.sweep import Sweep, record_of
-from resnet_bench.search.workers import plan_workers
+from resnet_bench.search.workers import TrialTickets, plan_workers
 from resnet_bench.spec import ResNetSpec
 from resnet_bench.train import TrainingDiverged
 
@@ -222,6 +222,38 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
     assert all("TrainingDiverged: the training loss became nan in epoch 1" in t.user_attrs["reason"] for t in failed)
     assert all(t.user_attrs["status"] == "failed" and t.user_attrs["spec"] for t in failed)
     assert not any(record_of(t).status == "trained" for t in sweep.study.trials)
+
+
+def test_tickets_are_taken_once_each_under_concurrent_takers(tmp_path):
+    import threading
+
+    tickets, taken, start = TrialTickets.create(tmp_path, 5), [], threading.Barrier(8)
+
+    def taker():
+        start.wait()
+        while TrialTickets(tickets.path).take():  # each its own open file, as each worker process has
+            taken.append(1)
+
+    threads = [threading.Thread(target=taker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 5 and tickets.left() == 0 and not tickets.take()
+
+
+def test_workers_share_the_budget_as_they_go(tmp_path, monkeypatch):
+    """A worker trains while tickets are left, whatever its own cap: the first takes the whole budget of 3 here,
+    the next finds none and trains nothing (with fixed shares, each would have trained its half)."""
+    monkeypatch.setattr(sweep_module, "train", lambda *a, **k: (_ for _ in ()).throw(TrainingDiverged("nan")))
+    config = load_study_file(write(tmp_path, TINY_STUDY.replace('baselines = ["resnet20"]', "")))
+    location = locate_study("tiny", storage=f"sqlite:///{tmp_path / 't.db'}", out=tmp_path)
+    tickets = TrialTickets.create(tmp_path, 3)
+    first = Sweep(config, location, device="cpu", worker=1).run(n_trials=10, take_ticket=tickets.take)
+    second = Sweep(config, location, device="cpu", worker=2).run(n_trials=10, take_ticket=tickets.take)
+    assert (first.trained, second.trained, tickets.left()) == (3, 0, 0)
+    statuses = [t.user_attrs["status"] for t in optuna.load_study(study_name="tiny", storage=location.storage).trials]
+    assert statuses.count("failed") == 3 and set(statuses) <= {"failed", "infeasible"}
 
 
 def test_an_infeasible_space_stops_the_sweep(tmp_path, monkeypatch):

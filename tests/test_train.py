@@ -324,3 +324,15 @@ def test_torch_compile_really_trains(small):
     """A real torch.compile on the CPU (inductor): it trains the same network to a similar accuracy."""
     result = train(tiny_model(small), small, dataclasses.replace(QUICK, compile=True), "cpu")
     assert result.compile_seconds > 0 and result.epochs == 2 and 0.25 < result.val_accuracy <= 1  # chance: 0.10
+
+
+def test_evaluation_gives_the_same_result_at_any_batch_size(small):
+    """The CPU evaluates in batches of 128 (EVAL_BATCH), faster than 1000 there: the per-image results, and so every
+    accuracy a study stores, are those of one large batch, in both precisions."""
+    model = tiny_model(small)
+    train(model, small, dataclasses.replace(QUICK, epochs=1), "cpu")
+    cpu = torch.device("cpu")
+    for bf16 in (False, True):
+        default = correct_images(model, small.test, small, cpu, True, bf16)
+        assert torch.equal(default, correct_images(model, small.test, small, cpu, True, bf16, batch_size=2000))
+        assert torch.equal(default, correct_images(model, small.test, small, cpu, True, bf16, batch_size=7))

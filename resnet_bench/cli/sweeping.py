@@ -29,7 +29,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from resnet_bench.files import check_writable
     from resnet_bench.search.study import open_study
     from resnet_bench.search.sweep import Sweep
-    from resnet_bench.search.workers import WorkerPlan, check_latency_alone, run_workers, worker_plan
+    from resnet_bench.search.workers import TrialTickets, WorkerPlan, check_latency_alone, run_workers, worker_plan
 
     resolve_device(args.device)  # checked before anything is created
     gpus = torch.cuda.device_count() if args.device != "cpu" else 0
@@ -59,7 +59,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             sweep = Sweep(config, location, device=args.device, worker=args.worker_index,
                           heartbeat_seconds=args.heartbeat, on_trial_start=progress.trial_start,
                           on_epoch=progress.epoch, on_trial_end=progress.trial_end, on_batch=progress.batch)
-            summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout)
+            summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout,
+                                take_ticket=TrialTickets(args.tickets).take if args.tickets else None)
     if args.worker_index:  # a worker reports to the command that started it, and builds no report
         print(json.dumps(summary.to_dict()), flush=True)
         return

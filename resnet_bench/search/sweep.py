@@ -109,8 +109,12 @@ class Sweep:
         self.on_trial_start, self.on_epoch, self.on_trial_end = on_trial_start, on_epoch, on_trial_end
         self.on_batch = on_batch  # (epoch, step, steps per epoch, loss on the device): progress within an epoch
 
-    def run(self, n_trials: int | None = None, timeout_minutes: float | None = None) -> SweepSummary:
-        """Run until n_trials more trials are trained (or failed), the timeout passes, or the space proves infeasible."""
+    def run(self, n_trials: int | None = None, timeout_minutes: float | None = None,
+            take_ticket: Callable[[], bool] | None = None) -> SweepSummary:
+        """Run until n_trials more trials are trained (or failed), the timeout passes, or the space proves infeasible.
+
+        `take_ticket` (a worker of a parent sweep: TrialTickets.take) shares the parent's budget among its workers:
+        this worker trains a trial only on a ticket, and stops when none is left."""
         budget = n_trials if n_trials is not None else self.config.n_trials
         timeout = timeout_minutes if timeout_minutes is not None else self.config.timeout_minutes
         counts = {TRAINED: 0, STOPPED: 0, INFEASIBLE: 0, DUPLICATE: 0, FAILED: 0}
@@ -122,7 +126,9 @@ class Sweep:
             counts[status] = counts.get(status, 0) + 1
             if self.on_trial_end is not None:
                 self.on_trial_end(trial)
-            if counts[TRAINED] + counts[STOPPED] + counts[FAILED] >= budget:
+            spent = status in (TRAINED, STOPPED, FAILED)  # a trained trial spends the ticket it held
+            if counts[TRAINED] + counts[STOPPED] + counts[FAILED] >= budget or (
+                    spent and take_ticket is not None and not take_ticket()):
                 stopped[0] = "budget"
                 study.stop()
             elif counts[INFEASIBLE] + counts[DUPLICATE] >= MAX_REJECTED_PER_TRIAL * budget:
@@ -130,6 +136,9 @@ class Sweep:
                 study.stop()
 
         logging.getLogger("optuna").setLevel(logging.ERROR)  # failures are reported by the sweep itself
+        if take_ticket is not None and not take_ticket():  # the other workers hold the whole budget
+            return SweepSummary(study_name=self.study.study_name, storage=self.location.storage, trained=0,
+                                infeasible=0, failed=0, seconds=0.0, stopped="budget")
         self.study.optimize(
             self._objective, n_trials=None, timeout=timeout * 60 if timeout else None, catch=(Exception,),
             callbacks=[after_trial], gc_after_trial=False,

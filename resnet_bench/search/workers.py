@@ -6,12 +6,16 @@ Optuna's own distributed mode; this module only starts them here and adds up wha
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from resnet_bench.errors import BadInputError
 from resnet_bench.search.config import StudyConfig
@@ -20,6 +24,36 @@ from resnet_bench.search.sweep import SweepSummary
 
 WORKER_ENV = "RESNET_BENCH_WORKER"  # set in a worker process: its index, from 1
 EXIT_INTERRUPTED = 130
+
+
+class TrialTickets:
+    """The trained-trial budget of one command, shared by its workers as they go: a file holding the tickets left,
+    taken one at a time under a lock. A worker holds one ticket while it proposes and trains; a trained (or failed)
+    trial spends it, and a worker that finds none left stops. So the budget is trained exactly, and the worker whose
+    trials happen to be short trains more of them instead of waiting idle for the other's last one (fixed shares of
+    budget // workers did)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, folder: str | os.PathLike[str], count: int) -> TrialTickets:
+        tickets = cls(Path(folder) / "tickets")
+        tickets.path.write_text(str(count))
+        return tickets
+
+    def take(self) -> bool:
+        """One ticket, if any is left."""
+        with open(self.path, "r+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+            left = int(f.read() or 0)
+            if left <= 0:
+                return False
+            f.seek(0), f.truncate(), f.write(str(left - 1))
+            return True
+
+    def left(self) -> int:
+        return int(self.path.read_text() or 0)
 
 
 def plan_workers(workers: int | None, trials_per_gpu: int | None, gpus: int) -> list[int | None]:
@@ -114,22 +148,32 @@ def run_workers(
     study_file: str | None, location: StudyLocation, out: str, budget: int, plan: WorkerPlan, *,
     device: str, heartbeat: int, timeout_minutes: float | None,
 ) -> SweepSummary:
-    """Start one worker process per entry of `plan`, each with its share of `budget`, and add up their summaries.
+    """Start one worker process per entry of `plan`, sharing `budget` as they go (TrialTickets), and add up their
+    summaries.
 
     The caller has made the study (and enqueued its baselines) already; the workers join it. Each worker prints
     its own summary as one JSON line, so the total counts this command's trials only, never another command's
     on the same study.
     """
+    folder = tempfile.mkdtemp(prefix="resnet-bench-tickets-")
+    try:
+        return _run_workers(study_file, location, out, TrialTickets.create(folder, budget), budget, plan,
+                            device=device, heartbeat=heartbeat, timeout_minutes=timeout_minutes)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_workers(
+    study_file: str | None, location: StudyLocation, out: str, tickets: TrialTickets, budget: int,
+    plan: WorkerPlan, *, device: str, heartbeat: int, timeout_minutes: float | None,
+) -> SweepSummary:
     started = time.perf_counter()
     workers = []
-    for i, gpu in enumerate(plan.devices):
-        share = budget // plan.workers + (i < budget % plan.workers)
-        if share == 0:
-            continue
+    for i, gpu in enumerate(plan.devices[:budget]):
         command = [sys.executable, "-m", "resnet_bench", "sweep", *([study_file] if study_file else []),
                    "--storage", location.storage, "--study-name", location.name, "--out", out,
-                   "--n-trials", str(share), "--device", device, "--threads", str(plan.threads),
-                   "--heartbeat", str(heartbeat), "--worker-index", str(i + 1)]
+                   "--n-trials", str(budget), "--tickets", str(tickets.path), "--device", device,
+                   "--threads", str(plan.threads), "--heartbeat", str(heartbeat), "--worker-index", str(i + 1)]
         if timeout_minutes:
             command += ["--timeout", str(timeout_minutes)]
         env = dict(os.environ, **{WORKER_ENV: str(i + 1)})
