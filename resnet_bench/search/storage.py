@@ -102,10 +102,13 @@ def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
         for attempt in range(6):
             try:
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds,
                     heartbeat_stale_trial_callback=retry, **kwargs,
                 )
+                if url.startswith("sqlite") and ":memory:" not in url:  # one process only holds a memory database
+                    _serialise_sqlite(storage.engine)
+                return storage
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
                     sqlalchemy.exc.OperationalError) as exc:
                 # Workers that meet an empty database at the same moment race to create Optuna's
@@ -173,6 +176,29 @@ def _unreachable(url: str, shown: str, exc: Exception) -> str:
     host = f"{where.host or 'localhost'}{f':{where.port}' if where.port else ''}"
     return (f"the storage server at {host} ({shown}) cannot be reached: check that it runs and accepts connections "
             "from this machine, and the user, password and database in the URL")
+
+
+def _serialise_sqlite(engine: Any) -> None:
+    """Every SQLite transaction takes the database's write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna hands a queued trial (a baseline, a retried trial) to one worker by reading that it waits and marking it
+    running, in one transaction "for update"; SQLite ignores "for update" and, in its default deferred
+    transactions, lets two workers read "waiting" before either writes, so both trained the same trial and the
+    second failed with "Cannot tell a COMPLETE trial" (4 threads popping 60 queued trials took 18 twice). With the
+    lock taken at the start, the second worker reads "running" and moves on. Transactions are short; a worker
+    waits for the lock up to the 60 s busy timeout. This is SQLAlchemy's documented recipe for pysqlite.
+    """
+    import sqlalchemy
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite's own BEGIN off: the one below instead
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while Optuna made its tables reconnect with the hooks
 
 
 def open_existing_storage(url: str) -> optuna.storages.BaseStorage:
