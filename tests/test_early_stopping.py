@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import optuna
@@ -97,7 +98,7 @@ def curves(monkeypatch):
             val_accuracy=history[-1].val_accuracy, test_accuracy=history[-1].val_accuracy, epochs=len(history),
             stopped_early=len(history) < recipe.epochs, train_seconds=float(len(history)), resumed_from_epoch=0,
             images_per_second=1.0, device="cpu", compile_seconds=0.0, val_correct="", precision=recipe.precision,
-            memory_format="nchw", threads=1))()
+            memory_format="nchw", threads=1, history_rows=lambda self: [dataclasses.asdict(h) for h in history]))()
 
     monkeypatch.setattr(sweep_module, "train", fake_train)
 

@@ -11,6 +11,7 @@ from typing import NoReturn
 from resnet_bench import __version__
 from resnet_bench.cli.confirming import cmd_confirm
 from resnet_bench.cli.cost import cmd_models, cmd_profile
+from resnet_bench.cli.experiments import add_experiment_commands
 from resnet_bench.cli.output import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 from resnet_bench.cli.reporting import cmd_report
 from resnet_bench.cli.sweeping import cmd_sweep
@@ -193,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(evaluate)
     _add_format(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    add_experiment_commands(sub, _add_format, _add_threads, _positive_int)
     for command in sub.choices.values():  # `--debug` after the command too (the default stays the main parser's)
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an error")

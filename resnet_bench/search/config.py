@@ -147,6 +147,10 @@ class StudyConfig:
     early_stopping: str = "off"
     min_epochs: int = 1  # the first rung, epochs
     reduction_factor: int = 3  # eta: the top 1/eta of the trials at a rung go on
+    # What a trained trial keeps beyond its final metrics (changes no measurement): the test error after every epoch
+    # in its history (learning curves; never read for selection), and its weights as a checkpoint file.
+    curves: bool = False
+    checkpoints: bool = False
 
     @property
     def needs_latency(self) -> bool:
@@ -193,7 +197,7 @@ class StudyConfig:
             "n_trials": self.n_trials, "timeout_minutes": self.timeout_minutes, "constraints": self.constraints,
             "reference_point": self.reference_point, "sampler": self.sampler, "sampler_options": self.sampler_options,
             "baselines": list(self.baselines), "early_stopping": self.early_stopping, "min_epochs": self.min_epochs,
-            "reduction_factor": self.reduction_factor,
+            "reduction_factor": self.reduction_factor, "curves": self.curves, "checkpoints": self.checkpoints,
         }
 
 
@@ -247,7 +251,7 @@ def load_study_file(path: str | Path | None) -> StudyConfig:
 
 
 _TOP = ("name", "description", "dataset", "seed", "val_size", "image_size", "objectives", "space", "constraints",
-        "recipe", "budget", "sampler", "baselines", "report")
+        "recipe", "budget", "sampler", "baselines", "report", "curves", "checkpoints")
 
 
 def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
@@ -269,7 +273,7 @@ def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
 
 
 def _top_level(data: dict[str, Any]) -> dict[str, Any]:
-    """name, dataset, seed, val_size, image_size (description is only read)."""
+    """name, dataset, seed, val_size, image_size, curves, checkpoints (description is only read)."""
     name = _get(data, "name", str, "a name of letters, digits, '_', '-' and '.'")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise StudyFileError(f"name={name!r} is not accepted; use letters, digits, '_', '-' and '.'")
@@ -280,6 +284,8 @@ def _top_level(data: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name, "dataset": dataset, "seed": _get(data, "seed", int, "an integer", default=0),
         "val_size": _positive(data, "val_size", 2000), "image_size": _positive(data, "image_size", 32),
+        "curves": _get(data, "curves", bool, "true or false", default=False),
+        "checkpoints": _get(data, "checkpoints", bool, "true or false", default=False),
     }
 
 

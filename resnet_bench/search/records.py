@@ -52,6 +52,10 @@ class TrialRecord:
     test_images: int | None = None  # images behind test_accuracy
     epochs: int | None = None  # epochs trained (a stopped trial's rung)
     rungs: dict[str, list[float]] | None = None  # early stopping: epochs -> the objectives' values at that rung
+    # Per epoch: epoch, train_loss, train_error (augmented images, during the epoch), val_accuracy, test_error (the
+    # study's `curves`, else None), lr, seconds: TrainResult.history_rows()
+    history: list[dict[str, Any]] | None = None
+    checkpoint: str = ""  # the trained weights (the study's `checkpoints`): a file `resnet-bench evaluate` reads
     resumed_from_epoch: int | None = None  # epochs restored from a killed worker's saved state (0: none)
     state_file: str = ""  # training state saved after every epoch while it runs (removed when it ends)
     train_seconds: float | None = None  # training time, evaluation excluded

@@ -216,10 +216,13 @@ class Sweep:
         try:
             torch.manual_seed(self.config.seed)
             training_started = time.perf_counter()
-            result = train(build_model(spec), self.data, self.as_trained(recipe), self.device,
+            model = build_model(spec)
+            result = train(model, self.data, self.as_trained(recipe), self.device,
                            callback=self._epoch_callback(trial, recipe, record), state_path=record.state_file,
-                           on_batch=self.on_batch)
+                           on_batch=self.on_batch, test_curve=self.config.curves)
             training = time.perf_counter() - training_started
+            if self.config.checkpoints:
+                record.checkpoint = str(self.save_checkpoint(trial.number, model, spec, result))
         except (Exception, KeyboardInterrupt) as exc:
             reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
             record.status, record.reason = FAILED, reason
@@ -236,11 +239,20 @@ class Sweep:
         record.images_per_second, record.device = result.images_per_second, result.device
         record.compile_seconds = result.compile_seconds
         record.precision, record.memory_format, record.threads = result.precision, result.memory_format, result.threads
+        record.history = result.history_rows()
         record.status = STOPPED if result.stopped_early else TRAINED
         record.trial_seconds = time.perf_counter() - started
         record.overhead_seconds = record.trial_seconds - training
         _store(trial, record)
         return [float(getattr(record, o.metric)) for o in self.config.objectives]
+
+    def save_checkpoint(self, number: int, model: torch.nn.Module, spec: ResNetSpec, result: Any) -> Path:
+        """The trained weights under the study's folder, as `resnet-bench train --save` writes them."""
+        from resnet_bench.checkpoint import save_checkpoint
+
+        return save_checkpoint(self.location.folder / "checkpoints" / f"trial-{number}.pt", model, spec, result,
+                               dataset=self.data.dataset_name, val_size=self.data.val_size, split_seed=self.data.seed,
+                               image_size=self.data.image_size)
 
     def as_trained(self, recipe: Recipe) -> Recipe:
         """The recipe as this study trains it: `auto` precision resolved as the study resolved it (the record keeps
