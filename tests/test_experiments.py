@@ -91,7 +91,33 @@ def test_a_reduced_degradation_run_writes_the_figure_and_the_curves_and_resumes(
     code, out, err = run(capsys, *argv[:5], "8,14,20", *argv[6:-2])
     assert code == 0 and "0 of 6 networks to train" in err
     assert "degradation on fashion-mnist-mini" in out and "plain: plain-20 " in out and "ResNets: ResNet-20 " in out
-    assert "resnet-bench responses " in out and "resnet-bench report --storage " in out
+    assert "resnet-bench responses " in out
+    # The report command it prints reads the study and writes its report beside the figure.
+    command = next(line.split() for line in out.splitlines() if "resnet-bench report" in line)
+    code, _, err = run(capsys, *command[1:], "--format", "json")
+    assert code == 0, err
+    assert (folder / "report.md").is_file() and (folder / "front.csv").is_file()
+
+
+def test_a_run_another_command_trains_is_left_to_it_and_a_failed_one_is_queued_again(tmp_path):
+    import warnings
+
+    from resnet_bench.experiments.degradation import DegradationRun
+
+    def opened():
+        return DegradationRun(dataset=MINI, depths=(8,), epochs=1, out=tmp_path, device="cpu")
+
+    first = opened()
+    both = ["plain20,layers=1-1-1", "resnet20,layers=1-1-1"]
+    assert sorted(first.queued) == sorted(first.todo) == both
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's note that heartbeats are meant for optimize()
+        taken = first.sweep.study.ask()  # another command took one queued run and trains it
+    again = opened()
+    name = taken.user_attrs["baseline"]
+    assert name in again.todo and again.queued == [b for b in both if b != name]  # not trained twice
+    first.sweep.study.tell(taken, state=optuna.trial.TrialState.FAIL)  # it failed: the next command queues it again
+    assert sorted(opened().queued) == both
 
 
 def test_the_verdict_compares_the_deepest_with_the_shallowest():

@@ -23,9 +23,13 @@ def cmd_degradation(args: argparse.Namespace) -> None:
     run = DegradationRun(dataset=args.dataset, depths=depths, epochs=args.epochs, seed=args.seed,
                          val_size=args.val_size, out=args.out, storage=args.storage, device=args.device)
     note = StderrProgress().console
-    note.print(f"{run.config.name}: {len(run.todo)} of {len(run.config.baselines)} networks to train "
-               f"({', '.join(run.todo) or 'none: every run is in the storage'})", highlight=False, soft_wrap=True)
-    with _SweepProgress(max(len(run.todo), 1)) as progress:
+    note.print(f"{run.config.name}: {len(run.queued)} of {len(run.config.baselines)} networks to train "
+               f"({', '.join(run.queued) or 'none: every run is in the storage'})", highlight=False, soft_wrap=True)
+    elsewhere = [b for b in run.todo if b not in run.queued]
+    if elsewhere:
+        note.print(f"running in another command (or killed less than two heartbeats ago; run again after): "
+                   f"{', '.join(elsewhere)}", highlight=False, soft_wrap=True)
+    with _SweepProgress(max(len(run.queued), 1)) as progress:
         result = run.run(on_trial_start=progress.trial_start, on_epoch=progress.epoch,
                          on_trial_end=progress.trial_end, on_batch=progress.batch)
     rows = result.final.to_dict("records")
@@ -55,7 +59,8 @@ def cmd_degradation(args: argparse.Namespace) -> None:
     for name in FILES:
         console.print(f"  {result.folder / name}", highlight=False, soft_wrap=True)
     console.print("the runs as a study, and their checkpoints for `resnet-bench responses`:", highlight=False)
-    console.print(f"  resnet-bench report --storage {safe_url(result.storage)} --study-name {result.name}",
+    storage = f" --storage {safe_url(result.storage)}" if args.storage else ""  # else the study's folder has it
+    console.print(f"  resnet-bench report --out {Path(args.out) / 'degradation'} --study-name {result.name}{storage}",
                   highlight=False, soft_wrap=True)
     checkpoints = [r["checkpoint"] for r in rows if r["checkpoint"]]
     if checkpoints:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,8 @@ class DegradationRun:
         device: str = "auto",
     ) -> None:
         """`epochs` defaults to the he2015 recipe's 182 (the paper's 64k iterations of batch 128 on 45k images)."""
+        import optuna
+
         from resnet_bench.recipe import get_recipe
         from resnet_bench.search.config import parse_study
         from resnet_bench.search.storage import locate_study
@@ -153,14 +156,22 @@ class DegradationRun:
         self.config = parse_study(tomllib.loads(text), source=text)
         self.location = locate_study(self.config.name, storage=storage, out=Path(out) / "degradation")
         self.sweep = Sweep(self.config, self.location, device=device)
+        # A run killed more than two heartbeats ago: failed now and queued again, to resume from its saved state.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.sweep.study)
         self.todo = _untrained_baselines(self.sweep.study, self.config.baselines)
+        # Only the queued runs are this command's: one that another command is training is left to it (a sweep
+        # asked for more trials than are queued would sample networks outside the experiment).
+        self.queued = [t.user_attrs.get("baseline") for t in self.sweep.study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.WAITING,)) if t.user_attrs.get("baseline") in self.todo]
 
     def run(self, **progress: Callable[..., Any]) -> Degradation:
         """Train what the storage lacks (`progress`: the Sweep's on_trial_start, on_epoch, on_trial_end and
         on_batch), then read every run of these depths back and write the figure, the curves and the summary."""
         for key, callback in progress.items():
             setattr(self.sweep, key, callback)
-        trained_now = self.sweep.run(n_trials=len(self.todo)).trained if self.todo else 0
+        trained_now = self.sweep.run(n_trials=len(self.queued)).trained if self.queued else 0
         curves, final = read_curves(self.sweep.study, self.depths)
         self.location.folder.mkdir(parents=True, exist_ok=True)
         write_files(curves, final, self.location.folder, self.config, self.location.storage)
