@@ -370,3 +370,20 @@ def test_a_study_can_compile_its_candidates(tmp_path):
     assert sample_recipe(trial, config).compile is True
     with pytest.raises(StudyFileError, match="recipe.compile='yes'.*true or false"):
         load_study_file(write(tmp_path, TINY_STUDY.replace("batch_size = 256", 'batch_size = 256\ncompile = "yes"')))
+
+
+def test_the_trials_table_has_a_column_per_modern_field(tmp_path):
+    from resnet_bench.search.storage import FINGERPRINT_PARTS
+    from resnet_bench.search.trials import load_trials
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=url, study_name="t", directions=["maximize", "minimize"])
+    study.set_user_attr(FINGERPRINT_PARTS, {"objectives": [["val_accuracy", "maximize"], ["gflops", "minimize"]]})
+    for spec in ("resnet20,pad=both,se_ratio=0.0625,drop_path=0.1", "resnet20_d"):
+        trial = study.ask()
+        trial.set_user_attr("spec", rb.presets.resolve(spec).format())
+        study.tell(trial, [0.5, 0.1])
+    frame = load_trials(url, "t").trials
+    assert frame[["downsample", "pad", "se_ratio", "drop_path"]].values.tolist() == [
+        ["conv", "both", 0.0625, 0.1], ["avgpool", "after", 0.0, 0.0]]
+    assert str(frame["se_ratio"].dtype) == "Float64"
