@@ -96,6 +96,16 @@ def test_sampled_specs_take_the_modern_keys_where_they_apply():
     assert all(s.drop_path == 0 for s in specs if s.shortcut == "none")
 
 
+def test_the_shipped_modern_study_is_the_quickstart_with_the_modern_keys_searched():
+    quick, modern = load_study_file("quickstart"), load_study_file("quickstart_modern")
+    # Shortcut A takes pad and drop_path, B downsample and drop_path: 2 x 2 each, times 2 SE ratios.
+    assert architecture_count(modern) == 8 * architecture_count(quick)
+    changed = {k for k in SPACE_KEYS if modern.space[k] != quick.space[k]}
+    assert changed == {"downsample", "pad", "se_ratio", "drop_path"}
+    assert (modern.recipe, modern.constraints, modern.dataset) == (quick.recipe, quick.constraints, quick.dataset)
+    assert modern.baselines == ("resnet20", "resnet20_se", "resnet20_d")
+
+
 def test_a_study_stored_before_the_modern_keys_keeps_its_fingerprint():
     config = load_study_file("quickstart")
     # Fixed at their defaults (the networks of before), the new keys are not part of what the study was measured under.
