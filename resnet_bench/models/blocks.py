@@ -1,7 +1,8 @@
 """Residual blocks: post-activation (He et al. 2015) and pre-activation (He et al. 2016), any shortcut.
 
-Attribute names follow torchvision's `BasicBlock` and `Bottleneck` (conv1, bn1, ..., downsample), so a
-torchvision state_dict loads into the post-activation blocks unchanged.
+Attribute names follow torchvision's `BasicBlock` and `Bottleneck` (conv1, bn1, ..., downsample), and timm's for
+what torchvision lacks (se, drop_path), so a torchvision or timm state_dict loads into the post-activation blocks
+unchanged.
 """
 
 from __future__ import annotations

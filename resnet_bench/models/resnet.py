@@ -23,7 +23,7 @@ from resnet_bench.spec import ResNetSpec
 class ResNet(nn.Module):
     """Stem, stages `layer1..layerN` of residual blocks, global average pooling, linear classifier.
 
-    For the torchvision presets the state_dict has torchvision's keys and shapes.
+    For the torchvision presets the state_dict has torchvision's keys and shapes; for the timm presets, timm's.
     """
 
     def __init__(self, spec: ResNetSpec) -> None:
