@@ -1,10 +1,11 @@
-"""Named specs: torchvision's ResNets, the CIFAR nets of the papers, and the name patterns WRN-d-k and ResNeXt-29.
+"""Named specs: torchvision's and timm's ResNets, the CIFAR nets of the papers, and the patterns WRN-d-k and ResNeXt-29.
 
 Each preset is a few lines that return a `ResNetSpec`; the registry refuses a duplicate name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -24,7 +25,7 @@ class Preset:
     """A named spec and the family it belongs to."""
 
     name: str
-    family: str  # torchvision, cifar-resnet, cifar-plain, preact-resnet, resnext29, wrn
+    family: str  # torchvision, timm, cifar-resnet, cifar-plain, preact-resnet, resnext29, wrn
     build: Callable[[], ResNetSpec]
 
 
@@ -59,6 +60,31 @@ for _name, _args in _TORCHVISION.items():
     _register(_name, "torchvision", lambda a=_args: _torchvision(*a))
 
 
+# -- timm's "Bag of Tricks" and SE variants (He et al. 2019 ResNet-C/D/T; Hu et al. 2018): its own names ----------
+
+# timm's SE-ResNets reduce the block's output width 16-fold (SEModule's rd_ratio=1/16).
+SE_RATIO = 1 / 16
+# name: (layers, groups, width_per_group, stem, downsample, se_ratio), as timm.models.resnet registers each.
+_TIMM: dict[str, tuple[tuple[int, ...], int, int, str, str, float]] = {
+    "resnet26d": ((2, 2, 2, 2), 1, 64, "deep", "avgpool", 0.0),
+    "resnet26t": ((2, 2, 2, 2), 1, 64, "deep_tiered", "avgpool", 0.0),
+    "resnet50d": ((3, 4, 6, 3), 1, 64, "deep", "avgpool", 0.0),
+    "resnet101d": ((3, 4, 23, 3), 1, 64, "deep", "avgpool", 0.0),
+    "seresnet50": ((3, 4, 6, 3), 1, 64, "imagenet", "conv", SE_RATIO),
+    "seresnext50_32x4d": ((3, 4, 6, 3), 32, 4, "imagenet", "conv", SE_RATIO),
+}
+
+
+def _timm(layers: tuple[int, ...], groups: int, width_per_group: int, stem: str, downsample: str,
+          se_ratio: float) -> ResNetSpec:
+    return ResNetSpec(block="bottleneck", layers=layers, groups=groups, width_per_group=width_per_group, stem=stem,
+                      downsample=downsample, se_ratio=se_ratio)
+
+
+for _name, _args in _TIMM.items():
+    _register(_name, "timm", lambda a=_args: _timm(*a))
+
+
 # -- CIFAR-10 nets of He et al. 2015, section 4.2: 6n+2 layers, 16/32/64 planes, 3x3 stem ----------------
 
 def cifar_resnet(depth: int, shortcut: str = "A", num_classes: int = 10) -> ResNetSpec:
@@ -78,6 +104,13 @@ for _depth in (20, 32, 44, 56, 110, 1202):
     _register(f"resnet{_depth}_c", "cifar-resnet", lambda d=_depth: cifar_resnet(d, "C"))
 for _depth in (20, 32, 44, 56, 110):
     _register(f"plain{_depth}", "cifar-plain", lambda d=_depth: cifar_resnet(d, "none"))
+# Starting points of a search over the modern tweaks, on the paper's CIFAR nets: SE (timm's ratio) on option A, and
+# ResNet-D (average-pool projections) on option B; the paper's 3x3 stem stays (a deep stem halves 32x32 inputs).
+for _depth in (20, 56):
+    _register(f"resnet{_depth}_se", "cifar-resnet",
+              lambda d=_depth: dataclasses.replace(cifar_resnet(d, "A"), se_ratio=SE_RATIO))
+    _register(f"resnet{_depth}_d", "cifar-resnet",
+              lambda d=_depth: dataclasses.replace(cifar_resnet(d, "B"), downsample="avgpool"))
 
 
 # -- pre-activation ResNets of He et al. 2016 (CIFAR, as the authors' resnet-1k-layers code) --------------

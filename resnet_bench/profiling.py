@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-NATIVE_INPUT_SIZE = {"imagenet": 224, "cifar": 32}
+NATIVE_INPUT_SIZE = {"imagenet": 224, "cifar": 32, "deep": 224, "deep_tiered": 224}
 
 # fvcore op handles are grouped into these kinds; the headline counts the first two.
 _HEADLINE_KINDS = ("conv", "linear")

@@ -13,8 +13,10 @@ from typing import Any
 from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
 
 BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
-STEMS = ("imagenet", "cifar")
+STEMS = ("imagenet", "cifar", "deep", "deep_tiered")
 SHORTCUTS = ("A", "B", "C", "none")
+DOWNSAMPLES = ("conv", "avgpool")
+PADS = ("after", "both")
 STRIDE_ON = ("3x3", "1x1")
 # A bottleneck with stride_on unset strides in its 3x3 conv, as torchvision's ResNet "v1.5".
 DEFAULT_STRIDE_ON = "3x3"
@@ -39,13 +41,27 @@ class ResNetSpec:
     block: str = "basic"  # residual unit: basic, bottleneck, preact_basic or preact_bottleneck
     layers: tuple[int, ...] = (2, 2, 2, 2)  # blocks per stage; every stage after the first halves the resolution
     widths: tuple[int, ...] | None = None  # planes per stage (a bottleneck outputs 4x); None: stem_width * 2**stage
-    stem: str = "imagenet"  # imagenet: 7x7/2 conv + 3x3/2 max-pool; cifar: 3x3/1 conv
-    stem_width: int = 64  # output channels of the stem convolution
+    # imagenet: 7x7/2 conv + 3x3/2 max-pool; cifar: 3x3/1 conv; deep: three 3x3 convs (the first /2, widths
+    # stem_width/2, stem_width/2, stem_width) + max-pool, ResNet-C of He et al. 2019; deep_tiered: timm's "t" stem
+    # (3/8, 1/2, 1 of stem_width)
+    stem: str = "imagenet"
+    stem_width: int = 64  # output channels of the stem (of its last convolution)
     groups: int = 1  # cardinality: groups of a bottleneck's 3x3 conv (ResNeXt's C)
     width_per_group: int = 64  # bottleneck inner width = int(planes * width_per_group / 64) * groups
     stride_on: str | None = None  # bottleneck only: the strided conv, 3x3 (torchvision v1.5; default) or 1x1 (paper)
     shortcut: str = "B"  # A: zero-padded identity; B: projection where shape changes; C: always; none: plain net
+    # shortcut B or C: conv, a strided 1x1 conv + BN; avgpool, a 2x2/2 average pool then a 1x1 conv + BN (ResNet-D)
+    downsample: str = "conv"
+    # shortcut A: the zero channels go after the identity (fb.resnet.torch) or half on each side (the CIFAR
+    # reimplementation whose pretrained ResNet-20..1202 weights are widely used)
+    pad: str = "after"
     dropout: float = 0.0  # dropout probability between the convolutions of a block (WRN uses 0.3)
+    # squeeze-and-excitation reduction, timm's rd_ratio: the SE's hidden width is the block's output width times
+    # this, rounded to a multiple of 8 (at least 8); 0: no SE (Hu et al. 2018 use 1/16)
+    se_ratio: float = 0.0
+    # stochastic depth: the chance of dropping a block's residual branch, per sample in training, rising linearly
+    # from 0 at the first block to this at the last (Huang et al. 2016); 0: off
+    drop_path: float = 0.0
     in_channels: int = 3  # channels of the input image: 1 for grey, 3 for RGB
     num_classes: int = 1000  # outputs of the final linear layer
     zero_init_residual: bool = False  # start the last BN of each branch at 0, so each block starts as identity
@@ -190,6 +206,12 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ResNetSp
 _FIELD_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ResNetSpec)}
 _INT_FIELDS = ("stem_width", "groups", "width_per_group", "in_channels", "num_classes")
 _TUPLE_FIELDS = ("layers", "widths")
+# probability-like fields: numbers in [0, 1), stored as floats; 0 is off
+_FRACTION_FIELDS = {
+    "dropout": "dropout must be a number in [0, 1)",
+    "se_ratio": "se_ratio must be a number in [0, 1) (0: no squeeze-and-excitation; timm's SE-ResNets: 0.0625)",
+    "drop_path": "drop_path must be a number in [0, 1) (0: no stochastic depth)",
+}
 
 
 def _items(line: str) -> dict[str, Any]:
@@ -226,6 +248,13 @@ def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
         raise SpecError(f"{name}={value!r} is not accepted; {name} must be one of: {', '.join(accepted)}")
 
 
+def _fraction(name: str, value: Any) -> float:
+    """A probability-like field: a number in [0, 1), as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value < 1:
+        raise SpecError(f"{name}={value!r} is not accepted; {_FRACTION_FIELDS[name]}")
+    return float(value)
+
+
 def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
         raise SpecError(f"{name}={value!r} is not accepted; {name} must be a non-empty list of integers >= 1")
@@ -258,11 +287,10 @@ def _validate(spec: ResNetSpec) -> None:
     for name in ("groups", "width_per_group", "in_channels", "num_classes"):
         check_positive_int(name, getattr(spec, name), error=SpecError)
     _choice("shortcut", spec.shortcut, SHORTCUTS)
-    if isinstance(spec.dropout, bool) or not isinstance(spec.dropout, (int, float)):
-        raise SpecError(f"dropout={spec.dropout!r} is not accepted; dropout must be a number in [0, 1)")
-    if not (0.0 <= spec.dropout < 1.0) or math.isnan(spec.dropout):
-        raise SpecError(f"dropout={spec.dropout!r} is not accepted; dropout must be in [0, 1)")
-    set_field(spec, "dropout", float(spec.dropout))
+    _choice("downsample", spec.downsample, DOWNSAMPLES)
+    _choice("pad", spec.pad, PADS)
+    for name in _FRACTION_FIELDS:
+        set_field(spec, name, _fraction(name, getattr(spec, name)))
     if not isinstance(spec.zero_init_residual, bool):
         raise SpecError(
             f"zero_init_residual={spec.zero_init_residual!r} is not accepted; it must be true or false"
@@ -286,6 +314,27 @@ def _validate(spec: ResNetSpec) -> None:
                     "use block=bottleneck or block=preact_bottleneck"
                 )
 
+    if spec.stem in ("deep", "deep_tiered"):
+        least = 8 if spec.stem == "deep_tiered" else 2  # every convolution of the stem keeps a channel
+        if spec.stem_width < least:
+            raise SpecError(
+                f"stem_width={spec.stem_width} is not accepted with stem={spec.stem}; it must be >= {least}"
+            )
+    if spec.downsample != "conv" and spec.shortcut not in ("B", "C"):
+        raise SpecError(
+            f"downsample={spec.downsample!r} is not accepted with shortcut={spec.shortcut}: it shapes a projection "
+            "shortcut; use shortcut=B or C, or downsample=conv"
+        )
+    if spec.pad != "after" and spec.shortcut != "A":
+        raise SpecError(
+            f"pad={spec.pad!r} is not accepted with shortcut={spec.shortcut}: it places the zero channels of "
+            "shortcut A; use shortcut=A, or pad=after"
+        )
+    if spec.drop_path and spec.shortcut == "none":
+        raise SpecError(
+            f"drop_path={spec.drop_path} is not accepted with shortcut=none: a dropped branch would leave the "
+            "block no output; use drop_path=0 or a shortcut"
+        )
     if spec.shortcut == "A":
         channels = (spec.stem_width, *spec.stage_channels)
         for stage in range(len(widths)):
@@ -331,11 +380,11 @@ def _parse_value(key: str, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise SpecError(f"{key}={raw!r} is not accepted; {key} must be an integer >= 1") from None
-    if key == "dropout":
+    if key in _FRACTION_FIELDS:
         try:
             return float(raw)
         except ValueError:
-            raise SpecError(f"dropout={raw!r} is not accepted; dropout must be a number in [0, 1)") from None
+            raise SpecError(f"{key}={raw!r} is not accepted; {_FRACTION_FIELDS[key]}") from None
     if key == "zero_init_residual":
         if raw.lower() in _TRUE:
             return True

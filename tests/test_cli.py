@@ -26,6 +26,37 @@ def test_profile_json_is_one_document(capsys):
     assert [s["name"] for s in rows[0]["stages"]] == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
 
 
+def test_profile_of_the_modern_presets_side_by_side(capsys):
+    code, out, err = run(capsys, "profile", "resnet50", "resnet50d", "seresnet50", "resnet20,pad=both,drop_path=0.1",
+                         "--format", "json")
+    assert code == 0 and err == ""
+    rows = json.loads(out)
+    assert [r["params"] for r in rows] == [25_557_032, 25_576_264, 28_088_024, 269_722]  # timm's counts
+    assert rows[1]["spec"] == "block=bottleneck,layers=3-4-6-3,stem=deep,downsample=avgpool"
+    assert rows[2]["spec"] == "block=bottleneck,layers=3-4-6-3,se_ratio=0.0625"
+    assert rows[3]["spec"].endswith("shortcut=A,pad=both,drop_path=0.1,num_classes=10")
+    assert round(rows[1]["gflops"], 3) == 4.329 and round(rows[2]["gflops"], 3) == 4.092
+
+
+@pytest.mark.parametrize(
+    "model, words",
+    [
+        ("block=basic,layers=2-2,se_ratio=2", ["se_ratio=2.0", "[0, 1)"]),
+        ("block=basic,layers=2-2,se_ratio=-0.1", ["se_ratio=-0.1", "[0, 1)"]),
+        ("block=basic,layers=2-2,drop_path=1", ["drop_path=1.0", "[0, 1)"]),
+        ("block=basic,layers=2-2,downsample=pool", ["downsample='pool'", "conv, avgpool"]),
+        ("resnet20,downsample=avgpool", ["downsample='avgpool'", "shortcut=A", "shortcut=B or C"]),
+        ("plain20,downsample=avgpool", ["downsample='avgpool'", "shortcut=none", "shortcut=B or C"]),
+        ("resnet20_b,pad=both", ["pad='both'", "shortcut=B", "shortcut=A"]),
+    ],
+)
+def test_profile_refuses_a_modern_field_out_of_range_in_one_line(capsys, model, words):
+    code, out, err = run(capsys, "profile", model)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err, err
+
+
 def test_profile_options(capsys):
     code, out, _ = run(capsys, "profile", "resnet20", "--input-size", "64", "--in-channels", "1",
                        "--latency", "--train", "--batch-size", "4", "--runs", "2", "--format", "json")

@@ -62,10 +62,21 @@ EXACT_PARAMS = {
     "wrn16_8": 10_961_370,
     "wrn28_10": 36_479_194,
     "wrn40_4": 8_949_210,
+    # timm's names equal timm.create_model(name)'s count (checked against timm itself in test_timm_parity.py)
+    "resnet26d": 16_014_408,
+    "resnet26t": 16_011_872,
+    "resnet50d": 25_576_264,
+    "resnet101d": 44_568_392,
+    "seresnet50": 28_088_024,
+    "seresnext50_32x4d": 27_559_896,
+    "resnet20_se": 275_506,  # resnet20 + 9 SEs of 8 hidden channels: 16, 32, 64 wide (2 * 8c + 8 + c each)
+    "resnet56_se": 870_370,
+    "resnet20_d": 272_474,  # an average pool has no parameters: resnet20_b's count
+    "resnet56_d": 855_770,
 }
 
 # Nets whose construction alone takes seconds on 2 cores.
-LARGE = {"resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2", "resnet152", "resnet1202", "resnet1202_b",
+LARGE = {"resnet101d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2", "resnet152", "resnet1202", "resnet1202_b",
          "resnet1202_c", "preact_resnet1001", "resnext29_16x64d"}
 
 
@@ -86,7 +97,7 @@ def test_preset_builds_runs_and_has_exact_params(name):
     spec = presets.get(name)
     model = rb.build_model(name)
     assert n_params(model) == EXACT_PARAMS[name]
-    size = 64 if spec.stem == "imagenet" else 32
+    size = 32 if spec.stem == "cifar" else 64
     # Training mode: an untrained 1202-layer net overflows with BN's initial running statistics.
     with torch.no_grad():
         out = model(torch.randn(2, spec.in_channels, size, size))
@@ -98,6 +109,11 @@ def _hand_count(spec: ResNetSpec) -> int:
     """Parameters counted layer by layer from the paper's description, independently of the model code."""
     k = 7 if spec.stem == "imagenet" else 3
     total = spec.in_channels * spec.stem_width * k * k + (0 if spec.is_preact else 2 * spec.stem_width)
+    if spec.stem in ("deep", "deep_tiered"):  # three 3x3 convs, BN after the first two: c -> w1 -> w/2 -> w
+        half = spec.stem_width // 2
+        first = 3 * (half // 4) if spec.stem == "deep_tiered" else half
+        convs = spec.in_channels * first + first * half + half * spec.stem_width
+        total = 9 * convs + 2 * (first + half) + (0 if spec.is_preact else 2 * spec.stem_width)
     channels = spec.stem_width
     for stage, (blocks, planes) in enumerate(zip(spec.layers, spec.stage_widths)):
         out = planes * spec.expansion
@@ -110,6 +126,9 @@ def _hand_count(spec: ResNetSpec) -> int:
                 convs = channels * planes * 9 + planes * planes * 9
                 bns = (channels + planes) if spec.is_preact else 2 * planes
             total += convs + 2 * bns
+            if spec.se_ratio:  # two 1x1 convs with bias: out -> hidden -> out, hidden a multiple of 8 (timm's rule)
+                hidden = max(8, int(out * spec.se_ratio + 4) // 8 * 8)
+                total += 2 * out * hidden + hidden + out
             changes = channels != out or (stage > 0 and b == 0)
             if spec.shortcut == "C" or (spec.shortcut == "B" and changes):
                 total += channels * out + (0 if spec.is_preact else 2 * out)
@@ -201,5 +220,5 @@ def test_a_preset_with_an_override_on_the_command_line(capsys):
 
 def test_families_partition_the_presets():
     families = {presets.family(n) for n in presets.names()}
-    assert families == {"torchvision", "cifar-resnet", "cifar-plain", "preact-resnet", "resnext29", "wrn"}
+    assert families == {"torchvision", "timm", "cifar-resnet", "cifar-plain", "preact-resnet", "resnext29", "wrn"}
     assert sum(len(presets.names(f)) for f in families) == len(presets.names())

@@ -53,7 +53,8 @@ def test_the_issue_figures_for_resnext50():
 
 
 @pytest.mark.parametrize("name, size", [("resnet18", 64), ("resnet56", 32), ("wrn16_8", 32),
-                                        ("resnext29_2x64d", 32), ("preact_resnet164", 32), ("resnet20_c", 32)])
+                                        ("resnext29_2x64d", 32), ("preact_resnet164", 32), ("resnet20_c", 32),
+                                        ("resnet26d", 64), ("seresnext50_32x4d", 64), ("resnet20_se", 32)])
 def test_fvcore_agrees_with_torch_flop_counter(name, size):
     """PyTorch's FlopCounterMode counts 2 FLOPs per multiply-add, and only convolutions and matrix products."""
     model = rb.build_model(name).eval()
@@ -213,6 +214,10 @@ def test_counts_on_the_meta_device_equal_fvcore_on_every_preset(name):
     ("block=bottleneck,layers=1-1-1,stem=cifar,stem_width=8,groups=4,width_per_group=16,shortcut=C", 29),
     ("block=preact_basic,layers=1-2,stem=cifar,stem_width=16,shortcut=none,num_classes=7", 32),
     ("block=preact_bottleneck,layers=1-1-1-1,stem=imagenet,stem_width=16,width_per_group=8", 67),
+    # the modern fields: an odd size through ResNet-D's ceil-mode pool, SE's 1x1 convs, the deep stems
+    ("block=bottleneck,layers=1-2,stem=deep,stem_width=16,downsample=avgpool,se_ratio=0.25,drop_path=0.1", 37),
+    ("block=basic,layers=1-1-1,stem=deep_tiered,stem_width=16,shortcut=C,downsample=avgpool", 29),
+    ("block=preact_basic,layers=1-1,stem=cifar,stem_width=8,shortcut=A,pad=both,se_ratio=0.5", 31),
 ])
 def test_counts_on_the_meta_device_equal_a_live_fvcore_trace(spec, size):
     cost, counts = count_cost(spec, size), count_on_meta(spec, size)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from resnet_bench import presets
 from resnet_bench.errors import BadInputError
-from resnet_bench.spec import BLOCKS, FIELD_NAMES, SHORTCUTS, STEMS, ResNetSpec, SpecError
+from resnet_bench.spec import BLOCKS, DOWNSAMPLES, FIELD_NAMES, PADS, SHORTCUTS, STEMS, ResNetSpec, SpecError
 
 
 def test_default_spec_is_resnet18():
@@ -59,15 +59,17 @@ def test_every_preset_round_trips(name):
 def specs(draw: st.DrawFn) -> ResNetSpec:
     block = draw(st.sampled_from(BLOCKS))
     stages = draw(st.integers(1, 5))
-    stem_width = draw(st.integers(1, 128))
+    stem = draw(st.sampled_from(STEMS))
+    stem_width = draw(st.integers(8 if stem.startswith("deep") else 1, 128))
     bottleneck = block.endswith("bottleneck")
     kwargs = dict(
         block=block,
         layers=tuple(draw(st.lists(st.integers(1, 40), min_size=stages, max_size=stages))),
-        stem=draw(st.sampled_from(STEMS)),
+        stem=stem,
         stem_width=stem_width,
         shortcut=draw(st.sampled_from(("B", "C", "none"))),
         dropout=draw(st.sampled_from((0.0, 0.1, 0.3, 0.5, 0.999))),
+        se_ratio=draw(st.sampled_from((0.0, 1 / 16, 0.25, 0.1 + 0.2))),
         in_channels=draw(st.integers(1, 4)),
         num_classes=draw(st.integers(1, 1000)),
     )
@@ -79,6 +81,9 @@ def specs(draw: st.DrawFn) -> ResNetSpec:
         kwargs["stride_on"] = draw(st.sampled_from((None, "3x3", "1x1")))
     if not block.startswith("preact") and kwargs["shortcut"] != "none":
         kwargs["zero_init_residual"] = draw(st.booleans())
+    if kwargs["shortcut"] != "none":
+        kwargs["downsample"] = draw(st.sampled_from(DOWNSAMPLES))
+        kwargs["drop_path"] = draw(st.sampled_from((0.0, 0.05, 0.2, 0.5)))
     return ResNetSpec(**kwargs)
 
 
@@ -128,6 +133,21 @@ BAD = [
     (dict(shortcut="none", zero_init_residual=True), ["zero_init_residual", "shortcut=none"]),
     (dict(shortcut="A", layers=(1, 1), widths=(64, 32)), ["shortcut=A", "64 to 32"]),
     (dict(block="bottleneck", width_per_group=1, layers=(1, 1), widths=(16, 32)), ["width_per_group=1", "0 channels", ">= 4"]),
+    # the modern tweaks: out of range, or on a network that cannot take them
+    (dict(se_ratio=-0.1), ["se_ratio=-0.1", "[0, 1)"]),
+    (dict(se_ratio=1), ["se_ratio=1", "[0, 1)"]),
+    (dict(se_ratio="1/16"), ["se_ratio='1/16'", "[0, 1)"]),
+    (dict(drop_path=1), ["drop_path=1", "[0, 1)"]),
+    (dict(drop_path=-0.1), ["drop_path=-0.1", "[0, 1)"]),
+    (dict(drop_path=float("nan")), ["drop_path=nan", "[0, 1)"]),
+    (dict(downsample="pool"), ["downsample='pool'", *DOWNSAMPLES]),
+    (dict(downsample="avgpool", shortcut="A"), ["downsample='avgpool'", "shortcut=A", "shortcut=B or C"]),
+    (dict(downsample="avgpool", shortcut="none"), ["downsample='avgpool'", "shortcut=none", "shortcut=B or C"]),
+    (dict(pad="left", shortcut="A"), ["pad='left'", *PADS]),
+    (dict(pad="both"), ["pad='both'", "shortcut=B", "shortcut=A"]),
+    (dict(drop_path=0.1, shortcut="none"), ["drop_path=0.1", "shortcut=none"]),
+    (dict(stem="deep", stem_width=1), ["stem_width=1", "stem=deep", ">= 2"]),
+    (dict(stem="deep_tiered", stem_width=4), ["stem_width=4", "stem=deep_tiered", ">= 8"]),
 ]
 
 
@@ -150,6 +170,8 @@ def test_bad_field_is_a_value_error_naming_it(kwargs, words):
         ("block=basic,layers=3--3", ["layers='3--3'"]),
         ("groups=two,block=bottleneck", ["groups='two'", "integer"]),
         ("block=basic,dropout=lots", ["dropout='lots'"]),
+        ("block=basic,se_ratio=lots", ["se_ratio='lots'", "[0, 1)"]),
+        ("block=basic,drop_path=some", ["drop_path='some'", "[0, 1)"]),
         ("block=basic,zero_init_residual=maybe", ["zero_init_residual='maybe'"]),
         ("block=basic,layers", ["'layers' is not key=value"]),
         ("block=basic,layers=2-0", ["layers[1]=0"]),
@@ -246,3 +268,28 @@ def test_every_preset_survives_replace(name):
     items["stem_width"] = str(2 * spec.stem_width)
     edited = ResNetSpec.parse(",".join(f"{k}={v}" for k, v in items.items()))
     assert dataclasses.replace(spec, stem_width=2 * spec.stem_width) == edited
+
+
+# -- the modern tweaks: fields at their defaults leave every earlier form as it was ----------------------------
+
+NEW_FIELDS = ("downsample", "pad", "se_ratio", "drop_path")
+
+
+def test_new_fields_default_to_the_earlier_networks_and_leave_earlier_forms_alone():
+    assert [ResNetSpec().to_dict()[k] for k in NEW_FIELDS] == ["conv", "after", 0.0, 0.0]
+    for name in presets.names():
+        if presets.family(name) != "timm" and not name.endswith(("_se", "_d")):
+            assert not any(f"{k}=" in presets.get(name).format() for k in NEW_FIELDS), name
+    # A dict of the earlier release has none of the new keys: it loads as the same network.
+    old = {k: v for k, v in presets.get("resnet56").to_dict().items() if k not in NEW_FIELDS}
+    assert ResNetSpec.from_dict(old) == presets.get("resnet56")
+
+
+def test_one_line_forms_of_the_modern_presets():
+    assert presets.get("resnet50d").format() == "block=bottleneck,layers=3-4-6-3,stem=deep,downsample=avgpool"
+    assert presets.get("seresnet50").format() == "block=bottleneck,layers=3-4-6-3,se_ratio=0.0625"
+    assert presets.get("resnet26t").format() == "block=bottleneck,layers=2-2-2-2,stem=deep_tiered,downsample=avgpool"
+    line = "block=basic,layers=3-3-3,stem=cifar,stem_width=16,shortcut=A,pad=both,se_ratio=0.25,drop_path=0.1"
+    spec = ResNetSpec.parse(line)
+    assert (spec.pad, spec.se_ratio, spec.drop_path) == ("both", 0.25, 0.1) and spec.format() == line
+    assert ResNetSpec.parse("block=basic,se_ratio=0,drop_path=0") == ResNetSpec()  # 0 is off, the default

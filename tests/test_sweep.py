@@ -72,6 +72,60 @@ def test_space_size_by_hand():
     assert math.isinf(space_size(lr)) and math.isinf(recipe_count(lr)) and architecture_count(lr) == 1
 
 
+def test_space_size_counts_the_modern_keys_only_where_the_shortcut_takes_them():
+    config = parse_study({**minimal_study(), "space": {"stages": 2, "blocks": 1, "shortcut": ["A", "B", "none"],
+                                                  "downsample": ["conv", "avgpool"], "pad": ["after", "both"],
+                                                  "se_ratio": [0, 0.0625, 0.25], "drop_path": [0, 0.1]}})
+    # A: pad x drop_path x zero_init (fixed) = 4; B: downsample x drop_path = 4; none: 1; times 3 SE ratios.
+    assert architecture_count(config) == (4 + 4 + 1) * 3
+
+
+def test_sampled_specs_take_the_modern_keys_where_they_apply():
+    from resnet_bench.search.space import sample_spec
+
+    config = parse_study({**minimal_study(), "space": {
+        "stages": 2, "blocks": {"low": 1, "high": 2}, "stem": ["cifar", "deep"], "shortcut": ["A", "B", "none"],
+        "downsample": ["conv", "avgpool"], "pad": ["after", "both"], "se_ratio": [0, 0.0625],
+        "drop_path": {"low": 0.0, "high": 0.2, "step": 0.1}}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    specs = [sample_spec(study.ask(), config) for _ in range(60)]
+    assert {s.downsample for s in specs if s.shortcut == "B"} == {"conv", "avgpool"}
+    assert {s.pad for s in specs if s.shortcut == "A"} == {"after", "both"}
+    assert {s.se_ratio for s in specs} == {0.0, 0.0625} and {s.stem for s in specs} == {"cifar", "deep"}
+    assert {round(s.drop_path, 6) for s in specs if s.shortcut != "none"} == {0.0, 0.1, 0.2}
+    assert all(s.drop_path == 0 for s in specs if s.shortcut == "none")
+
+
+def test_the_shipped_modern_study_is_the_quickstart_with_the_modern_keys_searched():
+    quick, modern = load_study_file("quickstart"), load_study_file("quickstart_modern")
+    # Shortcut A takes pad and drop_path, B downsample and drop_path: 2 x 2 each, times 2 SE ratios.
+    assert architecture_count(modern) == 8 * architecture_count(quick)
+    changed = {k for k in SPACE_KEYS if modern.space[k] != quick.space[k]}
+    assert changed == {"downsample", "pad", "se_ratio", "drop_path"}
+    assert (modern.recipe, modern.constraints, modern.dataset) == (quick.recipe, quick.constraints, quick.dataset)
+    assert modern.baselines == ("resnet20", "resnet20_se", "resnet20_d")
+
+
+def test_a_study_stored_before_the_modern_keys_keeps_its_fingerprint():
+    config = load_study_file("quickstart")
+    # Fixed at their defaults (the networks of before), the new keys are not part of what the study was measured under.
+    assert not {"downsample", "pad", "se_ratio", "drop_path"} & set(config.fingerprint_parts()["space"])
+    searched = parse_study({**minimal_study(), "space": {"se_ratio": [0, 0.0625]}})
+    assert searched.fingerprint_parts()["space"]["se_ratio"] == [0, 0.0625]
+    assert parse_study({**minimal_study(), "space": {"se_ratio": 0}}).fingerprint() == parse_study(
+        minimal_study()).fingerprint()
+
+
+def test_baseline_params_hold_the_modern_fields():
+    from resnet_bench.search.space import baseline_params
+
+    config = parse_study({**minimal_study(), "space": {"shortcut": ["A", "B"], "se_ratio": [0.0, 0.0625],
+                                                  "downsample": ["conv", "avgpool"], "pad": ["after", "both"]}})
+    assert baseline_params(rb.presets.get("resnet20_se"), config).items() >= {"se_ratio": 0.0625, "pad": "after"}.items()
+    held = baseline_params(rb.presets.get("resnet20_d"), config)
+    assert held["downsample"] == "avgpool" and held["se_ratio"] == 0.0 and "pad" not in held
+
+
 def test_the_dry_run_counts_architectures_apart_from_a_continuous_recipe(capsys, tmp_path):
     text = TINY_STUDY.replace("batch_size = 256", "batch_size = 256\nlr = { low = 0.01, high = 0.05 }")
     code, out, err = run(capsys, "sweep", str(write(tmp_path, text)), "--dry-run", "--dry-run-samples", "4")
@@ -87,6 +141,10 @@ BAD = [
     ({"space": {"block": ["basic", "dense"]}}, ["space.block", "'dense'", "preact_bottleneck"]),
     ({"space": {"stem": {"low": 1, "high": 2}}}, ["space.stem takes a value or a list"]),
     ({"space": {"dropout": 1.5}}, ["space.dropout=1.5", "[0, 1)"]),
+    ({"space": {"se_ratio": [0, 1]}}, ["space.se_ratio", "1 is not accepted", "[0, 1)"]),
+    ({"space": {"drop_path": {"low": -0.1, "high": 0.2}}}, ["space.drop_path.low=-0.1", "[0, 1)"]),
+    ({"space": {"downsample": "pool"}}, ["space.downsample='pool'", "conv, avgpool"]),
+    ({"space": {"pad": ["after", "left"]}}, ["space.pad", "'left'", "after, both"]),
     ({"seed": "zero"}, ["seed='zero'", "integer"]),
     ({"objectives": [{"metric": "accuracy"}]}, ["objectives[0].metric='accuracy' is not an objective", "val_accuracy"]),
     ({"objectives": [{"metric": "test_accuracy"}]}, ["test_accuracy", "never used for selection"]),
@@ -322,3 +380,20 @@ def test_a_study_can_compile_its_candidates(tmp_path):
     assert sample_recipe(trial, config).compile is True
     with pytest.raises(StudyFileError, match="recipe.compile='yes'.*true or false"):
         load_study_file(write(tmp_path, TINY_STUDY.replace("batch_size = 256", 'batch_size = 256\ncompile = "yes"')))
+
+
+def test_the_trials_table_has_a_column_per_modern_field(tmp_path):
+    from resnet_bench.search.storage import FINGERPRINT_PARTS
+    from resnet_bench.search.trials import load_trials
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=url, study_name="t", directions=["maximize", "minimize"])
+    study.set_user_attr(FINGERPRINT_PARTS, {"objectives": [["val_accuracy", "maximize"], ["gflops", "minimize"]]})
+    for spec in ("resnet20,pad=both,se_ratio=0.0625,drop_path=0.1", "resnet20_d"):
+        trial = study.ask()
+        trial.set_user_attr("spec", rb.presets.resolve(spec).format())
+        study.tell(trial, [0.5, 0.1])
+    frame = load_trials(url, "t").trials
+    assert frame[["downsample", "pad", "se_ratio", "drop_path"]].values.tolist() == [
+        ["conv", "both", 0.0625, 0.1], ["avgpool", "after", 0.0, 0.0]]
+    assert str(frame["se_ratio"].dtype) == "Float64"

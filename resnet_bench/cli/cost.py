@@ -68,8 +68,8 @@ def _print_models(rows: list[dict[str, Any]], published: dict[tuple[str, str], A
                       *(cell(published[r["name"], d]) for d in datasets))
     console = stdout_console()
     console.print(table)
-    console.print("GFLOPs: conv + linear, 1 multiply-add = 1 FLOP, at the input size of the stem (imagenet 224 px, "
-                  "cifar 32 px). Errors: top-1 "
+    console.print("GFLOPs: conv + linear, 1 multiply-add = 1 FLOP, at the input size of the stem (imagenet and "
+                  "deep 224 px, cifar 32 px). Errors: top-1 "
                   "test error %, as published; a figure's mark is its source (each with its own recipe):",
                   highlight=False)
     for label, number in sources.items():

@@ -21,7 +21,7 @@ from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
 from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
 from resnet_bench.recipe import PRECISIONS, RECIPES, Recipe, RecipeError, get_recipe
-from resnet_bench.spec import BLOCKS, SHORTCUTS, STEMS, STRIDE_ON
+from resnet_bench.spec import BLOCKS, DOWNSAMPLES, PADS, SHORTCUTS, STEMS, STRIDE_ON
 
 SAMPLERS = ("tpe", "nsga2", "random")
 DEFAULT_SAMPLER = "tpe"  # measured against nsga2 and random: see README, "Choosing the sampler"
@@ -32,7 +32,7 @@ OBJECTIVES = {
 }
 CONSTRAINTS = {"max_gflops": "gflops", "max_params": "params", "max_activations": "activations",
                "max_latency_ms": "latency_ms"}
-SHIPPED_STUDIES = ("quickstart", "quickstart_mo_asha", "fashion_mnist", "cifar10")
+SHIPPED_STUDIES = ("quickstart", "quickstart_mo_asha", "quickstart_modern", "fashion_mnist", "cifar10")
 EARLY_STOPPING = ("off", "mo-asha")  # mo-asha: see search/early_stopping.py
 
 
@@ -87,8 +87,15 @@ _SPACE: dict[str, tuple[str, Any, str, Any]] = {
     "shortcut": ("str", lambda v: v in SHORTCUTS, f"one of {', '.join(SHORTCUTS)}", "B"),
     "dropout": ("float", lambda v: _is_number(v) and 0 <= v < 1, "numbers in [0, 1)", 0.0),
     "zero_init_residual": ("bool", lambda v: isinstance(v, bool), "true or false", False),
+    "downsample": ("str", lambda v: v in DOWNSAMPLES, f"one of {', '.join(DOWNSAMPLES)}", "conv"),
+    "pad": ("str", lambda v: v in PADS, f"one of {', '.join(PADS)}", "after"),
+    "se_ratio": ("float", lambda v: _is_number(v) and 0 <= v < 1, "numbers in [0, 1)", 0.0),
+    "drop_path": ("float", lambda v: _is_number(v) and 0 <= v < 1, "numbers in [0, 1)", 0.0),
 }
 SPACE_KEYS = tuple(_SPACE)
+# Keys added after studies were stored: fixed at their default (the networks of before), a key is left out of the
+# fingerprint, so that a study stored before it existed resumes.
+_LATER_SPACE_KEYS = ("downsample", "pad", "se_ratio", "drop_path")
 
 # recipe key: (kind, check, accepted text); values are checked again by Recipe itself
 _RECIPE: dict[str, tuple[str, Any, str]] = {
@@ -175,7 +182,8 @@ class StudyConfig:
         """
         named = self.base_recipe().to_dict()
         return {
-            "space": {k: _domain_json(v) for k, v in sorted(self.space.items())},
+            "space": {k: _domain_json(v) for k, v in sorted(self.space.items())
+                      if not (k in _LATER_SPACE_KEYS and v == Fixed(_SPACE[k][3]))},
             "objectives": [[o.metric, o.direction] for o in self.objectives],
             "dataset": self.dataset,
             "recipe": {"name": self.recipe_name,

@@ -96,8 +96,10 @@ RUNNING, WAITING = "running", "waiting"  # the status column of a trial that has
 # fields are spread into columns beside its one-line form; `recipe_epochs` is the recipe's epochs (the full budget,
 # against `epochs` trained: a stopped trial's last rung); `started` and `completed` are ISO 8601, as Optuna
 # stores them (the workers' local time).
-SPEC_COLUMNS = ("depth", "block", "layers", "widths", "stem", "groups", "width_per_group", "shortcut")
+SPEC_COLUMNS = ("depth", "block", "layers", "widths", "stem", "groups", "width_per_group", "shortcut", "downsample",
+                "pad", "se_ratio", "drop_path")
 _INT_SPEC_COLUMNS = ("depth", "groups", "width_per_group")
+_FLOAT_SPEC_COLUMNS = ("se_ratio", "drop_path")
 TRIAL_COLUMNS: tuple[str, ...] = (
     "number", "state", "status", "reason", "baseline", "is_baseline", "spec", *SPEC_COLUMNS,
     "params", "gflops", "gflops_total", "activations", "latency_ms", "val_accuracy", "val_images",
@@ -113,7 +115,8 @@ def trial_column_dtypes() -> dict[str, str]:
     """pandas dtypes of the trials table's number columns, read from TrialRecord's field types (nullable:
     a trial that was not trained has no accuracy); text columns stay object."""
     hints = typing.get_type_hints(TrialRecord)
-    dtypes = {"number": "Int64", "recipe_epochs": "Int64", **dict.fromkeys(_INT_SPEC_COLUMNS, "Int64"), "is_baseline": "bool"}
+    dtypes = {"number": "Int64", "recipe_epochs": "Int64", **dict.fromkeys(_INT_SPEC_COLUMNS, "Int64"),
+              **dict.fromkeys(_FLOAT_SPEC_COLUMNS, "Float64"), "is_baseline": "bool"}
     for column in TRIAL_COLUMNS:
         kinds = typing.get_args(hints[column]) if column in hints else ()
         if int in kinds:

@@ -12,6 +12,8 @@ from resnet_bench.search.config import Choice, Domain, Fixed, Range, StudyConfig
 from resnet_bench.spec import ResNetSpec
 
 BOTTLENECK_ONLY = ("groups", "width_per_group", "stride_on")
+# Keys that only some shortcuts take (the spec refuses them elsewhere): sampled only where the shortcut takes them.
+SHORTCUT_KEYS = {"downsample": ("B", "C"), "pad": ("A",), "drop_path": ("A", "B", "C")}
 
 
 def suggest(trial: optuna.Trial, name: str, domain: Domain) -> Any:
@@ -28,16 +30,18 @@ def suggest(trial: optuna.Trial, name: str, domain: Domain) -> Any:
 def sample_spec(trial: optuna.Trial, config: StudyConfig) -> ResNetSpec:
     """A network of the study's space; raises SpecError for a combination the generator refuses."""
     space = config.space
-    value = {k: suggest(trial, k, d) for k, d in space.items() if k not in (*BOTTLENECK_ONLY, "blocks",
-                                                                            "zero_init_residual")}
+    value = {k: suggest(trial, k, d) for k, d in space.items() if k not in (*BOTTLENECK_ONLY, *SHORTCUT_KEYS,
+                                                                            "blocks", "zero_init_residual")}
     stages = value["stages"]
     layers = tuple(suggest(trial, f"blocks_{i + 1}", space["blocks"]) for i in range(stages))
     base = value["base_width"] or value["stem_width"]
     widths = tuple(max(1, round(base * 2**i * value["width_multiplier"])) for i in range(stages))
     kwargs: dict[str, Any] = dict(
         block=value["block"], layers=layers, widths=widths, stem=value["stem"], stem_width=value["stem_width"],
-        shortcut=value["shortcut"], dropout=float(value["dropout"]),
+        shortcut=value["shortcut"], dropout=float(value["dropout"]), se_ratio=float(value["se_ratio"]),
     )
+    kwargs.update({k: suggest(trial, k, space[k]) for k, shortcuts in SHORTCUT_KEYS.items()
+                   if value["shortcut"] in shortcuts})
     if value["block"] in ("bottleneck", "preact_bottleneck"):
         kwargs.update({k: suggest(trial, k, space[k]) for k in BOTTLENECK_ONLY})
     if not value["block"].startswith("preact") and value["shortcut"] != "none":
@@ -53,7 +57,9 @@ def baseline_params(spec: ResNetSpec, config: StudyConfig) -> dict[str, Any]:
     base_domain = space.get("base_width", Fixed(None))
     base = (base_domain.value if isinstance(base_domain, Fixed) else None) or spec.stem_width
     values: dict[str, Any] = {"block": spec.block, "stem": spec.stem, "stem_width": spec.stem_width,
-                              "shortcut": spec.shortcut, "dropout": spec.dropout, "stages": len(spec.layers)}
+                              "shortcut": spec.shortcut, "dropout": spec.dropout, "stages": len(spec.layers),
+                              "se_ratio": spec.se_ratio}
+    values.update({k: getattr(spec, k) for k, shortcuts in SHORTCUT_KEYS.items() if spec.shortcut in shortcuts})
     multiplier = spec.stage_widths[0] / base
     multiplier = int(multiplier) if multiplier == int(multiplier) else multiplier
     if tuple(max(1, round(base * 2**i * multiplier)) for i in range(len(spec.layers))) == spec.stage_widths:
@@ -135,8 +141,10 @@ def architecture_count(config: StudyConfig) -> float:
         for shortcut in _values(space["shortcut"]):
             zero_init = _cardinality(space["zero_init_residual"]) if (
                 not block.startswith("preact") and shortcut != "none") else 1
-            per_block += bottleneck * zero_init
+            by_shortcut = math.prod(_cardinality(space[k]) for k, shortcuts in SHORTCUT_KEYS.items()
+                                    if shortcut in shortcuts)
+            per_block += bottleneck * zero_init * by_shortcut
     depth = sum(_cardinality(space["blocks"]) ** s for s in _values(space["stages"]))
     others = math.prod(_cardinality(space[k]) for k in ("stem", "stem_width", "base_width", "width_multiplier",
-                                                           "dropout"))
+                                                           "dropout", "se_ratio"))
     return per_block * depth * others

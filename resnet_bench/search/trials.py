@@ -114,5 +114,6 @@ def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         if spec is not None:
             row.update(depth=spec.depth, block=spec.block, layers="-".join(map(str, spec.layers)),
                        widths="-".join(map(str, spec.stage_widths)), stem=spec.stem, groups=spec.groups,
-                       width_per_group=spec.width_per_group, shortcut=spec.shortcut)
+                       width_per_group=spec.width_per_group, shortcut=spec.shortcut, downsample=spec.downsample,
+                       pad=spec.pad, se_ratio=spec.se_ratio, drop_path=spec.drop_path)
     return row
