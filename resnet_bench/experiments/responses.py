@@ -137,9 +137,10 @@ def measure_responses(paths: list[str], *, dataset: str | None = None, device: s
     for path, (checkpoint, model) in zip(paths, loaded, strict=True):
         name = dataset or checkpoint.dataset
         spec = checkpoint.spec
-        if name not in cache:
-            cache[name] = load_dataset(name, image_size=checkpoint.image_size)
-        images = cache[name]
+        key = (name, checkpoint.image_size)  # an image folder decodes at the size the network was trained at
+        if key not in cache:
+            cache[key] = load_dataset(name, image_size=checkpoint.image_size)
+        images = cache[key]
         if (images.in_channels, images.num_classes) != (spec.in_channels, spec.num_classes):
             raise BadInputError(
                 f"{path}: its network takes {spec.in_channels}-channel images in {spec.num_classes} classes; "
