@@ -225,14 +225,13 @@ def read_curves(study: Any, depths: tuple[int, ...]) -> tuple[Any, Any]:
                       "train_error": last["train_error"], "test_error": 1 - record.test_accuracy,
                       "val_error": 1 - record.val_accuracy, "params": record.params, "gflops": record.gflops,
                       "trial": t.number, "checkpoint": record.checkpoint})
-    curves = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
-    final_frame = pd.DataFrame(final, columns=list(FINAL_COLUMNS))
     order = {PLAIN: 0, RESIDUAL: 1}
-    curves = curves.sort_values(["kind", "depth", "epoch"], key=lambda c: c.map(order) if c.name == "kind" else c,
-                                ignore_index=True)
-    final_frame = final_frame.sort_values(["depth", "kind"], key=lambda c: c.map(order) if c.name == "kind" else c,
-                                          ignore_index=True)
-    return curves, final_frame
+
+    def sorted_by(frame: Any, columns: list[str]) -> Any:  # plain before residual, not alphabetically
+        return frame.sort_values(columns, key=lambda c: c.map(order) if c.name == "kind" else c, ignore_index=True)
+
+    return (sorted_by(pd.DataFrame(rows, columns=list(CURVE_COLUMNS)), ["kind", "depth", "epoch"]),
+            sorted_by(pd.DataFrame(final, columns=list(FINAL_COLUMNS)), ["depth", "kind"]))
 
 
 def effect(final: Any) -> dict[str, str]:

@@ -136,13 +136,13 @@ class Sweep:
                 study.stop()
 
         logging.getLogger("optuna").setLevel(logging.ERROR)  # failures are reported by the sweep itself
-        if take_ticket is not None and not take_ticket():  # the other workers hold the whole budget
-            return SweepSummary(study_name=self.study.study_name, storage=self.location.storage, trained=0,
-                                infeasible=0, failed=0, seconds=0.0, stopped="budget")
-        self.study.optimize(
-            self._objective, n_trials=None, timeout=timeout * 60 if timeout else None, catch=(Exception,),
-            callbacks=[after_trial], gc_after_trial=False,
-        )
+        if take_ticket is None or take_ticket():
+            self.study.optimize(
+                self._objective, n_trials=None, timeout=timeout * 60 if timeout else None, catch=(Exception,),
+                callbacks=[after_trial], gc_after_trial=False,
+            )
+        else:  # the other workers hold the whole budget
+            stopped[0] = "budget"
         return SweepSummary(
             study_name=self.study.study_name, storage=self.location.storage,
             trained=counts[TRAINED] + counts[STOPPED] + counts[FAILED], infeasible=counts[INFEASIBLE],
