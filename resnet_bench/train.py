@@ -6,11 +6,12 @@ without host synchronisation; a callback after each epoch may stop the run (earl
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,16 @@ from resnet_bench.files import atomic_path
 from resnet_bench.recipe import LR_REFERENCE_BATCH, Recipe, RecipeError, lr_factor
 
 
+TRAINER_ESTIMATES = ("ema", "probe")  # what the trainer can measure beside each epoch for a rung estimate
+# The EMA's half-life, in epochs of steps: its decay per step is 0.5 ** (1 / (EMA_HALF_LIFE_EPOCHS * steps per
+# epoch)), so that it averages over the same share of an epoch at any batch size; the first steps weigh less, as
+# in TensorFlow's ExponentialMovingAverage with num_updates: decay = min(decay, (1 + n) / (10 + n)).
+EMA_HALF_LIFE_EPOCHS = 0.25
+# The cooldown probe: the learning rate decays linearly from its value at the end of the epoch to 0 over this
+# fraction of an epoch's steps, on a copy of the weights and the optimizer's state (the run goes on from before).
+PROBE_EPOCHS = 0.2
+
+
 class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite; the message names the epoch."""
 
@@ -50,7 +61,13 @@ class EpochMetrics:
     val_accuracy: float  # fraction of the validation split classified correctly after the epoch
     test_error: float | None  # fraction of the test set misclassified after the epoch, when asked for
     lr: float  # learning rate at the end of the epoch
-    seconds: float  # training time of the epoch, evaluation excluded
+    seconds: float  # training time of the epoch, evaluation excluded (the EMA's per-step update included)
+    # Rung estimates (estimates.py), measured after the epochs that ask for them; None elsewhere.
+    val_loss: float | None = None  # mean cross-entropy on the validation split (no label smoothing)
+    ema_val_accuracy: float | None = None  # validation accuracy of the exponential moving average of the weights
+    probe_val_accuracy: float | None = None  # validation accuracy after a short cooldown probe (see _Loop.probe)
+    ema_seconds: float = 0.0  # evaluating the EMA weights
+    probe_seconds: float = 0.0  # the probe's training steps and its evaluation (training the run does not keep)
 
 
 @dataclass(frozen=True)
@@ -96,23 +113,31 @@ BatchCallback = Callable[[int, int, int, torch.Tensor], None]  # epoch, step, st
 def train(
     model: nn.Module, data: Splits, recipe: Recipe, device: str | torch.device = "auto", *,
     callback: EpochCallback | None = None, on_batch: BatchCallback | None = None, test_curve: bool = False,
-    state_path: str | os.PathLike[str] | None = None,
+    state_path: str | os.PathLike[str] | None = None, estimates: Collection[str] = (),
+    estimate_epochs: Collection[int] | None = None,
 ) -> TrainResult:
     """Train a model on the training split; measure validation accuracy each epoch and test accuracy at the end.
 
     With `state_path`, the training state is written there after every epoch, and a run that finds a
     state there resumes after its last epoch: a killed run loses at most one epoch. `callback` sees each
     epoch's metrics and stops the run by returning True (the seam for early stopping).
+
+    `estimates` (a subset of TRAINER_ESTIMATES: "ema", "probe") are measured after each epoch of `estimate_epochs`
+    (None: every epoch), beside the validation loss; neither changes the run's own training (tested bit for bit).
     """
+    unknown = sorted(set(estimates) - set(TRAINER_ESTIMATES))
+    if unknown:
+        raise ValueError(f"estimates {unknown} are not accepted; use {', '.join(TRAINER_ESTIMATES)}")
     started = time.perf_counter()
-    loop = _Loop.start(model, data, recipe, resolve_device(device))
+    loop = _Loop.start(model, data, recipe, resolve_device(device), ema="ema" in estimates)
     history: list[EpochMetrics] = []
     train_seconds, stopped, resumed = 0.0, False, 0
     if state_path is not None and Path(state_path).is_file():
         resumed, train_seconds, history = _load_state(Path(state_path), loop)
     for epoch in range(resumed + 1, recipe.epochs + 1):
+        wanted = estimates if estimate_epochs is None or epoch in estimate_epochs else ()
         metrics = loop.epoch(epoch, compile_now=recipe.compile and epoch == resumed + 1, on_batch=on_batch,
-                             test_curve=test_curve)
+                             test_curve=test_curve, estimates=wanted)
         history.append(metrics)
         train_seconds += metrics.seconds
         if state_path is not None:
@@ -153,9 +178,11 @@ class _Loop:
     compile_seconds: float = 0.0  # the first compiled step, timed apart from training
     untimed_images: int = 0  # images of that step, left out of the throughput
     val_correct: torch.Tensor | None = None  # the last epoch's per-image validation correctness (on the device)
+    ema: WeightAverage | None = None  # the exponential moving average of the weights, when a rung estimate reads it
 
     @classmethod
-    def start(cls, model: nn.Module, data: Splits, recipe: Recipe, device: torch.device) -> _Loop:
+    def start(cls, model: nn.Module, data: Splits, recipe: Recipe, device: torch.device, *,
+              ema: bool = False) -> _Loop:
         """The model moved to the device in its memory format, the batches, the optimizer and the schedule."""
         cuda = device.type == "cuda"
         channels_last = resolve_channels_last(recipe.channels_last)
@@ -178,21 +205,64 @@ class _Loop:
             bf16=resolve_precision(recipe.precision, device) == "bf16", batches=batches,
             optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
             loss_fn=nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
+            ema=WeightAverage(model, half_life_steps=EMA_HALF_LIFE_EPOCHS * len(batches)) if ema else None,
         )
 
     def epoch(self, epoch: int, *, compile_now: bool = False, on_batch: BatchCallback | None = None,
-              test_curve: bool = False) -> EpochMetrics:
-        """One pass over the training split, then the validation accuracy (and the test error, if asked)."""
+              test_curve: bool = False, estimates: Collection[str] = ()) -> EpochMetrics:
+        """One pass over the training split, then the validation accuracy (and the test error, if asked), and the
+        rung estimates asked for (with the validation loss)."""
         train_loss, train_error, seconds = self._train_pass(epoch, compile_now, on_batch)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"the training loss became {train_loss} in epoch {epoch} (lr {self.recipe.lr})")
-        self.val_correct = self.correct(self.data.val)
+        extra: dict[str, Any] = {}
+        if estimates:
+            self.val_correct, extra["val_loss"] = evaluate(self.model, self.data.val, self.data, self.device,
+                                                           self.channels_last, self.bf16)
+        else:
+            self.val_correct = self.correct(self.data.val)
+        if "ema" in estimates and self.ema is not None:
+            t0 = time.perf_counter()
+            extra["ema_val_accuracy"] = correct_images(self.ema.model, self.data.val, self.data, self.device,
+                                                       self.channels_last, self.bf16).float().mean().item()
+            extra["ema_seconds"] = time.perf_counter() - t0
+        if "probe" in estimates:
+            t0 = time.perf_counter()
+            extra["probe_val_accuracy"] = self.probe()
+            extra["probe_seconds"] = time.perf_counter() - t0
         return EpochMetrics(
             epoch=epoch, train_loss=train_loss, train_error=train_error,
             val_accuracy=self.val_correct.sum().item() / len(self.data.val),
             test_error=1 - self.accuracy(self.data.test) if test_curve else None,
-            lr=self.scheduler.get_last_lr()[0], seconds=seconds,
+            lr=self.scheduler.get_last_lr()[0], seconds=seconds, **extra,
         )
+
+    def probe(self) -> float:
+        """The validation accuracy after a short cooldown: on a copy of the model and of the optimizer's state, the
+        learning rate decays linearly from its present value to 0 over PROBE_EPOCHS of an epoch's steps; the run
+        itself, its batch order and its random state are left exactly as they were."""
+        steps = max(1, round(PROBE_EPOCHS * len(self.batches)))
+        model = copy.deepcopy(self.model)
+        optimizer = sgd_optimizer(model, self.recipe, self.device.type == "cuda")
+        optimizer.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
+        peak = [group["lr"] for group in optimizer.param_groups]
+        batches_state, random_state = self.batches.generator.get_state(), rng_state(self.device)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        model.train()
+        try:
+            for step, (x, y) in zip(range(steps), self.batches, strict=False):
+                for group, lr in zip(optimizer.param_groups, peak, strict=True):
+                    group["lr"] = lr * (1 - step / steps)
+                with autocast:
+                    loss = self.loss_fn(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        finally:
+            self.batches.generator.set_state(batches_state)
+            restore_rng_state(random_state, self.device)
+        return correct_images(model, self.data.val, self.data, self.device, self.channels_last,
+                              self.bf16).float().mean().item()
 
     def _train_pass(self, epoch: int, compile_now: bool, on_batch: BatchCallback | None) -> tuple[float, float, float]:
         """Mean loss, error and training seconds of one epoch; one host synchronisation, at its end."""
@@ -212,6 +282,8 @@ class _Loop:
                 loss.backward()
                 self.optimizer.step()
                 self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 loss_sum += loss.detach() * len(y)
                 wrong += (logits.argmax(1) != y).sum()
                 if compiling:  # one sync, once per run: compilation is timed apart, the epoch's clock restarts
@@ -267,6 +339,7 @@ def _save_state(path: Path, loop: _Loop, history: list[EpochMetrics], train_seco
         "history": [dataclasses.asdict(m) for m in history], "model": loop.model.state_dict(),
         "optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict(),
         "batches_rng": loop.batches.generator.get_state(), **rng_state(loop.device),
+        **({"ema": loop.ema.state_dict()} if loop.ema is not None else {}),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -282,6 +355,8 @@ def _load_state(path: Path, loop: _Loop) -> tuple[int, float, list[EpochMetrics]
     # A generator's state is a CPU byte tensor, for a CUDA generator too; map_location moved it to the device.
     loop.batches.generator.set_state(state["batches_rng"].cpu())
     restore_rng_state(state, loop.device)
+    if loop.ema is not None and "ema" in state:  # a state saved without the EMA: it starts again from here
+        loop.ema.load_state_dict(state["ema"])
     return state["epoch"], state["train_seconds"], [EpochMetrics(**m) for m in state["history"]]
 
 
@@ -304,6 +379,56 @@ def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
 # faster: batch 128 evaluated 2,000 images 2.3x faster than batch 1000 on a quickstart bottleneck and 1.4x on
 # resnet20 (bf16 channels_last, 1 thread, 2026-12-01), with the same logits to the bit: the batch changes no result.
 EVAL_BATCH = {"cuda": 1000, "cpu": 128}
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and buffers (timm's ModelEmaV2 in form), evaluated only:
+    it never feeds back into training. Integer buffers (BN's batch counts) are copied, not averaged."""
+
+    def __init__(self, model: nn.Module, *, half_life_steps: float) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = 0.5 ** (1 / max(half_life_steps, 1e-9))
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """One step: average <- decay * average + (1 - decay) * weights, with a lower decay over the first steps."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        averaged, current = [], []
+        for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
+            if mine.dtype.is_floating_point:
+                averaged.append(mine)
+                current.append(theirs)
+            else:
+                mine.copy_(theirs)
+        torch._foreach_lerp_(averaged, current, 1 - decay)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs: the averaged weights and the number of updates."""
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = int(state["updates"])
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, images: ImageSet, data: Splits, device: torch.device, channels_last: bool = False,
+    bf16: bool = False,
+) -> tuple[torch.Tensor, float]:
+    """Per-image correctness (on the device, as `correct_images`) and the mean cross-entropy of an image set."""
+    model.eval()
+    batches = DeviceBatches(images, batch_size=EVAL_BATCH.get(device.type, 1000), device=device, mean=data.mean,
+                            std=data.std, train=False, channels_last=channels_last)
+    correct, loss = [], torch.zeros((), device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for x, y in batches:
+            logits = model(x)
+            correct.append(logits.argmax(1) == y)
+            loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+    return torch.cat(correct), loss.item() / len(images)
 
 
 @torch.no_grad()

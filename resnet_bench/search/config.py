@@ -20,6 +20,7 @@ from typing import Any
 from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
 from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
+from resnet_bench.estimates import DEFAULT_RUNG_ESTIMATE, EstimateError, check_estimate
 from resnet_bench.recipe import PRECISIONS, RECIPES, Recipe, RecipeError, get_recipe
 from resnet_bench.spec import BLOCKS, DOWNSAMPLES, PADS, SHORTCUTS, STEMS, STRIDE_ON
 
@@ -154,10 +155,14 @@ class StudyConfig:
     early_stopping: str = "off"
     min_epochs: int = 1  # the first rung, epochs
     reduction_factor: int = 3  # eta: the top 1/eta of the trials at a rung go on
+    rung_estimate: str = DEFAULT_RUNG_ESTIMATE  # what a trial reports at a rung for its accuracy (estimates.py)
     # What a trained trial keeps beyond its final metrics (changes no measurement): the test error after every epoch
     # in its history (learning curves; never read for selection), and its weights as a checkpoint file.
     curves: bool = False
     checkpoints: bool = False
+    # Every rung estimate measured after every epoch and kept in each trial's history (the recorded benchmark,
+    # benchmarks/bench_space.py); changes no measurement of the trial itself.
+    record_estimates: bool = False
 
     @property
     def needs_latency(self) -> bool:
@@ -206,6 +211,7 @@ class StudyConfig:
             "reference_point": self.reference_point, "sampler": self.sampler, "sampler_options": self.sampler_options,
             "baselines": list(self.baselines), "early_stopping": self.early_stopping, "min_epochs": self.min_epochs,
             "reduction_factor": self.reduction_factor, "curves": self.curves, "checkpoints": self.checkpoints,
+            "rung_estimate": self.rung_estimate, "record_estimates": self.record_estimates,
         }
 
 
@@ -259,7 +265,7 @@ def load_study_file(path: str | Path | None) -> StudyConfig:
 
 
 _TOP = ("name", "description", "dataset", "seed", "val_size", "image_size", "objectives", "space", "constraints",
-        "recipe", "budget", "sampler", "baselines", "report", "curves", "checkpoints")
+        "recipe", "budget", "sampler", "baselines", "report", "curves", "checkpoints", "record_estimates")
 
 
 def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
@@ -294,6 +300,7 @@ def _top_level(data: dict[str, Any]) -> dict[str, Any]:
         "val_size": _positive(data, "val_size", 2000), "image_size": _positive(data, "image_size", 32),
         "curves": _get(data, "curves", bool, "true or false", default=False),
         "checkpoints": _get(data, "checkpoints", bool, "true or false", default=False),
+        "record_estimates": _get(data, "record_estimates", bool, "true or false", default=False),
     }
 
 
@@ -340,7 +347,8 @@ def _extreme(domain: Domain, low: bool) -> Any:
 
 def _budget(table: dict[str, Any]) -> tuple[int, float | None]:
     """[budget]: trained trials one sweep command adds, and its optional wall-clock limit."""
-    _known(table, ("n_trials", "timeout_minutes", "early_stopping", "min_epochs", "reduction_factor"), "budget.")
+    _known(table, ("n_trials", "timeout_minutes", "early_stopping", "min_epochs", "reduction_factor",
+                   "rung_estimate"), "budget.")
     n_trials = _positive(table, "n_trials", 20, path="budget.")
     timeout = table.get("timeout_minutes")
     if timeout is not None and (not _is_number(timeout) or timeout <= 0):
@@ -364,7 +372,12 @@ def _early_stopping(table: dict[str, Any], recipe_name: str, recipe: dict[str, D
         if min_epochs >= fewest:
             raise StudyFileError(f"budget.min_epochs={min_epochs} is not accepted with early_stopping={mode!r}: the "
                                  f"first rung must come before the recipe's last epoch ({fewest}); use fewer")
-    return {"early_stopping": mode, "min_epochs": min_epochs, "reduction_factor": eta}
+    estimate = table.get("rung_estimate", DEFAULT_RUNG_ESTIMATE)
+    try:
+        check_estimate(estimate)
+    except EstimateError as exc:
+        raise StudyFileError(f"budget.{exc}") from None
+    return {"early_stopping": mode, "min_epochs": min_epochs, "reduction_factor": eta, "rung_estimate": estimate}
 
 
 def _sampler(table: dict[str, Any]) -> tuple[str, dict[str, int]]:

@@ -52,8 +52,10 @@ class TrialRecord:
     test_images: int | None = None  # images behind test_accuracy
     epochs: int | None = None  # epochs trained (a stopped trial's rung)
     rungs: dict[str, list[float]] | None = None  # early stopping: epochs -> the objectives' values at that rung
+    rung_estimate: str = ""  # early stopping: what its rungs read for the accuracy (estimates.py); "" without rungs
     # Per epoch: epoch, train_loss, train_error (augmented images, during the epoch), val_accuracy, test_error (the
-    # study's `curves`, else None), lr, seconds: TrainResult.history_rows()
+    # study's `curves`, else None), lr, seconds, and the rung estimates' measurements where an epoch took them
+    # (val_loss, ema_val_accuracy, probe_val_accuracy, ema_seconds, probe_seconds): TrainResult.history_rows()
     history: list[dict[str, Any]] | None = None
     checkpoint: str = ""  # the trained weights (the study's `checkpoints`): a file `resnet-bench evaluate` reads
     resumed_from_epoch: int | None = None  # epochs restored from a killed worker's saved state (0: none)

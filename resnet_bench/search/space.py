@@ -7,9 +7,10 @@ from typing import Any
 
 import optuna
 
+from resnet_bench.errors import BadInputError
 from resnet_bench.recipe import Recipe, get_recipe
 from resnet_bench.search.config import Choice, Domain, Fixed, Range, StudyConfig
-from resnet_bench.spec import ResNetSpec
+from resnet_bench.spec import ResNetSpec, SpecError
 
 BOTTLENECK_ONLY = ("groups", "width_per_group", "stride_on")
 # Keys that only some shortcuts take (the spec refuses them elsewhere): sampled only where the shortcut takes them.
@@ -148,3 +149,50 @@ def architecture_count(config: StudyConfig) -> float:
     others = math.prod(_cardinality(space[k]) for k in ("stem", "stem_width", "base_width", "width_multiplier",
                                                            "dropout", "se_ratio"))
     return per_block * depth * others
+
+
+class _PathTrial:
+    """A stand-in for an Optuna trial that answers each suggestion from a path of choice indices (the first value
+    past the path's end) and records how many values each suggestion had: what `grid` walks the space with."""
+
+    def __init__(self, path: list[int]) -> None:
+        self.path, self.params, self.options = path, {}, []  # type: ignore[var-annotated]
+        self.user_attrs: dict[str, Any] = {}
+
+    def _pick(self, name: str, values: list[Any]) -> Any:
+        i = len(self.options)
+        self.options.append(len(values))
+        self.params[name] = value = values[self.path[i] if i < len(self.path) else 0]
+        return value
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self._pick(name, list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return self._pick(name, list(range(low, high + 1, step)))
+
+    def suggest_float(self, name: str, low: float, high: float, step: float | None = None, log: bool = False) -> float:
+        if step is None:
+            raise ValueError(f"{name} is a continuous range: the space has no grid")
+        return self._pick(name, [low + i * step for i in range(math.floor((high - low) / step + 1e-9) + 1)])
+
+
+def grid(config: StudyConfig) -> list[dict[str, Any]]:
+    """The parameters of every candidate (network and recipe) of a discrete space, in a fixed order: what a study
+    enqueues to train the whole space (a parameter that a network does not use is not repeated for it). A
+    combination that the generator refuses is included: the sweep records it as invalid, as it would a sample."""
+    points, path = [], []
+    while True:
+        trial = _PathTrial(path)
+        try:
+            sample_spec(trial, config)  # type: ignore[arg-type]
+        except (SpecError, BadInputError):
+            pass
+        sample_recipe(trial, config)  # type: ignore[arg-type]
+        points.append(dict(trial.params))
+        # The next path, as an odometer over the suggestions this one made: the last that can move moves.
+        movable = [i for i in range(len(trial.options)) if (path[i] if i < len(path) else 0) < trial.options[i] - 1]
+        if not movable:
+            return points
+        i = movable[-1]
+        path = [*(path[j] if j < len(path) else 0 for j in range(i)), (path[i] if i < len(path) else 0) + 1]

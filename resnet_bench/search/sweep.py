@@ -25,6 +25,7 @@ from resnet_bench import __version__
 from resnet_bench.data import Splits, load_dataset, split
 from resnet_bench.devices import device_name, resolve_device, resolve_precision
 from resnet_bench.errors import BadInputError
+from resnet_bench.estimates import estimate_value, trainer_needs
 from resnet_bench.models import build_model
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.profiling import count_cost, count_on_meta, measure_speed
@@ -43,7 +44,7 @@ from resnet_bench.search.space import (
 from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
 from resnet_bench.search.study import open_study, study_precision
 from resnet_bench.spec import ResNetSpec, SpecError
-from resnet_bench.train import EpochMetrics, spec_for_data, train
+from resnet_bench.train import TRAINER_ESTIMATES, EpochMetrics, spec_for_data, train
 from resnet_bench.units import metric_value
 
 MAX_REJECTED_PER_TRIAL = 50  # infeasible or duplicate proposals per trained trial before the sweep gives up
@@ -217,9 +218,11 @@ class Sweep:
             torch.manual_seed(self.config.seed)
             training_started = time.perf_counter()
             model = build_model(spec)
+            estimates, estimate_epochs = self.estimates_to_measure(recipe)
             result = train(model, self.data, self.as_trained(recipe), self.device,
                            callback=self._epoch_callback(trial, recipe, record), state_path=record.state_file,
-                           on_batch=self.on_batch, test_curve=self.config.curves)
+                           on_batch=self.on_batch, test_curve=self.config.curves, estimates=estimates,
+                           estimate_epochs=estimate_epochs)
             training = time.perf_counter() - training_started
             if self.config.checkpoints:
                 record.checkpoint = str(self.save_checkpoint(trial.number, model, spec, result))
@@ -254,6 +257,19 @@ class Sweep:
                                dataset=self.data.dataset_name, val_size=self.data.val_size, split_seed=self.data.seed,
                                image_size=self.data.image_size)
 
+    def rungs(self, recipe: Recipe) -> tuple[int, ...]:
+        """The epochs after which a trial of this recipe is judged (none without early stopping)."""
+        if self.config.early_stopping != "mo-asha":
+            return ()
+        return rung_epochs(self.config.min_epochs, self.config.reduction_factor, recipe.epochs)
+
+    def estimates_to_measure(self, recipe: Recipe) -> tuple[tuple[str, ...], set[int] | None]:
+        """What the trainer measures beside the epochs, and after which epochs (None: every one): every estimate
+        after every epoch for a study that records them, else what the study's rung estimate needs at its rungs."""
+        if self.config.record_estimates:
+            return TRAINER_ESTIMATES, None
+        return trainer_needs(self.config.rung_estimate), set(self.rungs(recipe))
+
     def as_trained(self, recipe: Recipe) -> Recipe:
         """The recipe as this study trains it: `auto` precision resolved as the study resolved it (the record keeps
         the recipe as sampled, and the resolved precision beside it)."""
@@ -264,24 +280,27 @@ class Sweep:
     def _epoch_callback(self, trial: optuna.Trial, recipe: Recipe,
                         record: TrialRecord) -> Callable[[int, EpochMetrics], bool]:
         """What runs after each epoch of a trial; True stops its training (early stopping, at a rung)."""
-        rungs = (rung_epochs(self.config.min_epochs, self.config.reduction_factor, recipe.epochs)
-                 if self.config.early_stopping == "mo-asha" else ())
-        seconds = [0.0]
+        rungs = self.rungs(recipe)
+        seconds, history = [0.0], []
 
         def after_epoch(epoch: int, metrics: EpochMetrics) -> bool:
             seconds[0] += metrics.seconds
+            history.append(dataclasses.asdict(metrics))
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, metrics, recipe.epochs)
-            return epoch in rungs and not self._goes_on(trial, record, epoch, metrics, seconds[0])
+            return epoch in rungs and not self._goes_on(trial, record, epoch, history, seconds[0])
 
         return after_epoch
 
-    def _goes_on(self, trial: optuna.Trial, record: TrialRecord, epoch: int, metrics: EpochMetrics,
+    def _goes_on(self, trial: optuna.Trial, record: TrialRecord, epoch: int, history: list[dict[str, Any]],
                  train_seconds: float) -> bool:
-        """Store this trial's objectives at the rung, then read the rung from the storage (every worker's trials
-        as they are now) and decide: the top 1/eta go on (see search/early_stopping.py)."""
+        """Store this trial's objectives at the rung (its accuracy read by the study's rung estimate), then read the
+        rung from the storage (every worker's trials as they are now) and decide: the top 1/eta go on (see
+        search/early_stopping.py)."""
+        record.rung_estimate = self.config.rung_estimate
         measured = {**{o.metric: getattr(record, o.metric) for o in self.config.objectives},
-                    "val_accuracy": metrics.val_accuracy, "train_seconds": train_seconds}
+                    "val_accuracy": estimate_value(self.config.rung_estimate, history),
+                    "train_seconds": train_seconds}
         values = [float(measured[o.metric]) for o in self.config.objectives]
         record.rungs = {**(record.rungs or {}), str(epoch): values}
         _store(trial, record)
