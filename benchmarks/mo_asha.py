@@ -78,8 +78,9 @@ from resnet_bench.presets import get as get_preset
 from resnet_bench.profiling import count_cost
 from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import StudyConfig, load_study_file
-from resnet_bench.search.early_stopping import goes_on, rung_epochs
-from resnet_bench.search.space import sample_recipe, sample_spec
+from resnet_bench.search import replay as replay_module
+from resnet_bench.search.early_stopping import rung_epochs
+from resnet_bench.search.space import baseline_params, sample_recipe, sample_spec
 from resnet_bench.search.sweep import constraint_values
 from resnet_bench.spec import ResNetSpec, SpecError
 from resnet_bench.train import EpochMetrics, spec_for_data, train
@@ -244,25 +245,24 @@ class NoStopping:
         return True
 
 
-class SweepRule:
-    """The sweep's MO-ASHA: the rungs stored so far (the storage), read in trial-number order at decision time."""
+def searched_curves(data: dict[str, Any], config: StudyConfig) -> list[replay_module.Curve]:
+    """The recorded curves as the search replay reads them: each network's place in the study's space."""
+    return [replay_module.Curve(
+        spec=c["spec"], params=baseline_params(ResNetSpec.parse(c["spec"]), config),
+        metrics={"gflops": float(c["gflops"]), "params": float(c["params"])},
+        history=tuple({"epoch": e + 1, "val_accuracy": v, "seconds": s, "train_loss": math.nan}
+                      for e, (v, s) in enumerate(zip(c["val_accuracy"], c["seconds"], strict=True))),
+    ) for c in data["candidates"]]
 
-    def __init__(self, config: StudyConfig, epochs: int) -> None:
-        self.rungs = set(rung_epochs(config.min_epochs, config.reduction_factor, epochs))
-        self.directions = [o.direction for o in config.objectives]
-        self.eta = config.reduction_factor
-        self.stored: dict[int, dict[int, list[float]]] = {}
 
-    def add(self, trial: int) -> None:
-        pass
-
-    def result(self, trial: int, epoch: int, point: list[float]) -> bool:
-        if epoch not in self.rungs:
-            return True
-        at_rung = self.stored.setdefault(epoch, {})
-        at_rung[trial] = point
-        numbers = sorted(at_rung)
-        return goes_on(numbers.index(trial), [at_rung[k] for k in numbers], self.directions, self.eta)
+def sweep_run(curves: Sequence[replay_module.Curve], config: StudyConfig, order: Sequence[int], workers: int) -> Run:
+    """One arrival order through the search replay, with the study's rungs and its raw validation accuracy."""
+    result = replay_module.replay(curves, config, replay_module.ReplaySettings(
+        sampler="random", workers=workers, order=tuple(order), max_trials=len(order),
+        min_epochs=config.min_epochs, reduction_factor=config.reduction_factor, rung_estimate="val_accuracy",
+        promotion="eta"))
+    return Run(epochs=tuple(result.epochs[t] for t in range(len(order))), train_seconds=result.seconds,
+               wall_seconds=result.wall_seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -442,7 +442,7 @@ def replay(data: dict[str, Any], n_orders: int, workers: int, seed: int) -> dict
     generator = np.random.default_rng(seed)
     orders = [baselines + [sampled[j] for j in generator.permutation(len(sampled))] for _ in range(n_orders)]
 
-    rules: dict[str, Callable[[], Rule]] = {"resnet_bench": lambda: SweepRule(config, epochs)}
+    rules: dict[str, Callable[[], Rule]] = {}
     version = syne_tune_version()
     if version is None:
         print("Syne Tune side by side skipped: `import syne_tune` failed (pip install syne-tune to add it)")
@@ -459,8 +459,14 @@ def replay(data: dict[str, Any], n_orders: int, workers: int, seed: int) -> dict
         "without_early_stopping": {"train_seconds": without_seconds, "hypervolume": without_hv},
         "syne_tune_version": version, "rules": {},
     }
+    searched = searched_curves(data, config)
     for w in sorted({1, workers}):
         full_runs = [simulate(curves, order, w, NoStopping(), metrics, epochs) for order in orders]
+        # The sweep's own decisions: the search replayed (resnet_bench.search.replay) with the same MOASHA object
+        # the sweep uses, on an in-memory Optuna study, each order enqueued.
+        runs = [sweep_run(searched, config, order, w) for order in orders]
+        figures["rules"][f"resnet_bench, {w} worker{'s' if w > 1 else ''}"] = summarise(
+            runs, full_runs, orders, curves, metrics, directions, reference, epochs, rungs)
         for label, make in rules.items():
             runs = [simulate(curves, order, w, make(), metrics, epochs) for order in orders]
             figures["rules"][f"{label}, {w} worker{'s' if w > 1 else ''}"] = summarise(

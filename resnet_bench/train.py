@@ -440,8 +440,8 @@ def correct_images(
     on the device: no host synchronisation until the caller reads it."""
     model.eval()
     batches = DeviceBatches(
-        images, batch_size=batch_size or EVAL_BATCH.get(device.type, 1000), device=device, mean=data.mean, std=data.std, train=False,
-        channels_last=channels_last,
+        images, batch_size=batch_size or EVAL_BATCH.get(device.type, 1000), device=device, mean=data.mean,
+        std=data.std, train=False, channels_last=channels_last,
     )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         return torch.cat([model(x).argmax(1) == y for x, y in batches])

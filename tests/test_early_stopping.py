@@ -8,6 +8,7 @@ import json
 import optuna
 import pytest
 
+from resnet_bench.search import early_stopping
 from resnet_bench.search import sweep as sweep_module
 from resnet_bench.search.config import StudyFileError, load_study_file
 from resnet_bench.search.early_stopping import goes_on, promotion_order, rung_epochs
@@ -186,20 +187,20 @@ def test_two_workers_on_one_storage_decide_on_each_others_rungs(tmp_path, curves
     monkeypatch.setattr(sweep_module, "train", lambda *a, **k: (time.sleep(0.05), fake_train(*a, **k))[1])
     seen, log, lock = threading.local(), [], threading.Lock()
 
-    def spy_goes_on(mine, points, directions, eta):
+    def spy_goes_on(mine, points, directions, eta, rule="eta"):
         seen.mine, seen.points = mine, [tuple(p) for p in points]
-        return goes_on(mine, points, directions, eta)
+        return goes_on(mine, points, directions, eta, rule)
 
     real_decide = sweep_module.Sweep._goes_on
 
-    def spy_decide(self, trial, record, epoch, metrics, train_seconds):
-        result = real_decide(self, trial, record, epoch, metrics, train_seconds)
+    def spy_decide(self, trial, record, epoch, history, train_seconds):
+        result = real_decide(self, trial, record, epoch, history, train_seconds)
         with lock:
             log.append({"worker": threading.get_ident(), "epoch": epoch, "point": seen.points[seen.mine],
                         "points": seen.points, "goes_on": result})
         return result
 
-    monkeypatch.setattr(sweep_module, "goes_on", spy_goes_on)
+    monkeypatch.setattr(early_stopping, "goes_on", spy_goes_on)
     monkeypatch.setattr(sweep_module.Sweep, "_goes_on", spy_decide)
     sweeps = [sweep_module.Sweep(config, location, device="cpu", worker=w) for w in (0, 1)]
     errors = []

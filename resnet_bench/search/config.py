@@ -21,6 +21,7 @@ from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
 from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
 from resnet_bench.estimates import DEFAULT_RUNG_ESTIMATE, EstimateError, check_estimate
+from resnet_bench.search.early_stopping import DEFAULT_PROMOTION_RULE, PROMOTION_RULES
 from resnet_bench.recipe import PRECISIONS, RECIPES, Recipe, RecipeError, get_recipe
 from resnet_bench.spec import BLOCKS, DOWNSAMPLES, PADS, SHORTCUTS, STEMS, STRIDE_ON
 
@@ -156,6 +157,7 @@ class StudyConfig:
     min_epochs: int = 1  # the first rung, epochs
     reduction_factor: int = 3  # eta: the top 1/eta of the trials at a rung go on
     rung_estimate: str = DEFAULT_RUNG_ESTIMATE  # what a trial reports at a rung for its accuracy (estimates.py)
+    promotion: str = DEFAULT_PROMOTION_RULE  # how many of a rung go on (search/early_stopping.PROMOTION_RULES)
     # What a trained trial keeps beyond its final metrics (changes no measurement): the test error after every epoch
     # in its history (learning curves; never read for selection), and its weights as a checkpoint file.
     curves: bool = False
@@ -211,7 +213,7 @@ class StudyConfig:
             "reference_point": self.reference_point, "sampler": self.sampler, "sampler_options": self.sampler_options,
             "baselines": list(self.baselines), "early_stopping": self.early_stopping, "min_epochs": self.min_epochs,
             "reduction_factor": self.reduction_factor, "curves": self.curves, "checkpoints": self.checkpoints,
-            "rung_estimate": self.rung_estimate, "record_estimates": self.record_estimates,
+            "rung_estimate": self.rung_estimate, "promotion": self.promotion, "record_estimates": self.record_estimates,
         }
 
 
@@ -348,7 +350,7 @@ def _extreme(domain: Domain, low: bool) -> Any:
 def _budget(table: dict[str, Any]) -> tuple[int, float | None]:
     """[budget]: trained trials one sweep command adds, and its optional wall-clock limit."""
     _known(table, ("n_trials", "timeout_minutes", "early_stopping", "min_epochs", "reduction_factor",
-                   "rung_estimate"), "budget.")
+                   "rung_estimate", "promotion"), "budget.")
     n_trials = _positive(table, "n_trials", 20, path="budget.")
     timeout = table.get("timeout_minutes")
     if timeout is not None and (not _is_number(timeout) or timeout <= 0):
@@ -377,7 +379,11 @@ def _early_stopping(table: dict[str, Any], recipe_name: str, recipe: dict[str, D
         check_estimate(estimate)
     except EstimateError as exc:
         raise StudyFileError(f"budget.{exc}") from None
-    return {"early_stopping": mode, "min_epochs": min_epochs, "reduction_factor": eta, "rung_estimate": estimate}
+    promotion = table.get("promotion", DEFAULT_PROMOTION_RULE)
+    if promotion not in PROMOTION_RULES:
+        raise StudyFileError(f"budget.promotion={promotion!r} is not accepted; use one of {', '.join(PROMOTION_RULES)}")
+    return {"early_stopping": mode, "min_epochs": min_epochs, "reduction_factor": eta, "rung_estimate": estimate,
+            "promotion": promotion}
 
 
 def _sampler(table: dict[str, Any]) -> tuple[str, dict[str, int]]:

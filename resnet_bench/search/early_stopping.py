@@ -14,12 +14,13 @@ The order: non-dominated sorting rank first; within a rank, the epsilon-net of S
 scaled to [0, 1] over the rung, all turned to minimisation; the point best in the first objective first, then
 repeatedly the point farthest, in Euclidean distance, from those already taken), which spreads the promoted
 trials along the front instead of crowding one end. Ties that remain keep the trials' order of arrival.
-Plain numpy: no Optuna, no torch.
+Plain numpy: no Optuna, no torch (the MOASHA class takes any object with Optuna's Study and Trial methods).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,9 +65,93 @@ def _epsilon_net(scaled: np.ndarray, members: list[int]) -> list[int]:
     return taken
 
 
-def goes_on(mine: int, points: Sequence[Sequence[float]], directions: Sequence[str], reduction_factor: int) -> bool:
+# How many of the n trials at a rung go on: n // eta (ASHA's top 1/eta); one more (Syne Tune's count); or the top
+# n // eta and every other point of the rung's front, up to n // eta more (the front is never cut for its size
+# alone). Chosen on the recorded benchmark: README, "The search at equal compute".
+PROMOTION_RULES = ("eta", "eta+1", "front")
+DEFAULT_PROMOTION_RULE = "eta"
+
+
+def promoted(points: Sequence[Sequence[float]], directions: Sequence[str], reduction_factor: int,
+             rule: str = DEFAULT_PROMOTION_RULE) -> list[int]:
+    """The indices of the points that go on, by the rule, once at least eta trials are at the rung."""
+    order = promotion_order(points, directions)
+    top = len(points) // reduction_factor
+    if rule == "eta":
+        return order[:top]
+    if rule == "eta+1":
+        return order[: top + 1]
+    if rule == "front":
+        ranks = pareto_ranks(np.asarray(points, dtype=float), directions)
+        front = [i for i in order[top:] if ranks[i] == 1][:top]
+        return order[:top] + front
+    raise ValueError(f"rule={rule!r} is not accepted; use one of {', '.join(PROMOTION_RULES)}")
+
+
+def goes_on(mine: int, points: Sequence[Sequence[float]], directions: Sequence[str], reduction_factor: int,
+            rule: str = DEFAULT_PROMOTION_RULE) -> bool:
     """Whether point `mine` (an index of `points`, every trial that reached this rung) trains on: while fewer
-    than eta trials are at the rung, yes; then only in the top n // eta of the order."""
+    than eta trials are at the rung, yes; then only if the rule promotes it."""
     if len(points) < reduction_factor:
         return True
-    return mine in promotion_order(points, directions)[: len(points) // reduction_factor]
+    return mine in promoted(points, directions, reduction_factor, rule)
+
+
+RUNGS_ATTR = "rungs"  # the trial attribute that holds its rung values: {"epoch": [objective values]}
+
+
+class MOASHA:
+    """Multi-objective asynchronous successive halving for any Optuna study, shaped like Optuna's pruners.
+
+    Call `should_stop(study, trial, epoch, values)` after each epoch of an objective with the objective values
+    measured then (in the study's order of directions); at a rung it stores them in the trial's `rungs` user
+    attribute, reads every trial's values at that rung from the study's storage (any storage, any number of
+    workers), and answers whether this trial stops. Between rungs it answers False. The stopped trial's values
+    are the caller's to return (the values at its rung, say).
+    """
+
+    def __init__(self, *, min_epochs: int, reduction_factor: int, directions: Sequence[str],
+                 max_epochs: int | None = None, rule: str = DEFAULT_PROMOTION_RULE) -> None:
+        if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 1:
+            raise ValueError(f"min_epochs={min_epochs!r} is not accepted; it must be an integer >= 1")
+        if isinstance(reduction_factor, bool) or not isinstance(reduction_factor, int) or reduction_factor < 2:
+            raise ValueError(f"reduction_factor={reduction_factor!r} is not accepted; it must be an integer >= 2")
+        directions = [getattr(d, "name", d).lower() if not isinstance(d, str) else d for d in directions]
+        if not directions or any(d not in ("maximize", "minimize") for d in directions):
+            raise ValueError(f"directions={directions!r} is not accepted; give one of maximize or minimize per "
+                             "objective")
+        if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)
+                                       or max_epochs < 1):
+            raise ValueError(f"max_epochs={max_epochs!r} is not accepted; it must be an integer >= 1 or None")
+        if rule not in PROMOTION_RULES:
+            raise ValueError(f"rule={rule!r} is not accepted; use one of {', '.join(PROMOTION_RULES)}")
+        self.min_epochs, self.reduction_factor, self.rule = min_epochs, reduction_factor, rule
+        self.directions, self.max_epochs = list(directions), max_epochs
+
+    def is_rung(self, epoch: int) -> bool:
+        """Whether a trial is judged after this epoch: min_epochs * eta**k, before max_epochs."""
+        if self.max_epochs is not None and epoch >= self.max_epochs:
+            return False
+        rung = self.min_epochs
+        while rung < epoch:
+            rung *= self.reduction_factor
+        return rung == epoch
+
+    def should_stop(self, study: Any, trial: Any, epoch: int, values: Sequence[float]) -> bool:
+        """Store the trial's values at a rung epoch, then decide from every trial's values at that rung."""
+        if len(values) != len(self.directions):
+            raise ValueError(f"values has {len(values)} objectives where directions has {len(self.directions)}")
+        if not self.is_rung(epoch):
+            return False
+        key = str(epoch)
+        rungs = dict(trial.user_attrs.get(RUNGS_ATTR) or {})
+        rungs[key] = [float(v) for v in values]
+        trial.set_user_attr(RUNGS_ATTR, rungs)
+        at_rung = sorted((t.number, t.user_attrs[RUNGS_ATTR][key]) for t in study.get_trials(deepcopy=False)
+                         if key in (t.user_attrs.get(RUNGS_ATTR) or {}))
+        numbers = [number for number, _ in at_rung]
+        if trial.number not in numbers:  # a storage that has not seen this trial's write yet: judge it as written
+            at_rung.append((trial.number, rungs[key]))
+            numbers.append(trial.number)
+        return not goes_on(numbers.index(trial.number), [v for _, v in at_rung], self.directions,
+                           self.reduction_factor, self.rule)

@@ -31,7 +31,7 @@ from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.profiling import count_cost, count_on_meta, measure_speed
 from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import CONSTRAINTS, StudyConfig
-from resnet_bench.search.early_stopping import goes_on, rung_epochs
+from resnet_bench.search.early_stopping import MOASHA, rung_epochs
 from resnet_bench.search.records import DUPLICATE, FAILED, INFEASIBLE, STOPPED, TRAINED, TrialRecord
 from resnet_bench.search.space import (
     architecture_count,
@@ -257,6 +257,12 @@ class Sweep:
                                dataset=self.data.dataset_name, val_size=self.data.val_size, split_seed=self.data.seed,
                                image_size=self.data.image_size)
 
+    @property
+    def stopper(self) -> MOASHA:
+        """The study's early stopping, as any Optuna study can use it (search/early_stopping.py)."""
+        return MOASHA(min_epochs=self.config.min_epochs, reduction_factor=self.config.reduction_factor,
+                      directions=[o.direction for o in self.config.objectives], rule=self.config.promotion)
+
     def rungs(self, recipe: Recipe) -> tuple[int, ...]:
         """The epochs after which a trial of this recipe is judged (none without early stopping)."""
         if self.config.early_stopping != "mo-asha":
@@ -304,11 +310,7 @@ class Sweep:
         values = [float(measured[o.metric]) for o in self.config.objectives]
         record.rungs = {**(record.rungs or {}), str(epoch): values}
         _store(trial, record)
-        at_rung = [(t.number, t.user_attrs["rungs"][str(epoch)]) for t in self.study.get_trials(deepcopy=False)
-                   if str(epoch) in (t.user_attrs.get("rungs") or {})]
-        numbers = [number for number, _ in at_rung]
-        return goes_on(numbers.index(trial.number), [v for _, v in at_rung],
-                       [o.direction for o in self.config.objectives], self.config.reduction_factor)
+        return not self.stopper.should_stop(self.study, trial, epoch, values)
 
     def _trained_twin(self, spec_line: str, recipe: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
         """The first trial of the study (any worker's) that trained this network with this recipe, if any."""

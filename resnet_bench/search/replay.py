@@ -1,0 +1,231 @@
+"""A search replayed on a recorded benchmark: no training, the real sampler and the sweep's own early stopping.
+
+The recorded benchmark (benchmarks/bench_space.py) holds every network of a space trained to the end, every epoch
+kept. A replay runs the search that a sweep would run on that space, with W simulated workers: Optuna's ask and
+tell on an in-memory study with the study's own sampler (search/study.make_sampler), each epoch lasting its
+recorded seconds, and at each rung the same MOASHA object and rung estimate as the sweep (search/early_stopping.py,
+estimates.py). A network proposed again is answered from the study, as the sweep answers it (not trained again).
+Its result is the anytime hypervolume: the hypervolume of the front of the trials trained to the full budget
+against the training seconds spent so far (stopped trials' seconds included).
+
+What it leaves out: the time outside training (evaluation, the storage, proposing) except an estimate's own
+seconds, and that W workers on one machine share it (every epoch takes the seconds it took alone).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import heapq
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from resnet_bench.errors import BadInputError
+from resnet_bench.estimates import estimate_value, extra_seconds
+from resnet_bench.pareto import hypervolume
+from resnet_bench.search.config import StudyConfig
+from resnet_bench.search.early_stopping import MOASHA
+from resnet_bench.search.space import sample_spec
+from resnet_bench.search.study import make_sampler
+from resnet_bench.spec import ResNetSpec, SpecError
+
+MAX_DUPLICATES_IN_A_ROW = 50  # proposals answered from the study before a worker gives up (the sweep's rule)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One network's recorded run: its place in the space, its cost, and what every epoch measured."""
+
+    spec: str  # its one-line form as trained (the data set's channels and classes included)
+    params: dict[str, Any]  # the study's parameters that propose it (trial.params)
+    metrics: dict[str, float]  # gflops, params: what the objectives besides accuracy read
+    history: tuple[dict[str, Any], ...]  # per epoch: val_accuracy, train_loss, seconds, the estimates' fields
+
+    @property
+    def key(self) -> str:
+        return self.spec
+
+    @property
+    def seconds(self) -> float:
+        """Training seconds of the whole run."""
+        return sum(h["seconds"] for h in self.history)
+
+
+@dataclass(frozen=True)
+class AnytimePoint:
+    """The search's state when a trial ended at the full budget."""
+
+    seconds: float  # training seconds spent by then, by every worker (stopped trials included)
+    hypervolume: float  # of the front of the trials trained to the full budget by then
+    full: int  # trials trained to the full budget by then
+
+
+@dataclass
+class ReplayResult:
+    """What one replayed search did."""
+
+    anytime: list[AnytimePoint] = field(default_factory=list)
+    decisions: list[tuple[int, int, bool]] = field(default_factory=list)  # (trial number, rung epoch, goes on)
+    epochs: dict[int, int] = field(default_factory=dict)  # trial number -> epochs it trained
+    wall_seconds: float = 0.0  # simulated time when the last trial ended
+    full: int = 0  # trials trained to the full budget
+    stopped: int = 0  # trials stopped at a rung
+    duplicates: int = 0  # proposals answered from the study
+    seconds: float = 0.0  # training seconds spent in all
+
+    def hypervolume_at(self, seconds: float) -> float:
+        """The anytime hypervolume after `seconds` of training (0 before the first full trial)."""
+        best = 0.0
+        for point in self.anytime:
+            if point.seconds > seconds:
+                break
+            best = point.hypervolume
+        return best
+
+    def seconds_to(self, target: float) -> float:
+        """The training seconds the search took to reach a hypervolume (inf if it never did)."""
+        return next((p.seconds for p in self.anytime if p.hypervolume >= target - 1e-12), math.inf)
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """How one replayed search runs."""
+
+    sampler: str = "tpe"  # tpe, nsga2 or random: search/study.make_sampler, seeded with `seed`
+    seed: int = 0
+    workers: int = 4
+    early_stopping: bool = True
+    rung_estimate: str = "val_accuracy"
+    promotion: str = "eta"
+    min_epochs: int = 1
+    reduction_factor: int = 3
+    budget_seconds: float = math.inf  # no trial starts once this much training is spent
+    max_trials: int | None = None  # trials started (not counting proposals answered from the study)
+    order: tuple[int, ...] | None = None  # indices of the curves, proposed in this order (enqueued) before sampling
+
+
+def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySettings = ReplaySettings()) -> ReplayResult:
+    """Replay a search of `config`'s space on the recorded curves (see the module's docstring)."""
+    if settings.workers < 1:
+        raise BadInputError(f"workers={settings.workers} is not accepted; it must be an integer >= 1")
+    by_key = {c.key: c for c in curves}
+    metrics = [o.metric for o in config.objectives]
+    directions = [o.direction for o in config.objectives]
+    reference = [config.reference_point[m] for m in metrics]
+    epochs = len(curves[0].history)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=directions, sampler=make_sampler(
+        dataclasses.replace(config, sampler=settings.sampler, seed=settings.seed)))
+    queue = collections.deque(settings.order or ())  # proposed first, in this order: asked in the order enqueued
+    for index in queue:
+        study.enqueue_trial(curves[index].params)
+    shape = ResNetSpec.parse(curves[0].spec)  # the data set's channels and classes, as the table trained them
+    stopper = MOASHA(min_epochs=settings.min_epochs, reduction_factor=settings.reduction_factor,
+                     directions=directions, max_epochs=epochs, rule=settings.promotion) \
+        if settings.early_stopping else None
+    result, finished, front_points = ReplayResult(), {}, []
+    started = 0
+    tie = itertools.count()  # events at one time: in the order they were made
+    events: list[tuple[float, int, str, Any]] = [(0.0, next(tie), "free", None) for _ in range(settings.workers)]
+
+    def values(curve: Curve, epoch: int) -> list[float]:
+        return [curve.history[epoch - 1]["val_accuracy"] if m == "val_accuracy" else float(curve.metrics[m])
+                for m in metrics]
+
+    def propose(now: float) -> tuple[optuna.Trial, Curve] | None:
+        for _ in range(MAX_DUPLICATES_IN_A_ROW):
+            trial = study.ask()
+            try:
+                spec = sample_spec(trial, config)
+            except (SpecError, BadInputError):
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            line = dataclasses.replace(spec, in_channels=shape.in_channels, num_classes=shape.num_classes).format()
+            curve = curves[queue.popleft()] if queue else by_key.get(line)
+            if curve is None:
+                raise BadInputError(f"the table has no network {line}: record the whole space")
+            if curve.key in finished:  # answered from the study: not trained again
+                study.tell(trial, finished[curve.key])
+                result.duplicates += 1
+                continue
+            return trial, curve
+        return None
+
+    while events:
+        now, _, kind, payload = heapq.heappop(events)
+        if kind == "free":
+            if result.seconds >= settings.budget_seconds or (
+                    settings.max_trials is not None and started >= settings.max_trials):
+                continue
+            proposed = propose(now)
+            if proposed is None:
+                continue
+            started += 1
+            trial, curve = proposed
+            heapq.heappush(events, (now + _epoch_seconds(curve, 1, stopper, settings), next(tie), "epoch",
+                                    (trial, curve, 1)))
+            continue
+        trial, curve, epoch = payload
+        result.seconds += _epoch_seconds(curve, epoch, stopper, settings)
+        result.epochs[trial.number], result.wall_seconds = epoch, now
+        if epoch == epochs:
+            finished[curve.key] = values(curve, epoch)
+            study.tell(trial, finished[curve.key])
+            result.full += 1
+            front_points.append(finished[curve.key])
+            result.anytime.append(AnytimePoint(result.seconds, hypervolume(front_points, reference, directions),
+                                               result.full))
+        elif stopper is not None and stopper.is_rung(epoch):
+            estimate = [estimate_value(settings.rung_estimate, curve.history[:epoch]) if m == "val_accuracy"
+                        else v for m, v in zip(metrics, values(curve, epoch), strict=True)]
+            goes = not stopper.should_stop(study, trial, epoch, estimate)
+            result.decisions.append((trial.number, epoch, goes))
+            if goes:
+                heapq.heappush(events, (now + _epoch_seconds(curve, epoch + 1, stopper, settings), next(tie),
+                                        "epoch", (trial, curve, epoch + 1)))
+                continue
+            finished[curve.key] = values(curve, epoch)  # the sweep's stopped trial: its values at the rung
+            study.tell(trial, finished[curve.key])
+            result.stopped += 1
+        else:
+            heapq.heappush(events, (now + _epoch_seconds(curve, epoch + 1, stopper, settings), next(tie), "epoch",
+                                    (trial, curve, epoch + 1)))
+            continue
+        heapq.heappush(events, (now, next(tie), "free", None))
+    return result
+
+
+def _epoch_seconds(curve: Curve, epoch: int, stopper: MOASHA | None, settings: ReplaySettings) -> float:
+    """An epoch's recorded training seconds, plus the rung estimate's own seconds where it is measured."""
+    seconds = curve.history[epoch - 1]["seconds"]
+    if stopper is not None and stopper.is_rung(epoch):
+        seconds += extra_seconds(settings.rung_estimate, curve.history[epoch - 1])
+    return seconds
+
+
+def curves_of_table(table: dict[str, Any], seed: str = "0") -> list[Curve]:
+    """The curves of one seed of a recorded table (benchmarks/bench_space.json's layout)."""
+    fields = table["epoch_fields"]
+    out = []
+    for network in table["networks"]:
+        run = network["runs"].get(seed)
+        if run is None:
+            continue
+        history = tuple({f: run[f][e] for f in fields} | {"epoch": e + 1} for e in range(len(run["seconds"])))
+        out.append(Curve(spec=network["spec"], params=network["space"],
+                         metrics={"gflops": network["gflops"], "params": network["params"]}, history=history))
+    return out
+
+
+def train_everything(curves: Sequence[Curve], config: StudyConfig) -> tuple[float, float]:
+    """The training seconds and the hypervolume of training every network to the end."""
+    metrics = [o.metric for o in config.objectives]
+    points = [[c.history[-1]["val_accuracy"] if m == "val_accuracy" else c.metrics[m] for m in metrics]
+              for c in curves]
+    reference = [config.reference_point[m] for m in metrics]
+    return sum(c.seconds for c in curves), hypervolume(points, reference, [o.direction for o in config.objectives])
