@@ -9,8 +9,9 @@
 and runs `resnet-bench sweep` on it with the study's `record_estimates` (every rung estimate after every epoch) and
 `curves`. It records a second seed first, for the first `--second-seed` networks of the same order (a copy of the
 study file with `seed = 1`: its own weights, batch order and validation split), then the whole grid with seed 0.
-Run again, it resumes: only what is not trained yet is enqueued, and a trial a killed worker held is retried
-from its last epoch. `export` reads both studies into one compact JSON table (committed under benchmarks/);
+Run again, it resumes: only what is not trained yet is enqueued (in the study, or in the committed table, so that
+a recording spread over several machines or days goes on from the table), and a trial a killed worker held is
+retried from its last epoch. `export` reads both studies into one compact JSON table (committed under benchmarks/);
 `estimates` measures each rung estimate on it (Kendall's tau and Spearman's rho against the other seed's final
 validation accuracy, at every epoch, with its extra seconds) and the noise ceiling between the two seeds.
 Recording runs on purpose, never in the tests.
@@ -61,7 +62,21 @@ def ordered_grid(config: Any) -> list[dict[str, Any]]:
     return points
 
 
-def record_seed(out: Path, seed: int, count: int | None, workers: int, threads: int) -> None:
+def _key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
+
+
+def load_table(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def recorded_params(table: dict[str, Any] | None, seed: int) -> set[tuple[tuple[str, Any], ...]]:
+    """The networks the table holds a run of this seed for."""
+    return {_key(n["space"]) for n in (table or {}).get("networks", []) if str(seed) in n["runs"]}
+
+
+def record_seed(out: Path, seed: int, count: int | None, workers: int, threads: int,
+                table: dict[str, Any] | None) -> None:
     """Enqueue what of the grid (its first `count` points) this seed's study has not trained, and sweep it."""
     import optuna
 
@@ -75,11 +90,15 @@ def record_seed(out: Path, seed: int, count: int | None, workers: int, threads: 
     location.make_folder()
     study = open_study(config, location.storage, config.name)
     points = ordered_grid(config)[:count]
+    recorded = recorded_params(table, seed)
     for params in points:
+        if _key(params) in recorded:  # in the committed table already: a later session goes on from there
+            continue
         study.enqueue_trial(params, skip_if_exists=True)
     waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
     done = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("status") == "trained")
-    log(f"{config.name}: {len(points)} networks, {done} trained, {waiting} queued")
+    log(f"{config.name}: {len(points)} networks, {len(recorded & {_key(p) for p in points})} in the table, {done} "
+        f"trained here, {waiting} queued")
     if waiting == 0:
         return
     command = [sys.executable, "-m", "resnet_bench", "sweep", str(path), "--out", str(out), "--device", "cpu",
@@ -90,8 +109,9 @@ def record_seed(out: Path, seed: int, count: int | None, workers: int, threads: 
 
 def record(args: argparse.Namespace) -> None:
     started = datetime.datetime.now(datetime.UTC)
-    record_seed(args.out, 1, args.second_seed, args.workers, args.threads)
-    record_seed(args.out, 0, None, args.workers, args.threads)
+    table = load_table(args.table)
+    record_seed(args.out, 1, args.second_seed, args.workers, args.threads, table)
+    record_seed(args.out, 0, None, args.workers, args.threads, table)
     log(f"recorded from {started.isoformat(timespec='seconds')} to "
         f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}")
 
@@ -121,16 +141,20 @@ def export(args: argparse.Namespace) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = load_study_file(STUDY_FILE)
-    networks: dict[str, dict[str, Any]] = {}
-    seeds, conditions = [], {}
+    before = load_table(args.table) or {}
+    # What the table held already (an earlier session's recording) stays; the storages add to it.
+    networks: dict[str, dict[str, Any]] = {n["spec"]: n for n in before.get("networks", [])}
+    seeds, conditions = list(before.get("seeds", [])), dict(before.get("conditions", {}))
     for seed in (0, 1):
         name = config.name if seed == 0 else f"bench_space-seed{seed}"
         location = locate_study(name, out=args.out)
+        if not (location.folder / "study.db").is_file():
+            continue
         try:
             study = optuna.load_study(study_name=name, storage=location.storage)
         except KeyError:
             continue
-        seeds.append(seed)
+        seeds = sorted({*seeds, seed})
         for trial in study.get_trials(deepcopy=False):
             attrs = trial.user_attrs
             if attrs.get("status") != TRAINED:
@@ -143,7 +167,7 @@ def export(args: argparse.Namespace) -> None:
                 **{f: [h.get(f) for h in history] for f in EPOCH_FIELDS},
                 "test_accuracy": attrs["test_accuracy"], "trial": trial.number,
             }
-            conditions = {k: attrs.get(k) for k in ("recipe", "dataset", "val_size", "input_size", "device", "threads",
+            conditions[str(seed)] = {k: attrs.get(k) for k in ("recipe", "dataset", "val_size", "input_size", "device", "threads",
                                                     "precision", "memory_format", "torch_version",
                                                     "resnet_bench_version")}
     table = {
@@ -177,46 +201,60 @@ def spearman_rho(a: Any, b: Any) -> float:
 
 
 def estimates(args: argparse.Namespace) -> None:
-    """Each rung estimate against the final validation accuracy of the other seed, at every epoch."""
+    """Each rung estimate at every epoch, ranked against the final validation accuracy: of the same run (every
+    network of a seed), and of the other seed's run (the networks recorded with both: what a rung must predict,
+    free of the run's own noise); and the noise ceiling, one seed's final ranking against the other's."""
     from resnet_bench.estimates import RUNG_ESTIMATES, estimate_value, extra_seconds
 
     table = json.loads(args.table.read_text())
+    fields = table["epoch_fields"]
+    runs = [(n, seed) for n in table["networks"] for seed in n["runs"]]
     both = [n for n in table["networks"] if {"0", "1"} <= set(n["runs"])]
-    epochs = len(both[0]["runs"]["0"]["val_accuracy"])
+    epochs = len(runs[0][0]["runs"][runs[0][1]]["seconds"])
 
     def history(run: dict[str, Any], epoch: int) -> list[dict[str, Any]]:
-        return [{f: run[f][e] for f in table["epoch_fields"]} | {"epoch": e + 1} for e in range(epoch)]
+        return [{f: run[f][e] for f in fields} | {"epoch": e + 1} for e in range(epoch)]
+
+    def correlations(pairs: list[tuple[dict[str, Any], dict[str, Any]]], name: str, epoch: int) -> tuple[float, ...]:
+        values = [estimate_value(name, history(mine, epoch)) for mine, _ in pairs]
+        target = [other["val_accuracy"][-1] for _, other in pairs]
+        return kendall_tau(values, target), spearman_rho(values, target)
 
     rows = []
     for name in RUNG_ESTIMATES:
         for epoch in range(1, epochs + 1):
-            taus, rhos, extra = [], [], []
-            for mine, other in (("0", "1"), ("1", "0")):
-                try:
-                    values = [estimate_value(name, history(n["runs"][mine], epoch)) for n in both]
-                except ValueError:
-                    break
-                target = [n["runs"][other]["val_accuracy"][-1] for n in both]
-                taus.append(kendall_tau(values, target))
-                rhos.append(spearman_rho(values, target))
-                extra += [extra_seconds(name, history(n["runs"][mine], epoch)[-1]) /
-                          max(sum(n["runs"][mine]["seconds"][:epoch]), 1e-9) for n in both]
-            if taus:
-                rows.append({"estimate": name, "epoch": epoch, "tau": float(np.mean(taus)),
-                             "rho": float(np.mean(rhos)), "extra_share": float(np.mean(extra))})
+            try:
+                row: dict[str, Any] = {"estimate": name, "epoch": epoch}
+                for seed in sorted({s for _, s in runs}):
+                    same = [(n["runs"][seed], n["runs"][seed]) for n in table["networks"] if seed in n["runs"]]
+                    row[f"tau_same_seed{seed}"], row[f"rho_same_seed{seed}"] = correlations(same, name, epoch)
+                    row[f"networks_seed{seed}"] = len(same)
+                if both:
+                    taus = [correlations([(n["runs"][a], n["runs"][b]) for n in both], name, epoch)
+                            for a, b in (("0", "1"), ("1", "0"))]
+                    row["tau_other"] = float(np.mean([t for t, _ in taus]))
+                    row["rho_other"] = float(np.mean([r for _, r in taus]))
+            except ValueError:  # an estimate the recording did not measure
+                continue
+            row["extra_share"] = float(np.mean([
+                extra_seconds(name, history(n["runs"][s], epoch)[-1]) / max(sum(n["runs"][s]["seconds"][:epoch]), 1e-9)
+                for n, s in runs]))
+            rows.append(row)
     ceiling = kendall_tau([n["runs"]["0"]["val_accuracy"][-1] for n in both],
-                          [n["runs"]["1"]["val_accuracy"][-1] for n in both])
-    out = {"networks_both_seeds": len(both), "noise_ceiling_tau": ceiling, "rows": rows}
-    print(f"{len(both)} networks with both seeds; noise ceiling (final val accuracy, seed 0 against seed 1): "
-          f"tau {ceiling:.3f}")
+                          [n["runs"]["1"]["val_accuracy"][-1] for n in both]) if len(both) > 1 else None
+    out = {"networks": len(table["networks"]), "networks_both_seeds": len(both), "noise_ceiling_tau": ceiling,
+           "rows": rows}
+    print(f"{len(table['networks'])} networks, {len(both)} with both seeds; noise ceiling (final validation "
+          f"accuracy, seed 0 against seed 1): tau {ceiling if ceiling is None else round(ceiling, 3)}")
+    key = "tau_other" if both else f"tau_same_seed{runs[0][1]}"
+    print(f"Kendall's tau ({key}) at each epoch, and the estimate's extra seconds per training second")
     print("| estimate | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) + " | extra seconds |")
     print("| --- |" + " ---: |" * (epochs + 1))
     for name in RUNG_ESTIMATES:
         mine = [r for r in rows if r["estimate"] == name]
         if mine:
             extra = np.mean([r["extra_share"] for r in mine])
-            print(f"| {name} | " + " | ".join(f"{r['tau']:.2f} ({r['rho']:.2f})" for r in mine) +
-                  f" | {100 * extra:.1f}% |")
+            print(f"| {name} | " + " | ".join(f"{r[key]:.2f}" for r in mine) + f" | {100 * extra:.1f}% |")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
 
@@ -229,6 +267,7 @@ def main() -> None:
     rec.add_argument("--workers", type=int, default=2)
     rec.add_argument("--threads", type=int, default=1)
     rec.add_argument("--second-seed", type=int, default=64, help="networks recorded with seed 1 too")
+    rec.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="networks recorded there are not trained again")
     exp = sub.add_parser("export", help="write the table from the recorded studies")
     exp.add_argument("--out", type=Path, default=REPO / "reports" / "bench")
     exp.add_argument("--table", type=Path, default=DEFAULT_TABLE)

@@ -129,3 +129,38 @@ def test_the_ema_resumes_from_a_saved_state(small, tmp_path):
 def test_unknown_trainer_estimate(small):
     with pytest.raises(ValueError, match="ema, probe"):
         train(tiny(small), small, QUICK, "cpu", estimates=("swa",))
+
+
+def _study(histories, rungs=(1, 3), estimate="val_accuracy"):
+    import pandas as pd
+
+    from resnet_bench.search.records import StudyTrials
+
+    return StudyTrials(name="s", storage="", objectives=(("val_accuracy", "maximize"), ("gflops", "minimize")),
+                       dataset="", constraints={}, reference_point={}, trials=pd.DataFrame(),
+                       histories=dict(enumerate(histories)), rungs=rungs, rung_estimate=estimate)
+
+
+def test_the_reports_rung_tau_by_hand():
+    """Eight trials trained to the end: at epoch 1 the order of their accuracy is the final order but for one
+    swapped pair (27 of 28 pairs concordant: tau = 26/28); at epoch 3 it is the final order (tau 1)."""
+    from resnet_bench.report.analysis import rung_taus
+
+    finals = [0.80 + 0.01 * i for i in range(8)]
+    first = list(finals)
+    first[0], first[1] = first[1], first[0]
+    histories = [[{"epoch": e, "train_loss": 1.0, "val_accuracy": first[i] if e == 1 else finals[i]}
+                  for e in range(1, 7)] for i in range(8)]
+    taus = rung_taus(_study(histories))
+    assert [(t.epoch, t.trials) for t in taus] == [(1, 8), (3, 8)]
+    assert taus[0].tau == pytest.approx(26 / 28) and taus[1].tau == pytest.approx(1.0)
+    few = rung_taus(_study(histories[:7]))
+    assert [t.tau for t in few] == [None, None] and few[0].trials == 7
+
+
+def test_the_reports_rung_tau_skips_trials_whose_rung_did_not_measure_the_estimate():
+    from resnet_bench.report.analysis import rung_taus
+
+    histories = [[{"epoch": e, "train_loss": 1.0, "val_accuracy": 0.5, "probe_val_accuracy": None}
+                  for e in range(1, 7)] for _ in range(9)]
+    assert rung_taus(_study(histories, estimate="probe"))[0].trials == 0

@@ -12,7 +12,8 @@ import pandas as pd
 from resnet_bench.correctness import unpack_correct
 from resnet_bench.pareto import hypervolume_curve, pareto_ranks
 from resnet_bench.report.confirmation import Confirmation, confirmation
-from resnet_bench.report.stats import mcnemar_exact, wilson_interval
+from resnet_bench.estimates import estimate_value
+from resnet_bench.report.stats import kendall_tau, mcnemar_exact, wilson_interval
 from resnet_bench.search.config import CONSTRAINTS
 from resnet_bench.search.records import (
     DUPLICATE,
@@ -48,6 +49,41 @@ class Reference:
         return not any(o.startswith("worst") for o in self.origin.values())
 
 
+MIN_TRIALS_FOR_TAU = 8  # fewer trials trained to the end than this: too few to tell how well a rung ranks them
+
+
+@dataclass(frozen=True)
+class RungTau:
+    """How well one rung's estimate ranked the trials that went on to the end."""
+
+    epoch: int
+    estimate: str  # estimates.RUNG_ESTIMATES
+    trials: int  # trained to the end with a history that has this rung's estimate
+    tau: float | None  # None: fewer than MIN_TRIALS_FOR_TAU trials, or no spread to rank
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "estimate": self.estimate, "trials": self.trials, "tau": self.tau}
+
+
+def rung_taus(study: StudyTrials) -> list[RungTau]:
+    """Per rung: Kendall's tau between the study's rung estimate at that rung and the final validation accuracy,
+    over the trials trained to their recipe's epochs whose history has the estimate at that rung. They are the
+    trials that went on past every rung, so the ranking is measured among the better ones: a lower bound."""
+    out = []
+    for epoch in study.rungs:
+        pairs = []
+        for history in study.histories.values():
+            if len(history) <= epoch:
+                continue
+            try:
+                pairs.append((estimate_value(study.rung_estimate, history[:epoch]), float(history[-1]["val_accuracy"])))
+            except (ValueError, KeyError):  # an estimate this trial's epoch did not measure
+                continue
+        tau = kendall_tau(*zip(*pairs, strict=True)) if len(pairs) >= MIN_TRIALS_FOR_TAU else None
+        out.append(RungTau(epoch=epoch, estimate=study.rung_estimate, trials=len(pairs), tau=tau))
+    return out
+
+
 @dataclass
 class Report:
     """Everything the report shows, as plain values."""
@@ -73,6 +109,9 @@ class Report:
     stopped_at: dict[int, int] = field(default_factory=dict)
     saved_seconds: float = 0.0
     confirmed: Confirmation | None = None  # the last `confirm` command's runs, by network (None: never confirmed)
+    # How far the rungs can be trusted: per rung epoch, Kendall's tau between the study's rung estimate there and
+    # the final validation accuracy, over the trials trained to the end (None: fewer than MIN_TRIALS_FOR_TAU).
+    rung_taus: list[RungTau] = field(default_factory=list)
     # Did the search beat each trained baseline? (baseline row, the search's most accurate trained network at no
     # more cost, or None, and McNemar's p between the two, or None)
     versus: list[tuple[dict[str, Any], dict[str, Any] | None, float | None]] = field(default_factory=list)
@@ -152,6 +191,7 @@ def build_report(study: StudyTrials, published: pd.DataFrame | None = None) -> R
         reference=reference, hypervolume=hypervolume, best=best, tied=tied,
         published=published if published is not None else pd.DataFrame(), tie_rule=tie_rule,
         **_early_stopping(trials), confirmed=confirmation(study), versus=_versus(trials, study.val_correct, cost),
+        rung_taus=rung_taus(study),
     )
 
 

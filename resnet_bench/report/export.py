@@ -1,12 +1,15 @@
-"""The report's files: trials.csv, front.csv, report.md, report.html (one self-contained page), two PNGs."""
+"""The report's files: trials.csv, front.csv, report.md, report.html (one self-contained page), two PNGs and
+summary.json."""
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
+from typing import Any
 
-from resnet_bench.files import check_writable
+from resnet_bench.files import atomic_path, check_writable
 from resnet_bench.report.analysis import Report
 from resnet_bench.report.plots import hypervolume_chart, pareto_chart
 from resnet_bench.report.text import (
@@ -30,21 +33,41 @@ def _confirmed_words(report: Report) -> str:
             "validation images; mean ± standard deviation over seeds, in points. "
             f"{tau_text(report.confirmed)}.")
 
-FILES = ("trials.csv", "front.csv", "report.md", "report.html", "pareto.png", "hypervolume.png")
+FILES = ("trials.csv", "front.csv", "report.md", "report.html", "pareto.png", "hypervolume.png", "summary.json")
 
 
 def write_report(report: Report, folder: Path) -> dict[str, Path]:
     """Write every file of the report into the folder; return them by name."""
     check_writable(folder)
     paths = {name: folder / name for name in FILES}
-    report.trials.to_csv(paths["trials.csv"], index=False)
-    report.front.to_csv(paths["front.csv"], index=False)
-    pareto_chart(report, paths["pareto.png"])
-    hypervolume_chart(report, paths["hypervolume.png"])
-    paths["report.md"].write_text(markdown(report), encoding="utf-8")
-    paths["report.html"].write_text(
-        page(report, {name: paths[name].read_bytes() for name in ("pareto.png", "hypervolume.png")}), encoding="utf-8")
+    # Each file whole or not at all (a full disk leaves the previous one): written beside, then renamed.
+    with atomic_path(paths["trials.csv"]) as tmp:
+        report.trials.to_csv(tmp, index=False)
+    with atomic_path(paths["front.csv"]) as tmp:
+        report.front.to_csv(tmp, index=False)
+    images = {}
+    for name, chart in (("pareto.png", pareto_chart), ("hypervolume.png", hypervolume_chart)):
+        with atomic_path(paths[name]) as tmp:
+            chart(report, tmp)
+            images[name] = tmp.read_bytes()
+    texts = {"report.md": markdown(report), "report.html": page(report, images),
+             "summary.json": json.dumps(summary(report), indent=1) + "\n"}
+    for name, text in texts.items():
+        with atomic_path(paths[name]) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     return paths
+
+
+def summary(report: Report) -> dict[str, Any]:
+    """The report's summary as plain JSON values: the summary's lines, the hypervolume and the rung estimates'
+    rank correlations (the terminal's --format json prints the trials; this file holds what is said of them)."""
+    return {
+        "study": report.study.name, "hypervolume": report.hypervolume,
+        "reference_point": report.reference.point if report.reference is not None else None,
+        "counts": report.counts, "train_seconds": report.train_seconds,
+        "rung_taus": [r.to_dict() for r in report.rung_taus],
+        "summary": {label: text for label, text in summary_lines(report)},
+    }
 
 
 # -- Markdown -----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_bench.report.analysis import ACCURACY, PAIRED_TEST, STATUS_ORDER, TIE_P, Report
+from resnet_bench.report.analysis import ACCURACY, MIN_TRIALS_FOR_TAU, PAIRED_TEST, STATUS_ORDER, TIE_P, Report
 from resnet_bench.units import cost_text, plural, saving_text
 
 # Objective metrics that the front table shows beyond accuracy, GFLOPs and parameters, with their headers.
@@ -110,6 +110,8 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
         lines.append(("early stopping", f"{sum(report.stopped_at.values())} trials stopped at a rung ({rungs}); "
                       f"about {report.saved_seconds:,.0f} s of training saved against training each to its "
                       "recipe's epochs (its seconds per epoch times the epochs it skipped)"))
+    if report.rung_taus:
+        lines.append(("rung estimates", rung_tau_text(report)))
     if report.confirmed is not None:
         c = report.confirmed.networks
         lines.append(("confirmed", f"{len(c)} networks re-trained {confirm_conditions(report.confirmed)}; "
@@ -145,6 +147,18 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
                "its interval overlaps the best one's (a study without per-image results: no paired test)")
         lines.append(("cheapest tie", _trial(tied, cost) + f": {why}, for {saving}"))
     return lines
+
+
+def rung_tau_text(report: Report) -> str:
+    """Kendall's tau of the rung estimate at each rung against the final validation accuracy, or why not."""
+    estimate = report.rung_taus[0].estimate
+    parts = [f"after epoch {r.epoch}: " + (f"{r.tau:.2f} over {plural(r.trials, 'trial')}" if r.tau is not None
+                                         else f"too few trials to tell ({r.trials} of the {MIN_TRIALS_FOR_TAU} "
+                                              "needed)")
+             for r in report.rung_taus]
+    which = " (those that went on past every rung: the better ones, so a lower bound)" if report.stopped_at else ""
+    return (f"Kendall's tau between {estimate} at each rung and the final validation accuracy, over the trials "
+            f"trained to the end{which}: {'; '.join(parts)}")
 
 
 def published_note(report: Report) -> str:

@@ -144,3 +144,8 @@ class StudyTrials:
     # rows become the report's CSV and JSON.
     val_correct: dict[int, str] = dataclasses.field(default_factory=dict)
     confirm_runs: list[TrialRecord] = dataclasses.field(default_factory=list)  # `confirm`'s runs (search/confirm.py)
+    # Trial number -> its per-epoch history (TrialRecord.history), for the trials trained to their recipe's epochs:
+    # what the report measures the rung estimate on. Kept out of `trials` for the same reason as val_correct.
+    histories: dict[int, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    rungs: tuple[int, ...] = ()  # the epochs early stopping judges at (the study's, on or off: its min_epochs, eta)
+    rung_estimate: str = "val_accuracy"  # what those rungs read (estimates.py)

@@ -109,8 +109,12 @@ class ReplaySettings:
     order: tuple[int, ...] | None = None  # indices of the curves, proposed in this order (enqueued) before sampling
 
 
-def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySettings = ReplaySettings()) -> ReplayResult:
-    """Replay a search of `config`'s space on the recorded curves (see the module's docstring)."""
+def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySettings = ReplaySettings(), *,
+           stopper: Any = None) -> ReplayResult:
+    """Replay a search of `config`'s space on the recorded curves (see the module's docstring).
+
+    `stopper` replaces the settings' MOASHA with any object of its two methods, `is_rung(epoch)` and
+    `should_stop(study, trial, epoch, values)` (another scheduler, driven after each epoch it asks for)."""
     if settings.workers < 1:
         raise BadInputError(f"workers={settings.workers} is not accepted; it must be an integer >= 1")
     by_key = {c.key: c for c in curves}
@@ -125,9 +129,9 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
     for index in queue:
         study.enqueue_trial(curves[index].params)
     shape = ResNetSpec.parse(curves[0].spec)  # the data set's channels and classes, as the table trained them
-    stopper = MOASHA(min_epochs=settings.min_epochs, reduction_factor=settings.reduction_factor,
-                     directions=directions, max_epochs=epochs, rule=settings.promotion) \
-        if settings.early_stopping else None
+    if stopper is None and settings.early_stopping:
+        stopper = MOASHA(min_epochs=settings.min_epochs, reduction_factor=settings.reduction_factor,
+                         directions=directions, max_epochs=epochs, rule=settings.promotion)
     result, finished, front_points = ReplayResult(), {}, []
     started = 0
     tie = itertools.count()  # events at one time: in the order they were made
@@ -200,7 +204,7 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
     return result
 
 
-def _epoch_seconds(curve: Curve, epoch: int, stopper: MOASHA | None, settings: ReplaySettings) -> float:
+def _epoch_seconds(curve: Curve, epoch: int, stopper: Any, settings: ReplaySettings) -> float:
     """An epoch's recorded training seconds, plus the rung estimate's own seconds where it is measured."""
     seconds = curve.history[epoch - 1]["seconds"]
     if stopper is not None and stopper.is_rung(epoch):

@@ -15,9 +15,11 @@ from resnet_bench.errors import BadInputError
 from resnet_bench.recipe import describe_recipe
 from resnet_bench.search.config import StudyConfig, StudyFileError, parse_study
 from resnet_bench.search.confirm import stored_runs
+from resnet_bench.search.early_stopping import rung_epochs
 from resnet_bench.search.records import (
     FAILED,
     RUNNING,
+    TRAINED,
     TRIAL_COLUMNS,
     WAITING,
     StudyTrials,
@@ -74,7 +76,28 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
         trials=frame,
         confirm_runs=stored_runs(attrs),
         val_correct={t.number: t.user_attrs["val_correct"] for t in stored if t.user_attrs.get("val_correct")},
+        histories=_full_histories(stored), **_rungs(config, stored),
     )
+
+
+def _full_histories(stored: list[optuna.trial.FrozenTrial]) -> dict[int, list[dict[str, Any]]]:
+    """The per-epoch histories of the trials trained to their recipe's epochs."""
+    out = {}
+    for t in stored:
+        record = TrialRecord.from_attrs(t.user_attrs)
+        if record.status == TRAINED and record.history and len(record.history) == (record.recipe or {}).get("epochs"):
+            out[t.number] = record.history
+    return out
+
+
+def _rungs(config: StudyConfig | None, stored: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
+    """The study's rungs and rung estimate: from its study file, else from what its trials stored at rungs."""
+    if config is not None:
+        return {"rungs": rung_epochs(config.min_epochs, config.reduction_factor, config.base_recipe().epochs),
+                "rung_estimate": config.rung_estimate}
+    epochs = sorted({int(e) for t in stored for e in (t.user_attrs.get("rungs") or {})})
+    estimates = [t.user_attrs["rung_estimate"] for t in stored if t.user_attrs.get("rung_estimate")]
+    return {"rungs": tuple(epochs), "rung_estimate": estimates[-1] if estimates else "val_accuracy"}
 
 
 def stored_config(source: str) -> StudyConfig | None:
