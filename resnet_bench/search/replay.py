@@ -107,6 +107,7 @@ class ReplaySettings:
     budget_seconds: float = math.inf  # no trial starts once this much training is spent
     max_trials: int | None = None  # trials started (not counting proposals answered from the study)
     order: tuple[int, ...] | None = None  # indices of the curves, proposed in this order (enqueued) before sampling
+    skip_missing: bool = False  # a proposal the table does not hold: refused (failed) instead of an error
 
 
 def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySettings = ReplaySettings(), *,
@@ -151,6 +152,9 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
                 continue
             line = dataclasses.replace(spec, in_channels=shape.in_channels, num_classes=shape.num_classes).format()
             curve = curves[queue.popleft()] if queue else by_key.get(line)
+            if curve is None and settings.skip_missing:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
             if curve is None:
                 raise BadInputError(f"the table has no network {line}: record the whole space")
             if curve.key in finished:  # answered from the study: not trained again
