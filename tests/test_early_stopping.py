@@ -92,7 +92,7 @@ def curves(monkeypatch):
         for epoch in range(1, recipe.epochs + 1):
             accuracy = min(0.95, 0.3 + 0.05 * epoch + (width % 97) / 1000)
             history.append(EpochMetrics(epoch=epoch, train_loss=1.0, train_error=0.5, val_accuracy=accuracy,
-                                         test_error=None, lr=0.1, seconds=1.0))
+                                         test_error=None, lr=0.1, seconds=1.0, ema_val_accuracy=accuracy))
             if callback is not None and callback(epoch, history[-1]):
                 break
         return type("Result", (), dict(
