@@ -11,7 +11,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,8 +223,8 @@ class _Loop:
             self.val_correct = self.correct(self.data.val)
         if "ema" in estimates and self.ema is not None:
             t0 = time.perf_counter()
-            extra["ema_val_accuracy"] = correct_images(self.ema.model, self.data.val, self.data, self.device,
-                                                       self.channels_last, self.bf16).float().mean().item()
+            extra["ema_val_accuracy"] = accuracy(self.ema.model, self.data.val, self.data, self.device,
+                                                 self.channels_last, self.bf16)
             extra["ema_seconds"] = time.perf_counter() - t0
         if "probe" in estimates:
             t0 = time.perf_counter()
@@ -261,8 +261,7 @@ class _Loop:
         finally:
             self.batches.generator.set_state(batches_state)
             restore_rng_state(random_state, self.device)
-        return correct_images(model, self.data.val, self.data, self.device, self.channels_last,
-                              self.bf16).float().mean().item()
+        return accuracy(model, self.data.val, self.data, self.device, self.channels_last, self.bf16)
 
     def _train_pass(self, epoch: int, compile_now: bool, on_batch: BatchCallback | None) -> tuple[float, float, float]:
         """Mean loss, error and training seconds of one epoch; one host synchronisation, at its end."""
@@ -413,21 +412,32 @@ class WeightAverage:
         self.updates = int(state["updates"])
 
 
+def _eval_batches(
+    model: nn.Module, images: ImageSet, data: Splits, device: torch.device, channels_last: bool, bf16: bool,
+    batch_size: int | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The model's logits and the labels of each evaluation batch (eval mode, no augmentation, no gradients), in the
+    run's memory format and precision; the caller iterates under torch.no_grad()."""
+    model.eval()
+    batches = DeviceBatches(
+        images, batch_size=batch_size or EVAL_BATCH.get(device.type, 1000), device=device, mean=data.mean,
+        std=data.std, train=False, channels_last=channels_last,
+    )
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for x, y in batches:
+            yield model(x), y
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, images: ImageSet, data: Splits, device: torch.device, channels_last: bool = False,
     bf16: bool = False,
 ) -> tuple[torch.Tensor, float]:
     """Per-image correctness (on the device, as `correct_images`) and the mean cross-entropy of an image set."""
-    model.eval()
-    batches = DeviceBatches(images, batch_size=EVAL_BATCH.get(device.type, 1000), device=device, mean=data.mean,
-                            std=data.std, train=False, channels_last=channels_last)
     correct, loss = [], torch.zeros((), device=device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for x, y in batches:
-            logits = model(x)
-            correct.append(logits.argmax(1) == y)
-            loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+    for logits, y in _eval_batches(model, images, data, device, channels_last, bf16, None):
+        correct.append(logits.argmax(1) == y)
+        loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
     return torch.cat(correct), loss.item() / len(images)
 
 
@@ -438,13 +448,8 @@ def correct_images(
 ) -> torch.Tensor:
     """One boolean per image of the set, in its order: classified correctly (eval mode, no augmentation). Stays
     on the device: no host synchronisation until the caller reads it."""
-    model.eval()
-    batches = DeviceBatches(
-        images, batch_size=batch_size or EVAL_BATCH.get(device.type, 1000), device=device, mean=data.mean,
-        std=data.std, train=False, channels_last=channels_last,
-    )
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        return torch.cat([model(x).argmax(1) == y for x, y in batches])
+    return torch.cat([logits.argmax(1) == y
+                      for logits, y in _eval_batches(model, images, data, device, channels_last, bf16, batch_size)])
 
 
 def accuracy(

@@ -119,3 +119,16 @@ def write_cifar(root, name: str, n_train: int, n_test: int, classes: int):
     with (folder / meta).open("wb") as f:
         pickle.dump(names, f)
     return entries
+
+
+def small_splits(train: int, val: int):
+    """Real Fashion-MNIST images: the first `train` of the mini set's training split, `val` carved off to validate,
+    and the mini test set."""
+    import dataclasses
+
+    import torch
+
+    from resnet_bench.data import load_dataset, split
+
+    data = split(load_dataset("fashion-mnist-mini"), val_size=val, seed=0)
+    return dataclasses.replace(data, train=data.train.subset(torch.arange(train)))

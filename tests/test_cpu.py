@@ -15,7 +15,6 @@ import torch
 
 import resnet_bench as rb
 from resnet_bench import cpu
-from resnet_bench.data import load_dataset, split
 from resnet_bench.devices import check_dtype, parse_memory_format, resolve_channels_last, resolve_precision
 from resnet_bench.errors import BadInputError
 from resnet_bench.recipe import Recipe
@@ -31,7 +30,7 @@ from resnet_bench.train import spec_for_data, train
 # conftest gives every test 2 idle cores; these tests read the machine's
 REAL_PHYSICAL_CORES, REAL_IDLE_CORES = cpu.physical_cores, cpu.idle_cores
 
-from .helpers import TINY_STUDY, run, write
+from .helpers import TINY_STUDY, run, small_splits, write
 
 
 def machine(monkeypatch, *, native: bool) -> None:
@@ -102,8 +101,7 @@ ONE_EPOCH = Recipe(epochs=1, batch_size=128, lr=0.2, warmup_epochs=0.2, schedule
 
 @pytest.fixture(scope="module")
 def small():
-    data = split(load_dataset("fashion-mnist-mini"), val_size=500, seed=0)
-    return dataclasses.replace(data, train=data.train.subset(torch.arange(512)))
+    return small_splits(train=512, val=500)
 
 
 @pytest.mark.parametrize("native, precision, channels_last, expected", [

@@ -10,11 +10,12 @@ import torch
 from torch import nn
 
 import resnet_bench as rb
-from resnet_bench.data import load_dataset, split
 from resnet_bench.estimates import RUNG_ESTIMATES, EstimateError, check_estimate, estimate_value, trainer_needs
 from resnet_bench.recipe import Recipe
 from resnet_bench.spec import ResNetSpec
 from resnet_bench.train import WeightAverage, spec_for_data, train
+
+from .helpers import small_splits
 
 TINY = ResNetSpec(layers=(1, 1), stem="cifar", stem_width=8)
 QUICK = Recipe(epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5, schedule="linear")
@@ -23,8 +24,7 @@ QUICK = Recipe(epochs=2, batch_size=64, lr=0.2, warmup_epochs=0.5, schedule="lin
 @pytest.fixture(scope="module")
 def small():
     """Real Fashion-MNIST images: 512 to train on, 300 to validate."""
-    data = split(load_dataset("fashion-mnist-mini"), val_size=300, seed=0)
-    return dataclasses.replace(data, train=data.train.subset(torch.arange(512)))
+    return small_splits(train=512, val=300)
 
 
 def tiny(data):
@@ -104,12 +104,15 @@ def test_estimates_only_at_the_epochs_asked_for(small):
     assert result.history[0].probe_val_accuracy is not None and result.history[1].probe_val_accuracy is None
 
 
-def test_the_probe_cools_down_a_run_at_its_peak_learning_rate(small):
-    """A probe at the end of a constant schedule at a high rate reads above the run's own accuracy: the point of it.
-    (Checked on this seed and data: 1 epoch at lr 0.8, constant.)"""
-    recipe = Recipe(epochs=1, batch_size=64, lr=0.8, schedule="constant")
-    result = train(tiny(small), small, recipe, "cpu", estimates=("probe",))
-    assert result.history[0].probe_val_accuracy > result.history[0].val_accuracy
+def test_the_probe_cools_down_a_run_at_its_peak_learning_rate():
+    """A probe in a constant schedule at a high rate reads above the run's own accuracy: the point of it. (Checked
+    on this seed and data, 4,096 images, 2 epochs at lr 0.8: 0.330 against 0.506, then 0.454 against 0.604; on 512
+    images the run stays at chance and tells nothing.)"""
+    data = small_splits(train=4096, val=500)
+    recipe = Recipe(epochs=2, batch_size=64, lr=0.8, schedule="constant", warmup_epochs=0.5)
+    result = train(tiny(data), data, recipe, "cpu", estimates=("probe",))
+    assert all(m.val_accuracy > 0.3 for m in result.history)  # learning, not at chance (0.1)
+    assert all(m.probe_val_accuracy > m.val_accuracy for m in result.history)
 
 
 def test_the_ema_resumes_from_a_saved_state(small, tmp_path):

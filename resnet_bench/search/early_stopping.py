@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from resnet_bench.errors import is_positive_int
 from resnet_bench.pareto import pareto_ranks
 
 
@@ -112,7 +113,7 @@ class MOASHA:
 
     def __init__(self, *, min_epochs: int, reduction_factor: int, directions: Sequence[str],
                  max_epochs: int | None = None, rule: str = DEFAULT_PROMOTION_RULE) -> None:
-        if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 1:
+        if not is_positive_int(min_epochs):
             raise ValueError(f"min_epochs={min_epochs!r} is not accepted; it must be an integer >= 1")
         if isinstance(reduction_factor, bool) or not isinstance(reduction_factor, int) or reduction_factor < 2:
             raise ValueError(f"reduction_factor={reduction_factor!r} is not accepted; it must be an integer >= 2")
@@ -120,8 +121,7 @@ class MOASHA:
         if not directions or any(d not in ("maximize", "minimize") for d in directions):
             raise ValueError(f"directions={directions!r} is not accepted; give one of maximize or minimize per "
                              "objective")
-        if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)
-                                       or max_epochs < 1):
+        if max_epochs is not None and not is_positive_int(max_epochs):
             raise ValueError(f"max_epochs={max_epochs!r} is not accepted; it must be an integer >= 1 or None")
         if rule not in PROMOTION_RULES:
             raise ValueError(f"rule={rule!r} is not accepted; use one of {', '.join(PROMOTION_RULES)}")

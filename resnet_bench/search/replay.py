@@ -47,10 +47,6 @@ class Curve:
     history: tuple[dict[str, Any], ...]  # per epoch: val_accuracy, train_loss, seconds, the estimates' fields
 
     @property
-    def key(self) -> str:
-        return self.spec
-
-    @property
     def seconds(self) -> float:
         """Training seconds of the whole run."""
         return sum(h["seconds"] for h in self.history)
@@ -118,7 +114,7 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
     `should_stop(study, trial, epoch, values)` (another scheduler, driven after each epoch it asks for)."""
     if settings.workers < 1:
         raise BadInputError(f"workers={settings.workers} is not accepted; it must be an integer >= 1")
-    by_key = {c.key: c for c in curves}
+    by_spec = {c.spec: c for c in curves}
     metrics = [o.metric for o in config.objectives]
     directions = [o.direction for o in config.objectives]
     reference = [config.reference_point[m] for m in metrics]
@@ -138,11 +134,16 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
     tie = itertools.count()  # events at one time: in the order they were made
     events: list[tuple[float, int, str, Any]] = [(0.0, next(tie), "free", None) for _ in range(settings.workers)]
 
+    def train_epoch(now: float, trial: optuna.Trial, curve: Curve, epoch: int) -> None:
+        """The epoch's end, as an event at the time it ends."""
+        heapq.heappush(events, (now + _epoch_seconds(curve, epoch, stopper, settings), next(tie), "epoch",
+                                (trial, curve, epoch)))
+
     def values(curve: Curve, epoch: int) -> list[float]:
         return [curve.history[epoch - 1]["val_accuracy"] if m == "val_accuracy" else float(curve.metrics[m])
                 for m in metrics]
 
-    def propose(now: float) -> tuple[optuna.Trial, Curve] | None:
+    def propose() -> tuple[optuna.Trial, Curve] | None:
         for _ in range(MAX_DUPLICATES_IN_A_ROW):
             trial = study.ask()
             try:
@@ -151,14 +152,14 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             line = dataclasses.replace(spec, in_channels=shape.in_channels, num_classes=shape.num_classes).format()
-            curve = curves[queue.popleft()] if queue else by_key.get(line)
+            curve = curves[queue.popleft()] if queue else by_spec.get(line)
             if curve is None and settings.skip_missing:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             if curve is None:
                 raise BadInputError(f"the table has no network {line}: record the whole space")
-            if curve.key in finished:  # answered from the study: not trained again
-                study.tell(trial, finished[curve.key])
+            if curve.spec in finished:  # answered from the study: not trained again
+                study.tell(trial, finished[curve.spec])
                 result.duplicates += 1
                 continue
             return trial, curve
@@ -170,22 +171,21 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
             if result.seconds >= settings.budget_seconds or (
                     settings.max_trials is not None and started >= settings.max_trials):
                 continue
-            proposed = propose(now)
+            proposed = propose()
             if proposed is None:
                 continue
             started += 1
             trial, curve = proposed
-            heapq.heappush(events, (now + _epoch_seconds(curve, 1, stopper, settings), next(tie), "epoch",
-                                    (trial, curve, 1)))
+            train_epoch(now, trial, curve, 1)
             continue
         trial, curve, epoch = payload
         result.seconds += _epoch_seconds(curve, epoch, stopper, settings)
         result.epochs[trial.number], result.wall_seconds = epoch, now
         if epoch == epochs:
-            finished[curve.key] = values(curve, epoch)
-            study.tell(trial, finished[curve.key])
+            finished[curve.spec] = values(curve, epoch)
+            study.tell(trial, finished[curve.spec])
             result.full += 1
-            front_points.append(finished[curve.key])
+            front_points.append(finished[curve.spec])
             result.anytime.append(AnytimePoint(result.seconds, hypervolume(front_points, reference, directions),
                                                result.full))
         elif stopper is not None and stopper.is_rung(epoch):
@@ -194,15 +194,13 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
             goes = not stopper.should_stop(study, trial, epoch, estimate)
             result.decisions.append((trial.number, epoch, goes))
             if goes:
-                heapq.heappush(events, (now + _epoch_seconds(curve, epoch + 1, stopper, settings), next(tie),
-                                        "epoch", (trial, curve, epoch + 1)))
+                train_epoch(now, trial, curve, epoch + 1)
                 continue
-            finished[curve.key] = values(curve, epoch)  # the sweep's stopped trial: its values at the rung
-            study.tell(trial, finished[curve.key])
+            finished[curve.spec] = values(curve, epoch)  # the sweep's stopped trial: its values at the rung
+            study.tell(trial, finished[curve.spec])
             result.stopped += 1
         else:
-            heapq.heappush(events, (now + _epoch_seconds(curve, epoch + 1, stopper, settings), next(tie), "epoch",
-                                    (trial, curve, epoch + 1)))
+            train_epoch(now, trial, curve, epoch + 1)
             continue
         heapq.heappush(events, (now, next(tie), "free", None))
     return result

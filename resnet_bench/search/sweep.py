@@ -9,6 +9,7 @@ exists would not teach them. It is never trained and does not count against the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -257,7 +258,7 @@ class Sweep:
                                dataset=self.data.dataset_name, val_size=self.data.val_size, split_seed=self.data.seed,
                                image_size=self.data.image_size)
 
-    @property
+    @functools.cached_property
     def stopper(self) -> MOASHA:
         """The study's early stopping, as any Optuna study can use it (search/early_stopping.py)."""
         return MOASHA(min_epochs=self.config.min_epochs, reduction_factor=self.config.reduction_factor,
