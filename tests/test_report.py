@@ -21,7 +21,7 @@ from resnet_bench.cli import main
 from resnet_bench.correctness import pack_correct, unpack_correct
 from resnet_bench.pareto import hypervolume, hypervolume_curve, pareto_ranks
 from resnet_bench.report.analysis import ADDED_COLUMNS, build_report, resolve_reference
-from resnet_bench.report.export import FILES, html_table, write_report
+from resnet_bench.report.export import FILES, html_table, summary, write_report
 from resnet_bench.report.references import published_points
 from resnet_bench.report.stats import mcnemar_exact, wilson_interval
 from resnet_bench.report.text import baselines_off_front, front_rows, summary_lines
@@ -263,7 +263,7 @@ def test_the_charts_number_the_front_name_the_baseline_and_count_trained_trials(
 
     figures = []
     made = plots._figure
-    monkeypatch.setattr(plots, "_figure", lambda: figures.append(made()) or figures[-1])
+    monkeypatch.setattr(plots, "_figure", lambda *a, **k: figures.append(made(*a, **k)) or figures[-1])
     study = make_trials([
         {"number": 0, "val_accuracy": 0.80, "gflops": 4.0, "baseline": "resnet20", "spec": "r"},
         {"number": 1, "status": "infeasible", "gflops": 9.0, "spec": "big", "reason": "outside the constraints"},
@@ -274,7 +274,7 @@ def test_the_charts_number_the_front_name_the_baseline_and_count_trained_trials(
     report = build_report(study)
     plots.pareto_chart(report, tmp_path / "pareto.png")
     plots.hypervolume_chart(report, tmp_path / "hypervolume.png")
-    (_, pareto), (_, curve) = figures
+    (_, pareto), (_, (curve, spent)) = figures
     assert {t.get_text() for t in pareto.texts} >= {"#3", "#4", "resnet20"}
     assert "baseline (the study's base recipe)" in pareto.get_legend_handles_labels()[1]
     assert any("published results: none" in t.get_text() for t in pareto.texts)  # cifar10 has them: none fit yet
@@ -283,6 +283,7 @@ def test_the_charts_number_the_front_name_the_baseline_and_count_trained_trials(
     trained = report.trials[report.trials["number"].isin([0, 3, 4])]
     assert list(y) == pytest.approx(trained["hypervolume_so_far"].tolist()) and y[-1] == report.hypervolume
     assert curve.get_ylim()[0] == 0 and curve.get_ylabel().endswith("(accuracy x GFLOPs)")
+    assert not spent.lines  # no trial stored its training seconds: nothing to draw against them, and no error
 
 
 def test_the_summary_says_why_a_study_shows_no_published_points():
@@ -453,7 +454,8 @@ def test_report_html_in_a_real_browser(swept, tmp_path, capsys):
     ).stdout
     decoded = json.loads(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1).replace("&quot;", '"'))
     assert [(i, complete) for i, complete, *_ in decoded] == [("pareto", True), ("hypervolume", True)]
-    assert all((w, h) == (1152, 720) for _, _, w, h in decoded)  # 8 x 5 inches at 144 dpi
+    # 8 x 5 inches at 144 dpi; the hypervolume's two panels 12 x 5
+    assert [(w, h) for _, _, w, h in decoded] == [(1152, 720), (1728, 720)]
     front = re.search(r'<table id="front">(.*?)</table>', dom, re.S).group(1)
     front_numbers = [int(n) for n in re.findall(r"<tr[^>]*><td>(\d+)</td>", front)]
     on_front = pd.read_csv(tmp_path / "tiny" / "front.csv")["number"].tolist()
@@ -580,3 +582,24 @@ def test_the_summary_says_whether_the_search_beat_each_baseline():
     assert lines["vs resnet20"] == ("90.00% at 4 GFLOPs; the search's most accurate network at no more gflops, #2, is "
                                     "0.40 points less accurate (McNemar's exact test: p = 0.39), at 2x fewer GFLOPs")
     assert lines["vs tiny"] == "50.00% at 0.1 GFLOPs; no searched network is as cheap"
+
+
+def test_hypervolume_against_training_seconds_by_hand():
+    # Ended in the order 1, 0, 2, 3 (completion times), #1 stopped at a rung: its seconds count, its point does not.
+    # Reference (0, 4): #0 (0.5, 2) dominates 0.5 x 2 = 1.0; #2 (0.8, 3) adds (0.8 - 0.5) x 1 = 0.3; #3 (0.9, 1)
+    # dominates both: 0.9 x 3 = 2.7.
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.5, "gflops": 2.0, "train_seconds": 30.0, "completed": "2026-01-01T00:02:00"},
+        {"number": 1, "status": "stopped", "val_accuracy": 0.9, "gflops": 0.5, "train_seconds": 10.0,
+         "completed": "2026-01-01T00:01:00"},
+        {"number": 2, "val_accuracy": 0.8, "gflops": 3.0, "train_seconds": 40.0, "completed": "2026-01-01T00:03:00"},
+        {"number": 3, "val_accuracy": 0.9, "gflops": 1.0, "train_seconds": 20.0, "completed": "2026-01-01T00:04:00"},
+        {"number": 4, "status": "infeasible", "gflops": 9.0, "reason": "outside the constraints"},
+    ], reference_point={"val_accuracy": 0.0, "gflops": 4.0})
+    curve = build_report(study).by_seconds
+    assert curve["seconds"].tolist() == [10.0, 40.0, 80.0, 100.0]
+    assert curve["hypervolume"].tolist() == pytest.approx([0.0, 1.0, 1.3, 2.7])
+    assert summary(build_report(study))["hypervolume_by_train_seconds"][-1] == [100.0, pytest.approx(2.7)]
+    # No reference point can be made without a trained trial: no curve, and no error.
+    study.trials = study.trials[study.trials["number"] == 4]
+    assert build_report(study).by_seconds.empty

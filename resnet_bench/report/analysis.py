@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from resnet_bench.correctness import unpack_correct
-from resnet_bench.pareto import hypervolume_curve, pareto_ranks
+from resnet_bench.pareto import hypervolume, hypervolume_curve, pareto_ranks
 from resnet_bench.report.confirmation import Confirmation, confirmation
 from resnet_bench.estimates import estimate_value
 from resnet_bench.report.stats import kendall_tau, mcnemar_exact, wilson_interval
@@ -115,6 +115,10 @@ class Report:
     # Did the search beat each trained baseline? (baseline row, the search's most accurate trained network at no
     # more cost, or None, and McNemar's p between the two, or None)
     versus: list[tuple[dict[str, Any], dict[str, Any] | None, float | None]] = field(default_factory=list)
+    # The search at its cost: after each ended trial that trained (trained, stopped at a rung, or failed after
+    # some epochs), in the order they ended, the training seconds spent so far by all of them and the hypervolume
+    # of the trials trained to the end among them (columns seconds, hypervolume; empty without a reference).
+    by_seconds: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["seconds", "hypervolume"]))
 
     @property
     def directions(self) -> list[str]:
@@ -191,8 +195,28 @@ def build_report(study: StudyTrials, published: pd.DataFrame | None = None) -> R
         reference=reference, hypervolume=hypervolume, best=best, tied=tied,
         published=published if published is not None else pd.DataFrame(), tie_rule=tie_rule,
         **_early_stopping(trials), confirmed=confirmation(study), versus=_versus(trials, study.val_correct, cost),
-        rung_taus=rung_taus(study),
+        rung_taus=rung_taus(study), by_seconds=hypervolume_by_seconds(trials, rankable, reference, study.objectives),
     )
+
+
+def hypervolume_by_seconds(trials: pd.DataFrame, rankable: pd.Series, reference: Reference | None,
+                           objectives: list[tuple[str, str]]) -> pd.DataFrame:
+    """The anytime curve against compute: see Report.by_seconds. Trials end in the order of their `completed`
+    time (trial number among equal times); a trial without one (ended by an earlier release) goes by number."""
+    spent = trials[trials["train_seconds"].notna() & (trials["train_seconds"] > 0)]
+    if reference is None or not len(spent):
+        return pd.DataFrame(columns=["seconds", "hypervolume"])
+    order = spent.assign(_ended=pd.to_datetime(spent["completed"], errors="coerce")).sort_values(
+        ["_ended", "number"], na_position="first", kind="stable")
+    metrics, directions = [m for m, _ in objectives], [d for _, d in objectives]
+    ref = [reference.point[m] for m in metrics]
+    seconds, volumes, points = [], [], []
+    for index, row in order.iterrows():
+        if rankable.loc[index]:
+            points.append([float(row[m]) for m in metrics])
+        seconds.append(float(row["train_seconds"]))
+        volumes.append(hypervolume(points, ref, directions) if points else 0.0)
+    return pd.DataFrame({"seconds": np.cumsum(seconds), "hypervolume": volumes})
 
 
 def _versus(trials: pd.DataFrame, val_correct: dict[int, str],

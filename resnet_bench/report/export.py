@@ -59,13 +59,15 @@ def write_report(report: Report, folder: Path) -> dict[str, Path]:
 
 
 def summary(report: Report) -> dict[str, Any]:
-    """The report's summary as plain JSON values: the summary's lines, the hypervolume and the rung estimates'
-    rank correlations (the terminal's --format json prints the trials; this file holds what is said of them)."""
+    """The report's summary as plain JSON values: the summary's lines, the hypervolume (also against the training
+    seconds spent) and the rung estimates' rank correlations (the terminal's --format json prints the trials; this file holds what is said of them)."""
     return {
         "study": report.study.name, "hypervolume": report.hypervolume,
         "reference_point": report.reference.point if report.reference is not None else None,
         "counts": report.counts, "train_seconds": report.train_seconds,
         "rung_taus": [r.to_dict() for r in report.rung_taus],
+        # The anytime curve against compute (hypervolume.png's right panel): [training seconds, hypervolume].
+        "hypervolume_by_train_seconds": [[float(s), float(h)] for s, h in report.by_seconds.itertuples(index=False)],
         "summary": {label: text for label, text in summary_lines(report)},
     }
 
@@ -97,7 +99,7 @@ def markdown(report: Report) -> str:
     parts.append(markdown_table(rows + baselines_off_front(report)) if rows else "The front is empty: no trial has been trained yet.\n")
     if report.confirmed is not None:
         parts += [f"\n## {CONFIRMED}\n", f"{_confirmed_words(report)}\n\n", markdown_table(confirmed_rows(report.confirmed))]
-    parts.append("\n![Validation accuracy against GFLOPs](pareto.png)\n\n![Hypervolume after each trial]"
+    parts.append("\n![Validation accuracy against GFLOPs](pareto.png)\n\n![Hypervolume after each trial and against training time]"
                  "(hypervolume.png)\n")
     published = published_rows(report)
     if published:
@@ -207,8 +209,8 @@ def page(report: Report, images: dict[str, bytes]) -> str:
 {front}
 {confirmed_html}
 {_image(images["pareto.png"], "Validation accuracy against GFLOPs", "pareto")}
-<h2>Hypervolume after each trial</h2>
-{_image(images["hypervolume.png"], "Hypervolume after each trial", "hypervolume")}
+<h2>Hypervolume after each trial and against training time</h2>
+{_image(images["hypervolume.png"], "Hypervolume after each trial and against training time", "hypervolume")}
 {published_html}
 <details><summary>All {len(report.trials)} trials</summary>
 {html_table(trials, "trials")}

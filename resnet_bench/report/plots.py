@@ -14,11 +14,12 @@ from resnet_bench.search.records import TRAINED
 DPI = 144  # 1,152 x 720 pixels at 8 x 5 inches: sharp on a screen, small enough to embed
 
 
-def _figure():  # type: ignore[no-untyped-def]
+def _figure(panels: int = 1):  # type: ignore[no-untyped-def]
+    """A figure of 8 x 5 inches (6 x 5 per panel, side by side, for more than one) and its axes (a tuple then)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    return fig, fig.add_subplot()
+    fig = Figure(figsize=(8 if panels == 1 else 6 * panels, 5), layout="constrained")
+    return fig, (fig.add_subplot() if panels == 1 else tuple(fig.subplots(1, panels, sharey=True)))
 
 
 def pareto_chart(report: Report, path: Path) -> None:
@@ -80,25 +81,38 @@ UNITS = {"val_accuracy": "accuracy", "gflops": "GFLOPs", "params": "parameters",
 
 
 def hypervolume_chart(report: Report, path: Path) -> None:
-    """The hypervolume after each trained trial: how fast the search found its front. Infeasible and duplicate
-    proposals train nothing and add nothing, so the x axis counts trained trials only."""
-    fig, ax = _figure()
+    """How fast the search found its front, two ways side by side: the hypervolume after each trained trial
+    (infeasible and duplicate proposals train nothing and add nothing, so the x axis counts trained trials only),
+    and the hypervolume against the training seconds spent, stopped and failed trials' seconds included: what
+    the front cost in compute."""
+    fig, (by_trial, by_seconds) = _figure(panels=2)
     ranked = report.trials[report.trials["rank"].notna()].sort_values("number")
     curve = ranked["hypervolume_so_far"].to_numpy(dtype=float)
     if len(curve):
         count = np.arange(1, len(curve) + 1)
-        ax.step(count, curve, where="post", color="tab:purple")
-        ax.scatter(count, curve, s=10, color="tab:purple")
-        ax.set_xlim(0, len(curve) + 1)
-    else:
-        ax.text(0.5, 0.5, "no trained trial yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set_ylim(bottom=0)
+        by_trial.step(count, curve, where="post", color="tab:purple")
+        by_trial.scatter(count, curve, s=10, color="tab:purple")
+        by_trial.set_xlim(0, len(curve) + 1)
+    spent = report.by_seconds
+    if len(spent):
+        minutes = spent["seconds"].to_numpy(dtype=float) / 60
+        volume = spent["hypervolume"].to_numpy(dtype=float)
+        by_seconds.step(np.concatenate([[0.0], minutes]), np.concatenate([[0.0], volume]), where="post",
+                        color="tab:purple")
+        by_seconds.scatter(minutes, volume, s=10, color="tab:purple")
+        by_seconds.set_xlim(left=0)
+    for ax in (by_trial, by_seconds):
+        if not len(curve):
+            ax.text(0.5, 0.5, "no trained trial yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
     reference = report.reference
     where = ", ".join(f"{m} {v:g}" for m, v in reference.point.items()) if reference else "none yet"
     unit = " x ".join(UNITS.get(m, m) for m in report.metrics)
-    ax.set_xlabel("trained trials, in trial-number order (infeasible and duplicate proposals left out)")
-    ax.set_ylabel(f"hypervolume of the front so far ({unit})")
-    ax.set_title(f"{report.study.name}: hypervolume after each trained trial (reference point: {where})",
-                 fontsize=10)
-    ax.grid(True, alpha=0.3)
+    by_trial.set_xlabel("trained trials, in trial-number order (infeasible and duplicate proposals left out)")
+    by_trial.set_ylabel(f"hypervolume of the front so far ({unit})")
+    by_trial.set_title("after each trained trial", fontsize=10)
+    by_seconds.set_xlabel("training minutes spent, all workers together (stopped and failed trials included)")
+    by_seconds.set_title("against the training it cost (trials in the order they ended)", fontsize=10)
+    fig.suptitle(f"{report.study.name}: hypervolume of the front (reference point: {where})", fontsize=11)
     fig.savefig(path, dpi=DPI)
