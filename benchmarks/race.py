@@ -15,7 +15,8 @@ how), when syne-tune is installed (`pip install '.[bench]'`; skipped with a mess
 
 A network the table does not hold (a recording stopped before the grid's end) is refused when proposed, as an
 infeasible one would be. `--rules` also races, with the random sampler (the proposals the same for every rule), every promotion rule and
-rung estimate: what the defaults are chosen from.
+rung estimate: what the defaults are chosen from. `--only "tpe + MO-ASHA" --merge race.json` races one row again
+(after a change of the defaults, say) and takes the others from an earlier run.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def strategies(config: Any, rules: bool) -> dict[str, dict[str, Any]]:
     return out
 
 
-def race(table: dict[str, Any], seeds: int, workers: int, rules: bool) -> dict[str, Any]:
+def race(table: dict[str, Any], seeds: int, workers: int, rules: bool, only: set[str] | None = None,
+         earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     config = load_study_file(REPO / "studies" / "bench_space.toml")
     config = dataclasses.replace(config, min_epochs=1, reduction_factor=3)
     curves = curves_of_table(table, "0")
@@ -100,6 +102,10 @@ def race(table: dict[str, Any], seeds: int, workers: int, rules: bool) -> dict[s
         "defaults": {"rung_estimate": DEFAULT_RUNG_ESTIMATE, "promotion": DEFAULT_PROMOTION_RULE}, "strategies": {},
     }
     for name, options in strategies(config, rules).items():
+        if only is not None and name not in only:
+            if earlier is not None and name in earlier.get("strategies", {}):
+                figures["strategies"][name] = earlier["strategies"][name]  # the same table and seeds: the same row
+            continue
         started = time.perf_counter()
         make = options.pop("stopper", None)
         runs = []
@@ -176,8 +182,15 @@ def main() -> None:
     parser.add_argument("--rules", action="store_true", help="race every promotion rule and rung estimate too")
     parser.add_argument("--png", type=Path, default=Path("race.png"))
     parser.add_argument("--json")
+    parser.add_argument("--only", help="race only these strategies (comma-separated names, as in the table)")
+    parser.add_argument("--merge", type=Path, help="with --only: take the other strategies' rows from this earlier "
+                        "--json of the same table, seeds and workers (a row depends on nothing else)")
     args = parser.parse_args()
-    figures = race(json.loads(args.table.read_text()), args.seeds, args.workers, args.rules)
+    earlier = json.loads(args.merge.read_text()) if args.merge else None
+    if earlier is not None and (earlier["seeds"], earlier["workers"]) != (args.seeds, args.workers):
+        parser.error(f"--merge {args.merge} raced {earlier['seeds']} seeds on {earlier['workers']} workers")
+    only = {name.strip() for name in args.only.split(",")} if args.only else None
+    figures = race(json.loads(args.table.read_text()), args.seeds, args.workers, args.rules, only, earlier)
     print_table(figures)
     plot(figures, args.png)
     log(f"wrote {args.png}")

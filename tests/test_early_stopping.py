@@ -31,21 +31,23 @@ def test_promotion_order_mixed_directions_by_hand():
     points = [[0.9, 2.0], [0.8, 1.0], [0.7, 3.0], [0.85, 1.5]]
     assert promotion_order(points, MAX_MIN) == [0, 1, 3, 2]
     assert promotion_order([[2.0, 0.9], [1.0, 0.8], [3.0, 0.7], [1.5, 0.85]], ["minimize", "maximize"]) == [1, 0, 3, 2]
-    # Six at the rung, eta 3: the top two (a and b) go on.
+    # Six at the rung, eta 3: by the rule eta the top two (a and b) go on; by eta+1 (the default) the whole front.
     six = [*points, [0.6, 3.5], [0.65, 2.5]]
-    assert [i for i in range(6) if goes_on(i, six, MAX_MIN, 3)] == [0, 1]
+    assert [i for i in range(6) if goes_on(i, six, MAX_MIN, 3, "eta")] == [0, 1]
+    assert [i for i in range(6) if goes_on(i, six, MAX_MIN, 3)] == [0, 1, 3]
 
 
 def test_ties_keep_the_order_of_arrival():
     same = [[0.8, 1.0]] * 4
     assert promotion_order(same, MAX_MIN) == [0, 1, 2, 3]
-    assert [goes_on(i, same, MAX_MIN, 2) for i in range(4)] == [True, True, False, False]
+    assert [goes_on(i, same, MAX_MIN, 2, "eta") for i in range(4)] == [True, True, False, False]
+    assert [goes_on(i, same, MAX_MIN, 2) for i in range(4)] == [True, True, True, False]
 
 
 def test_a_rung_with_fewer_than_eta_trials_stops_nobody():
     assert goes_on(0, [[0.5, 1.0]], MAX_MIN, 3)  # alone at its rung
     assert goes_on(1, [[0.6, 0.5], [0.5, 1.0]], MAX_MIN, 3)  # dominated, but two are too few to judge it
-    assert not goes_on(2, [[0.6, 0.5], [0.55, 0.7], [0.5, 1.0]], MAX_MIN, 3)  # three: only the top one goes on
+    assert not goes_on(2, [[0.6, 0.5], [0.55, 0.7], [0.5, 1.0]], MAX_MIN, 3)  # three: eta+1 keeps the top two
     assert goes_on(0, [[0.6, 0.5], [0.55, 0.7], [0.5, 1.0]], MAX_MIN, 3)
 
 
@@ -54,9 +56,10 @@ def test_a_trial_arriving_at_a_full_rung():
     # A tenth that dominates everyone is first and goes on; one dominated by everyone stops.
     assert goes_on(9, [*nine, [0.99, 0.5]], MAX_MIN, 3)
     assert not goes_on(9, [*nine, [0.1, 9.0]], MAX_MIN, 3)
-    # With ten at the rung, eta 3 promotes three: the best accuracy, the cheapest, and the middle of the front.
+    # With ten at the rung, the rule eta promotes three: the best accuracy, the cheapest, and the middle of the front.
     ten = [*nine, [0.1, 9.0]]
-    assert [i for i in range(10) if goes_on(i, ten, MAX_MIN, 3)] == [0, 4, 8]
+    assert [i for i in range(10) if goes_on(i, ten, MAX_MIN, 3, "eta")] == [0, 4, 8]
+    assert len([i for i in range(10) if goes_on(i, ten, MAX_MIN, 3)]) == 4  # eta+1, the default
 
 
 @pytest.mark.parametrize("budget, words", [

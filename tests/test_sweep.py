@@ -24,7 +24,7 @@ from resnet_bench.search.config import (
     parse_study,
 )
 from resnet_bench.search.records import FIELDS, TrialRecord
-from resnet_bench.search.space import architecture_count, recipe_count, space_size
+from resnet_bench.search.space import architecture_count, grid, recipe_count, space_size
 from resnet_bench.search.storage import locate_study
 from resnet_bench.search.study import StudyMismatchError, open_study
 from resnet_bench.search.sweep import Sweep, record_of
@@ -50,6 +50,23 @@ def test_every_key_is_documented_by_an_example_in_the_quickstart():
     for key in (*SPACE_KEYS, *RECIPE_KEYS, *CONSTRAINTS, "n_trials", "timeout_minutes", "n_startup_trials",
                 "population_size", "baselines", "val_size", "image_size", "seed", "dataset", "description"):
         assert key in text, key
+
+
+def test_the_cpu_fashion_mnist_study_fits_its_promise():
+    # The full data set with a validation split of at least 5,000, 10 epochs or more, early stopping, at most two
+    # hours (the last trials end within 20 minutes of the timeout), resnet20 as its baseline and inside the space's
+    # bound: every network it may train costs no more GFLOPs than resnet20 on 1x28x28 images.
+    from resnet_bench.profiling import count_cost
+    config = load_study_file("fashion_mnist_cpu")
+    assert config.dataset == "fashion-mnist" and config.val_size >= 5000 and config.baselines == ("resnet20",)
+    assert config.recipe["epochs"].value >= 10 and config.early_stopping == "mo-asha"
+    assert config.timeout_minutes + 20 <= 120
+    resnet20 = count_cost("resnet20,in_channels=1", 28).gflops
+    assert resnet20 == pytest.approx(0.030821248) and resnet20 <= config.constraints["max_gflops"] < 0.031
+    assert config.reference_point["gflops"] == config.constraints["max_gflops"]
+    largest = [r for r in grid(config) if r.get("block") == "basic" and r.get("stem_width") == 16
+               and r.get("stages") == 3 and all(r.get(f"blocks_{i}") == 3 for i in (1, 2, 3)) and r.get("shortcut") == "A"]
+    assert len(largest) == 1  # resnet20 itself is one of its networks
 
 
 def test_cifar10_study_says_it_is_untested():

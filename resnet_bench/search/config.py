@@ -34,7 +34,7 @@ OBJECTIVES = {
 }
 CONSTRAINTS = {"max_gflops": "gflops", "max_params": "params", "max_activations": "activations",
                "max_latency_ms": "latency_ms"}
-SHIPPED_STUDIES = ("quickstart", "quickstart_mo_asha", "quickstart_modern", "fashion_mnist", "cifar10")
+SHIPPED_STUDIES = ("quickstart", "quickstart_mo_asha", "quickstart_modern", "fashion_mnist", "fashion_mnist_cpu", "cifar10")
 EARLY_STOPPING = ("off", "mo-asha")  # mo-asha: see search/early_stopping.py
 
 
