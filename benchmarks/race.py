@@ -15,7 +15,8 @@ how), when syne-tune is installed (`pip install '.[bench]'`; skipped with a mess
 
 A network the table does not hold (a recording stopped before the grid's end) is refused when proposed, as an
 infeasible one would be. `--rules` also races, with the random sampler (the proposals the same for every rule), every promotion rule and
-rung estimate: what the defaults are chosen from. `--only "tpe + MO-ASHA" --merge race.json` races one row again
+rung estimate: what the defaults are chosen from (README, "The search at equal compute"; 16 min on one core for
+all of it). `--only "tpe + MO-ASHA" --merge race.json` races one row again
 (after a change of the defaults, say) and takes the others from an earlier run.
 """
 

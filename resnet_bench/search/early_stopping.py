@@ -5,8 +5,9 @@ records: at each rung (epochs `min_epochs * eta**k`, below the recipe's epochs) 
 values, reads the values every trial stored at that rung from the storage, and goes on only if it is among
 the top 1/eta of them (Li et al. 2020, ASHA; Schmucker et al. 2021 for the multi-objective order). No trial
 waits for a rung to fill: a trial goes on while fewer than eta trials have reached its rung (too few to judge
-it against, as in Syne Tune's stopping rungs), and from then on only if it is in the top n // eta of the n
-there. (Optuna's single-objective SuccessiveHalvingPruner instead lets only the best so far go on; measured on
+it against, as in Syne Tune's stopping rungs), and from then on only if the promotion rule keeps it: by default
+the top n // eta + 1 of the n there (PROMOTION_RULES; chosen on the recorded benchmark, README "The search at
+equal compute"). (Optuna's single-objective SuccessiveHalvingPruner instead lets only the best so far go on; measured on
 the quickstart with early stopping, that stopped 9 of 10 trials, every one behind the first, most accurate
 baseline, and left a front of one network.)
 
