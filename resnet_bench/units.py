@@ -39,3 +39,11 @@ def saving_text(metric: str, ratio: float) -> str:
     if metric in _COUNTED:
         return f"{ratio:.3g}x fewer {_UNITS[metric]}"
     return f"{ratio:.3g}x less {_AMOUNTS.get(metric, metric)}"
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as people say it: 45 s, 12 min, 1 h 05 min."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

@@ -18,6 +18,7 @@ from resnet_bench.search.config import load_study_file
 from resnet_bench.search.records import TRIAL_COLUMNS, StudyTrials, TrialRecord
 from resnet_bench.search.storage import locate_study
 from resnet_bench.search.study import open_study
+from resnet_bench.units import plural
 
 from .helpers import TINY_STUDY, run, write
 
@@ -94,36 +95,75 @@ def test_confirm_retrains_the_front_stores_each_seed_and_resumes(tmp_path, capsy
     real = confirm_module.confirm
     monkeypatch.setattr(confirm_module, "confirm",
                         lambda *a, **k: real(*a, **{**k, "on_run_end": crash_after_first}))
-    code, _, _ = run(capsys, "confirm", str(study_file), "--out", out, "--seeds", "2", "--device", "cpu")
+    code, _, _ = run(capsys, "confirm", str(study_file), "--out", out, "--seeds", "2", "--device", "cpu",
+                     "--workers", "1")
     assert code == 130 and len(calls) == 1
     monkeypatch.setattr(confirm_module, "confirm", real)
 
-    code, doc, err = run(capsys, "confirm", str(study_file), "--out", out, "--seeds", "2", "--device", "cpu",
-                         "--format", "json")
+    # The rest, and a third seed, on two worker processes: each returns its record, this process stores it.
+    code, doc, err = run(capsys, "confirm", str(study_file), "--out", out, "--seeds", "3", "--device", "cpu",
+                         "--format", "json", "--workers", "2")
     assert code == 0, err
+    left = 3 * len(front) - 1
+    assert f"{plural(left, 'run')} to train (1 stored already) on {plural(min(2, left), 'worker process', 'worker processes')} of 1 thread each" in err
     doc = json.loads(doc)
     assert sorted(n["number"] for n in doc["networks"]) == sorted(front)
-    assert all(n["seeds"] == [1, 2] and n["epochs"] == 1 for n in doc["networks"])
+    assert all(n["seeds"] == [1, 2, 3] and n["epochs"] == 1 for n in doc["networks"])
     storage = optuna.storages.RDBStorage(location.storage)
     attrs = storage.get_study_user_attrs(storage.get_study_id_from_name("tiny"))
     runs = confirm_module.stored_runs(attrs)
-    assert len(runs) == 2 * len(front)  # one result per network and seed, the crashed command's first one kept
+    assert len(runs) == 3 * len(front)  # one result per network and seed, the crashed command's first one kept
     for r in runs:
-        assert r.split_seed == 0 and r.seed in (1, 2) and r.recipe["seed"] == r.seed and r.val_images == 500
+        assert r.split_seed == 0 and r.seed in (1, 2, 3) and r.recipe["seed"] == r.seed and r.val_images == 500
         assert unpack_correct(r.val_correct, 500).sum() == round(r.val_accuracy * 500)
     for n in doc["networks"]:
         mine = [r.val_accuracy for r in runs if r.confirms == n["number"]]
-        assert n["val_accuracy_mean"] == pytest.approx(sum(mine) / 2)
+        assert n["val_accuracy_mean"] == pytest.approx(sum(mine) / 3)
     assert not list(location.states.glob("confirm-*"))  # no training state left behind
 
     # Again: nothing to train; the report shows the confirmed networks and the tau.
-    code, out_text, _ = run(capsys, "confirm", str(study_file), "--out", out, "--seeds", "2", "--device", "cpu")
-    assert code == 0 and f"0 runs trained, {2 * len(front)} found stored already" in " ".join(out_text.split())
+    code, out_text, _ = run(capsys, "confirm", str(study_file), "--out", out, "--seeds", "3", "--device", "cpu")
+    assert code == 0 and f"0 runs trained, {3 * len(front)} found stored already" in " ".join(out_text.split())
     code, report_text, _ = run(capsys, "report", str(study_file), "--out", out)
-    assert code == 0 and "Confirmed: the front and the baselines re-trained for 1 epoch with seeds 1, 2" in report_text
+    assert code == 0 and "Confirmed: the front and the baselines re-trained for 1 epoch with seeds 1, 2, 3" in report_text
     assert "Kendall's tau" in (tmp_path / "reports" / "tiny" / "report.md").read_text()
     # The search itself is untouched: no trial was added, the sampler never sees a confirm run.
     assert len(_load(location).trials) == 2
+
+
+def test_which_trials_are_confirmed_and_how_long_they_take_by_hand():
+    from resnet_bench.cli.confirming import chosen_trials
+    from resnet_bench.errors import BadInputError
+    from resnet_bench.search.confirm import ConfirmRun, expected_seconds
+
+    rows = [
+        {"number": 0, "val_accuracy": 0.80, "gflops": 4.0, "baseline": "resnet20"},  # dominated by 1: off the front
+        {"number": 1, "val_accuracy": 0.90, "gflops": 3.0},
+        {"number": 2, "val_accuracy": 0.85, "gflops": 1.0},
+        {"number": 3, "val_accuracy": 0.70, "gflops": 0.5},
+        {"number": 4, "status": "stopped", "val_accuracy": 0.95, "gflops": 0.1},
+    ]
+    frame = pd.DataFrame.from_records(
+        [{"status": "trained", "state": "complete", "baseline": "", "val_images": 1000, "spec": f"n{r['number']}", **r,
+          "is_baseline": bool(r.get("baseline"))} for r in rows], columns=list(TRIAL_COLUMNS))
+    report = build_report(StudyTrials(name="s", storage="", objectives=(("val_accuracy", "maximize"),
+                                      ("gflops", "minimize")), dataset="cifar10", constraints={},
+                                      reference_point={}, trials=frame))
+    assert chosen_trials(report, "s") == [3, 2, 1, 0]  # the front cheapest first, then the baseline
+    assert chosen_trials(report, "s", top=2) == [1, 2, 0]  # the two most accurate of the front, then the baseline
+    assert chosen_trials(report, "s", trials="2, 0,2") == [2, 0]
+    for bad, words in (("4", "4 of study 's' is not trained to the end"), ("x", "trial numbers separated by commas"),
+                       ("9,4", "9, 4 of study 's' are not trained")):
+        with pytest.raises(BadInputError, match=words):
+            chosen_trials(report, "s", trials=bad)
+    # Runs of 6, 6 and 3 epochs of trials that trained 10 s per epoch, 20 s per epoch and 10 s per epoch: 60, 120 and
+    # 30 s; on two workers, longest first: 120 on one, 60 + 30 on the other: 120 s. On one: 210 s.
+    records = {1: TrialRecord(train_seconds=100.0, epochs=10), 2: TrialRecord(train_seconds=120.0, epochs=6)}
+    runs = [ConfirmRun(1, "", "a", {"epochs": 6}, 1), ConfirmRun(2, "", "b", {"epochs": 6}, 1),
+            ConfirmRun(1, "", "a", {"epochs": 3}, 2)]
+    assert expected_seconds(runs, records, 2) == pytest.approx(120.0)
+    assert expected_seconds(runs, records, 1) == pytest.approx(210.0)
+    assert expected_seconds(runs, {1: records[1]}, 2) is None  # a trial without its seconds: no guess
 
 
 def _load(location):

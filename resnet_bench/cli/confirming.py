@@ -32,23 +32,34 @@ def cmd_confirm(args: argparse.Namespace) -> None:
                             "its own conditions")
     if given is not None:
         check_same_conditions(given, stored_conditions(attrs, location.name), location.name)
-    report = build_report(study)
-    trials = report.trials
-    chosen = trials[(trials["status"] == "trained") & (trials["on_front"] | trials["is_baseline"])]
-    if chosen.empty:
-        raise BadInputError(f"study {location.name!r} has no trained trial to confirm: run `resnet-bench sweep` first")
-    # The front cheapest first, then the baselines that are not on it.
-    numbers = [int(n) for n in report.front["number"]] + [int(n) for n in chosen["number"]
-                                                         if int(n) not in set(report.front["number"])]
+    numbers = chosen_trials(build_report(study), location.name, top=args.top, trials=args.trials)
     records = [TrialRecord.from_attrs(_attrs(storage, location, n)) for n in numbers]
     seeds = [config.seed + i for i in range(1, args.seeds + 1)]
     runs = plan_runs(records, numbers, seeds, args.epochs)
-    from resnet_bench.cpu import use_threads
+    from resnet_bench.cpu import idle_cores, physical_cores, use_threads
+    from resnet_bench.devices import resolve_device
+    from resnet_bench.search.confirm import expected_seconds
+    from resnet_bench.search.workers import worker_plan
+    from resnet_bench.units import duration_text, plural
 
-    use_threads(args.threads)
+    on_gpu = resolve_device(args.device).type == "cuda"  # checked before anything is trained
+    todo = [r for r in runs if r.key not in attrs]
+    plan = worker_plan(workers=args.workers, trials_per_gpu=None, threads=args.threads, cores=physical_cores(),
+                       gpus=int(on_gpu),
+                       largest_gflops=config.constraints.get("max_gflops"), needs_latency=False,
+                       n_trials=max(1, len(todo)), idle=None if args.threads else idle_cores())
+    use_threads(plan.threads)
+    workers = max(1, min(plan.workers, len(todo)))  # never more processes than runs
+    expected = expected_seconds(todo, dict(zip(numbers, records, strict=True)), workers)
     with _ConfirmProgress(len(runs)) as progress:
-        summary = confirm(config, location, runs, device=args.device, on_run_start=progress.run_start,
-                          on_epoch=progress.epoch, on_run_end=progress.run_end)
+        progress.console.print(
+            f"{plural(len(todo), 'run')} to train ({plural(len(runs) - len(todo), 'stored already', 'stored already')})"
+            f" on {plural(workers, 'worker process', 'worker processes')} of {plural(plan.threads, 'thread')}"
+            f" each ({plan.why}; --workers and --threads to choose)"
+            + (f"; about {duration_text(expected)}, from the search's own seconds per epoch" if expected else ""),
+            highlight=False, soft_wrap=True)
+        summary = confirm(config, location, runs, device=args.device, workers=workers, threads=plan.threads,
+                          on_run_start=progress.run_start, on_epoch=progress.epoch, on_run_end=progress.run_end)
     result = confirmation(load_trials(location.storage, location.name, given))
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2))
@@ -60,6 +71,36 @@ def cmd_confirm(args: argparse.Namespace) -> None:
     print_confirmation(result, caption=(
         f"this command: {summary.trained} runs trained, {summary.stored_before} found stored already, in "
         f"{summary.seconds:.0f} s; `resnet-bench report` shows them beside the search's front"))
+
+
+def chosen_trials(report: Any, name: str, *, top: int | None = None, trials: str | None = None) -> list[int]:
+    """The trials to confirm: by default the whole front (cheapest first) and the trained baselines off it;
+    `top` K: the K most accurate networks of the front and the trained baselines; `trials` "12,31": those."""
+    table = report.trials
+    trained = table[table["status"] == "trained"]
+    if trials is not None:
+        try:
+            numbers = [int(t) for t in trials.split(",") if t.strip()]
+        except ValueError:
+            numbers = []
+        if not numbers:
+            raise BadInputError(f"--trials {trials!r} is not accepted; give trial numbers separated by commas "
+                                "(12,31)")
+        missing = [n for n in numbers if n not in set(trained["number"].astype(int))]
+        if missing:
+            raise BadInputError(f"--trials: {', '.join(map(str, missing))} of study {name!r} "
+                                f"{'is' if len(missing) == 1 else 'are'} not trained to the end; only trained "
+                                "trials can be confirmed (`resnet-bench report` lists them)")
+        return list(dict.fromkeys(numbers))
+    chosen = trained[trained["on_front"] | trained["is_baseline"]]
+    if chosen.empty:
+        raise BadInputError(f"study {name!r} has no trained trial to confirm: run `resnet-bench sweep` first")
+    front = [int(n) for n in report.front["number"]]
+    if top is not None:
+        by_accuracy = report.front.sort_values(["val_accuracy", "number"], ascending=[False, True])
+        front = [int(n) for n in by_accuracy["number"][:top]]
+    # The front (cheapest first, or the top K most accurate first), then the baselines that are not among them.
+    return front + [int(n) for n in chosen[chosen["is_baseline"]]["number"] if int(n) not in set(front)]
 
 
 def _attrs(storage: Any, location: Any, number: int) -> dict[str, Any]:

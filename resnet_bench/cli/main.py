@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seeds 1..N beyond the search's seed, one run each (3)")
     confirm.add_argument("--epochs", type=_positive_int("--epochs"),
                          help="epochs of each run (default: each trial's own recipe)")
+    which = confirm.add_mutually_exclusive_group()
+    which.add_argument("--top", type=_positive_int("--top"), metavar="K",
+                       help="the K most accurate networks of the front, and the baselines (default: the whole front)")
+    which.add_argument("--trials", metavar="N,M", help="these trained trials only, by number (12,31)")
+    confirm.add_argument("--workers", type=_positive_int("--workers"),
+                         help="worker processes that train runs side by side (default: as the sweep chooses)")
     confirm.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///OUT/<study>/study.db)")
     confirm.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
     confirm.add_argument("--out", default="reports", metavar="DIR",

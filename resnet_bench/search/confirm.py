@@ -55,6 +55,10 @@ class ConfirmRun:
     def key(self) -> str:
         return run_key(self.number, self.seed, self.recipe["epochs"])
 
+    def state(self, states: Path) -> Path:
+        """Its training state, saved after every epoch under the study's `states` folder until it is stored."""
+        return Path(states) / f"confirm-{self.number}-seed{self.seed}-epochs{self.recipe['epochs']}.state"
+
 
 def plan_runs(trials: list[TrialRecord], numbers: list[int], seeds: list[int],
               epochs: int | None = None) -> list[ConfirmRun]:
@@ -81,24 +85,36 @@ class ConfirmSummary:
     seconds: float
 
 
+def expected_seconds(runs: list[ConfirmRun], trials: dict[int, TrialRecord], workers: int) -> float | None:
+    """How long the runs should take on `workers` processes: each run its trial's own training seconds per epoch
+    in the search times its epochs, spread over the workers longest first (None: a trial stored no seconds)."""
+    each = []
+    for run in runs:
+        record = trials.get(run.number)
+        if record is None or not record.train_seconds or not record.epochs:
+            return None
+        each.append(record.train_seconds / record.epochs * run.recipe["epochs"])
+    loads = [0.0] * max(1, workers)
+    for seconds in sorted(each, reverse=True):
+        loads[loads.index(min(loads))] += seconds
+    return max(loads)
+
+
 def confirm(
-    config: Any, location: Any, runs: list[ConfirmRun], *, device: str = "auto",
+    config: Any, location: Any, runs: list[ConfirmRun], *, device: str = "auto", workers: int = 1,
+    threads: int | None = None,
     on_run_start: Callable[[ConfirmRun], None] | None = None,
     on_epoch: Callable[[Any, int], None] | None = None,
     on_run_end: Callable[[ConfirmRun, TrialRecord], None] | None = None,
 ) -> ConfirmSummary:
-    """Train every run not stored yet, each on the study's data and validation split, and store its record."""
-    import optuna
-    import torch
+    """Train every run not stored yet, each on the study's data and validation split, and store its record.
 
-    from resnet_bench import __version__
-    from resnet_bench.data import load_dataset, split
-    from resnet_bench.devices import device_name, resolve_device
-    from resnet_bench.models import build_model
-    from resnet_bench.recipe import Recipe
+    With `workers` > 1 the runs train in that many processes of `threads` threads each (the sweep's rule chooses
+    them on the command line); each returns its record and this process stores it, so the storage has one writer.
+    `on_epoch` is called in the one-process case only (a worker's epochs are not seen from here)."""
+    import optuna
+
     from resnet_bench.search.storage import open_existing_storage
-    from resnet_bench.spec import ResNetSpec
-    from resnet_bench.train import train
 
     started = time.perf_counter()
     storage = open_existing_storage(location.storage)
@@ -111,32 +127,85 @@ def confirm(
     if not todo:
         return ConfirmSummary(trained=0, stored_before=len(runs), seconds=time.perf_counter() - started)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    resolved = resolve_device(device)
-    data = split(load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size,
-                 seed=config.seed)
     location.states.mkdir(parents=True, exist_ok=True)
-    for run in todo:
-        if on_run_start is not None:
-            on_run_start(run)
-        recipe = Recipe.from_dict(run.recipe)
-        state = location.states / f"confirm-{run.number}-seed{run.seed}-epochs{recipe.epochs}.state"
-        torch.manual_seed(run.seed)  # the weights
-        result = train(build_model(ResNetSpec.parse(run.spec)), data, recipe, resolved, state_path=state,
-                       callback=(lambda epoch, metrics: on_epoch(metrics, recipe.epochs)) if on_epoch else None)
-        record = TrialRecord(
-            status=TRAINED, baseline=run.baseline, spec=run.spec, recipe=recipe.to_dict(), seed=run.seed,
-            split_seed=config.seed, confirms=run.number, dataset=data.dataset_name, val_size=data.val_size,
-            input_size=data.image_size, val_accuracy=result.val_accuracy, val_images=len(data.val),
-            val_correct=result.val_correct, test_accuracy=result.test_accuracy, test_images=len(data.test),
-            epochs=result.epochs, resumed_from_epoch=result.resumed_from_epoch, train_seconds=result.train_seconds,
-            images_per_second=result.images_per_second, compile_seconds=result.compile_seconds,
-            device=device_name(resolved), threads=torch.get_num_threads(), torch_version=str(torch.__version__),
-            resnet_bench_version=__version__, precision=result.precision, memory_format=result.memory_format,
-        )
+
+    def store(run: ConfirmRun, record: TrialRecord) -> None:
         storage.set_study_user_attr(study_id, run.key, record.to_attrs())
-        Path(state).unlink(missing_ok=True)
+        run.state(location.states).unlink(missing_ok=True)
         if on_run_end is not None:
             on_run_end(run, record)
+
+    if workers <= 1:
+        data = _study_data(config)
+        for run in todo:
+            if on_run_start is not None:
+                on_run_start(run)
+            store(run, train_run(config, data, run, device, location.states, on_epoch))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(config, threads)) as pool:
+            futures = {}
+            for run in todo:
+                if on_run_start is not None:
+                    on_run_start(run)
+                futures[pool.submit(_train_in_worker, run, device, location.states)] = run
+            for future in as_completed(futures):
+                store(futures[future], future.result())
     return ConfirmSummary(trained=len(todo), stored_before=len(runs) - len(todo),
                           seconds=time.perf_counter() - started)
 
+
+def _study_data(config: Any) -> Any:
+    from resnet_bench.data import load_dataset, split
+
+    return split(load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size,
+                 seed=config.seed)
+
+
+def train_run(config: Any, data: Any, run: ConfirmRun, device: str, states: Path,
+              on_epoch: Callable[[Any, int], None] | None = None) -> TrialRecord:
+    """Train one run on the study's data (resuming from its state file under `states`) and return its record; the
+    state stays until the caller has stored the record, so that a kill between the two loses no training."""
+    import torch
+
+    from resnet_bench import __version__
+    from resnet_bench.devices import device_name, resolve_device
+    from resnet_bench.models import build_model
+    from resnet_bench.recipe import Recipe
+    from resnet_bench.spec import ResNetSpec
+    from resnet_bench.train import train
+
+    resolved = resolve_device(device)
+    recipe = Recipe.from_dict(run.recipe)
+    state = run.state(states)
+    torch.manual_seed(run.seed)  # the weights
+    result = train(build_model(ResNetSpec.parse(run.spec)), data, recipe, resolved, state_path=state,
+                   callback=(lambda epoch, metrics: on_epoch(metrics, recipe.epochs)) if on_epoch else None)
+    record = TrialRecord(
+        status=TRAINED, baseline=run.baseline, spec=run.spec, recipe=recipe.to_dict(), seed=run.seed,
+        split_seed=config.seed, confirms=run.number, dataset=data.dataset_name, val_size=data.val_size,
+        input_size=data.image_size, val_accuracy=result.val_accuracy, val_images=len(data.val),
+        val_correct=result.val_correct, test_accuracy=result.test_accuracy, test_images=len(data.test),
+        epochs=result.epochs, resumed_from_epoch=result.resumed_from_epoch, train_seconds=result.train_seconds,
+        images_per_second=result.images_per_second, compile_seconds=result.compile_seconds,
+        device=device_name(resolved), threads=torch.get_num_threads(), torch_version=str(torch.__version__),
+        resnet_bench_version=__version__, precision=result.precision, memory_format=result.memory_format,
+    )
+    return record  # the caller stores it, then removes the state
+
+
+_WORKER: dict[str, Any] = {}  # in a worker process: the study's config and data, loaded once
+
+
+def _start_worker(config: Any, threads: int | None) -> None:
+    from resnet_bench.cpu import use_threads
+
+    use_threads(threads)
+    _WORKER.update(config=config, data=_study_data(config))
+
+
+def _train_in_worker(run: ConfirmRun, device: str, states: Path) -> TrialRecord:
+    return train_run(_WORKER["config"], _WORKER["data"], run, device, states)
