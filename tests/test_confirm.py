@@ -124,6 +124,12 @@ def test_confirm_retrains_the_front_stores_each_seed_and_resumes(tmp_path, capsy
     # Again: nothing to train; the report shows the confirmed networks and the tau.
     code, out_text, _ = run(capsys, "confirm", str(study_file), "--out", out, "--seeds", "3", "--device", "cpu")
     assert code == 0 and f"0 runs trained, {3 * len(front)} found stored already" in " ".join(out_text.split())
+    # A refused confirm changes nothing stored: the report still shows the last confirmation that ran.
+    code, _, err = run(capsys, "confirm", str(study_file), "--out", out, "--seeds", "4", "--epochs", "2",
+                       "--device", "tpu")
+    assert code == 2 and "tpu" in err and len(err.strip().splitlines()) == 1
+    assert storage.get_study_user_attrs(storage.get_study_id_from_name("tiny"))[confirm_module.LAST_CONFIRM] == \
+        attrs[confirm_module.LAST_CONFIRM]
     code, report_text, _ = run(capsys, "report", str(study_file), "--out", out)
     assert code == 0 and "Confirmed: the front and the baselines re-trained for 1 epoch with seeds 1, 2, 3" in report_text
     assert "Kendall's tau" in (tmp_path / "reports" / "tiny" / "report.md").read_text()

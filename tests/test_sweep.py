@@ -52,6 +52,17 @@ def test_every_key_is_documented_by_an_example_in_the_quickstart():
         assert key in text, key
 
 
+@pytest.mark.parametrize("command", [["sweep", "--n-trials", "1", "--device", "cpu"], ["report"],
+                                     ["confirm", "--device", "cpu"]])
+def test_a_study_name_never_leaves_out(capsys, tmp_path, command):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, *command, "--study-name", "../../escaped", "--out", str(out))
+    assert code == 2 and err.strip().endswith(
+        "study name '../../escaped' is not accepted; use letters, digits, '_', '-' and '.', starting with a letter "
+        "or digit (one folder name)") and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "escaped").exists()
+
+
 def test_the_cpu_fashion_mnist_study_fits_its_promise():
     # The full data set with a validation split of at least 5,000, 10 epochs or more, early stopping, at most two
     # hours (the last trials end within 20 minutes of the timeout), resnet20 as its baseline and inside the space's
@@ -170,6 +181,8 @@ BAD = [
     ({"constraints": {"max_flops": 1}}, ["constraints.max_flops is not a study key", "max_gflops"]),
     ({"constraints": {"max_gflops": -1}}, ["constraints.max_gflops=-1", "> 0"]),
     ({"recipe": {"name": "slow"}}, ["recipe.name='slow'", "he2015"]),
+    ({"name": ".."}, ["name='..'", "one folder name"]),
+    ({"name": "a/b"}, ["name='a/b'", "one folder name"]),
     ({"recipe": {"epochs": 0}}, ["recipe.epochs=0", "integers >= 1"]),
     ({"recipe": {"epochs": 1, "warmup_epochs": 2}}, ["warmup_epochs=2 does not fit in epochs=1"]),
     ({"budget": {"n_trials": 0}}, ["budget.n_trials=0"]),

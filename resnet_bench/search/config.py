@@ -34,6 +34,16 @@ OBJECTIVES = {
 }
 CONSTRAINTS = {"max_gflops": "gflops", "max_params": "params", "max_activations": "activations",
                "max_latency_ms": "latency_ms"}
+# A study's name is its folder's name under --out: one path component, so that nothing is written outside --out.
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+STUDY_NAME_RULE = "letters, digits, '_', '-' and '.', starting with a letter or digit (one folder name)"
+
+
+def is_study_name(name: object) -> bool:
+    """Whether `name` may name a study (the file's `name`, --study-name): one safe folder name."""
+    return isinstance(name, str) and STUDY_NAME.fullmatch(name) is not None
+
+
 SHIPPED_STUDIES = ("quickstart", "quickstart_mo_asha", "quickstart_modern", "fashion_mnist", "fashion_mnist_cpu", "cifar10")
 EARLY_STOPPING = ("off", "mo-asha")  # mo-asha: see search/early_stopping.py
 
@@ -290,9 +300,9 @@ def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
 
 def _top_level(data: dict[str, Any]) -> dict[str, Any]:
     """name, dataset, seed, val_size, image_size, curves, checkpoints (description is only read)."""
-    name = _get(data, "name", str, "a name of letters, digits, '_', '-' and '.'")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise StudyFileError(f"name={name!r} is not accepted; use letters, digits, '_', '-' and '.'")
+    name = _get(data, "name", str, f"a name of {STUDY_NAME_RULE}")
+    if not is_study_name(name):
+        raise StudyFileError(f"name={name!r} is not accepted; use {STUDY_NAME_RULE}")
     dataset = _get(data, "dataset", str, f"one of {', '.join(DATASETS)}")
     if not is_dataset_name(dataset):
         raise StudyFileError(f"dataset={dataset!r} is not accepted; use one of {', '.join(DATASETS)}")

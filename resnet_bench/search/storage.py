@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from resnet_bench.errors import BadInputError
+from resnet_bench.search.config import STUDY_NAME_RULE, is_study_name
 
 REPORTS = Path("reports")  # the default --out
 STUDY_DB = "study.db"
@@ -59,7 +60,11 @@ class StudyLocation:
 
 
 def locate_study(name: str, *, storage: str | None = None, out: str | Path | None = None) -> StudyLocation:
-    """The location of study `name` under `out` (default reports/), in `storage` or its default SQLite file."""
+    """The location of study `name` under `out` (default reports/), in `storage` or its default SQLite file.
+
+    A name that is not one safe folder name is refused (BadInputError), so that a study never leaves `out`."""
+    if not is_study_name(name):
+        raise BadInputError(f"study name {name!r} is not accepted; use {STUDY_NAME_RULE}")
     folder = Path(out if out is not None else REPORTS) / name
     return StudyLocation(storage=storage or sqlite_url(folder / STUDY_DB), name=name, folder=folder)
 
