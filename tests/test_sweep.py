@@ -63,6 +63,31 @@ def test_a_study_name_never_leaves_out(capsys, tmp_path, command):
     assert not out.exists() and not (tmp_path / "escaped").exists()
 
 
+def test_a_failed_or_interrupted_baseline_is_queued_again_once_per_command_from_its_state(tmp_path):
+    config = load_study_file(str(write(tmp_path, TINY_STUDY)))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = open_study(config, storage, "tiny")
+    baseline = study.ask()  # the queued resnet20, as a worker takes it
+    assert baseline.user_attrs["baseline"] == "resnet20"
+    state = tmp_path / "trial-0.state"
+    state.write_bytes(b"its last epoch")
+    baseline.set_user_attr("state_file", str(state))
+    study.tell(baseline, state=optuna.trial.TrialState.FAIL)  # Ctrl-C during its training
+
+    def waiting(study):
+        return [t for t in study.get_trials() if t.state == optuna.trial.TrialState.WAITING]
+
+    again = open_study(config, storage, "tiny")  # the next command
+    queued = waiting(again)
+    assert len(queued) == 1 and queued[0].user_attrs["baseline"] == "resnet20"
+    assert queued[0].user_attrs["state_file"] == str(state)  # it resumes from its last epoch
+    assert len(waiting(open_study(config, storage, "tiny"))) == 1  # queued once, not once per open
+    # Trained (or still waiting, or running): never queued again.
+    taken = again.ask()
+    again.tell(taken, [0.5, 1000.0])
+    assert waiting(open_study(config, storage, "tiny")) == []
+
+
 def test_the_cpu_fashion_mnist_study_fits_its_promise():
     # The full data set with a validation split of at least 5,000, 10 epochs or more, early stopping, at most two
     # hours (the last trials end within 20 minutes of the timeout), resnet20 as its baseline and inside the space's

@@ -14,6 +14,7 @@ import json
 import tomllib
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -85,12 +86,26 @@ def open_study(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([o.metric for o in config.objectives])
     study.set_user_attr(STUDY_FILE, config.source)  # the latest file; its settings' history is kept apart
-    present = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
-    for baseline in config.baselines:
-        if baseline not in present:
-            params = baseline_params(resolve_model(baseline), config)
-            study.enqueue_trial(params, user_attrs={"baseline": baseline, BASELINE_PARAMS: sorted(params)})
+    _queue_baselines(study, config)
     return study
+
+
+def _queue_baselines(study: optuna.Study, config: StudyConfig) -> None:
+    """Queue each baseline the study has not got: never queued, or only failed (a crash, Ctrl-C, a full disk).
+    A failed one is queued again once per command, like a heartbeat's retry, with its last training state, so that
+    it resumes from its last epoch; one waiting, running or ended otherwise is left alone."""
+    trials = study.get_trials(deepcopy=False)
+    alive = {t.user_attrs.get("baseline") for t in trials if t.state != optuna.trial.TrialState.FAIL}
+    failed = {t.user_attrs.get("baseline"): t for t in trials if t.state == optuna.trial.TrialState.FAIL}
+    for baseline in config.baselines:
+        if baseline in alive:
+            continue
+        params = baseline_params(resolve_model(baseline), config)
+        attrs = {"baseline": baseline, BASELINE_PARAMS: sorted(params)}
+        state = failed[baseline].user_attrs.get("state_file") if baseline in failed else None
+        if state and Path(state).exists():
+            attrs["state_file"] = state
+        study.enqueue_trial(params, user_attrs=attrs)
 
 
 def study_precision(study: optuna.Study, resolve: Callable[[], str]) -> str:

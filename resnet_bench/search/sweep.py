@@ -232,9 +232,11 @@ class Sweep:
             record.status, record.reason = FAILED, reason
             record.trial_seconds = time.perf_counter() - started
             _store(trial, record)
+            if not record.baseline:  # a failed baseline is queued again by the next command, from this state
+                Path(record.state_file).unlink(missing_ok=True)
             raise
-        finally:  # only a killed worker leaves its state behind, for the retry
-            Path(record.state_file).unlink(missing_ok=True)
+        # Only a killed worker (or a failed baseline) leaves its state behind, for the retry.
+        Path(record.state_file).unlink(missing_ok=True)
         record.val_accuracy, record.test_accuracy = result.val_accuracy, result.test_accuracy
         record.val_images, record.test_images = len(self.data.val), len(self.data.test)
         record.val_correct = result.val_correct
