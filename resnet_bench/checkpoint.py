@@ -58,6 +58,9 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint with `weights_only=True`; anything else is a CheckpointError."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; give the file that `resnet-bench train --save` "
+                              "or a study's checkpoints/ holds (trial-N.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:

@@ -28,8 +28,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def check_writable(folder: Path) -> None:
-    """Make the folder, or say in one line why it cannot be written (BadInputError, exit 2): before any work."""
+def check_writable(folder: Path, flag: str = "--out") -> None:
+    """Make the folder, or say in one line why it cannot be written (BadInputError, exit 2, naming `flag`): before
+    any work."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         # A name of this process's own: workers that start together each write and remove their own probe.
@@ -38,4 +39,4 @@ def check_writable(folder: Path) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise BadInputError(f"the folder {str(folder)!r} cannot be written: {exc.strerror or exc}; "
-                            "give a folder you can write with --out") from None
+                            f"give a folder you can write with {flag}") from None

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-from resnet_bench.cli import main
 
 from .helpers import run
 
@@ -153,14 +152,13 @@ def test_bad_json_file(capsys, tmp_path):
     assert code == 2 and "does not parse" in err and len(err.strip().splitlines()) == 1
 
 
-def test_debug_shows_the_traceback(capsys):
-    from resnet_bench.presets import UnknownPresetError
-
-    with pytest.raises(UnknownPresetError):
-        main(["--debug", "profile", "resnet51"])
-    with pytest.raises(UnknownPresetError):  # where the failure message's "rerun with --debug" puts it
-        main(["profile", "resnet51", "--debug"])
-    assert run(capsys, "profile", "resnet51")[0] == 2  # without it: one line
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(capsys):
+    for argv in (["--debug", "profile", "resnet51"], ["profile", "resnet51", "--debug"]):  # before or after
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "Traceback" in err and "UnknownPresetError" in err
+        assert err.strip().splitlines()[-1].startswith("resnet-bench profile: error: unknown model 'resnet51'")
+    code, _, err = run(capsys, "profile", "resnet51")  # without it: one line
+    assert code == 2 and len(err.strip().splitlines()) == 1
 
 
 def test_nothing_is_created_before_the_input_is_checked(capsys, tmp_path, monkeypatch):
@@ -235,11 +233,18 @@ def test_train_table_and_csv(capsys):
         (["train", "resnet20", "--dataset", "mnist"], ["dataset='mnist'", "fashion-mnist-mini", "imagefolder:PATH"]),
         (["train", "resnet20", "--epochs", "0"], ["--epochs=0"]),
         (["train", "resnet20", "--batch-size", "0"], ["--batch-size=0"]),
-        (["train", "resnet20", "--lr", "-0.1"], ["--lr -0.1", ">= 0"]),
+        (["train", "resnet20", "--lr", "-0.1"], ["--lr '-0.1'", "finite number > 0"]),
         (["train", "resnet20", "--recipe", "slow"], ["recipe='slow'", "fast"]),
         (["train", "resnet20", "--device", "tpu"], ["device='tpu'"]),
         (["train", "resnet51"], ["unknown model 'resnet51'"]),
         (["evaluate", "missing.pt"], ["does not exist"]),
+        (["evaluate", "."], ["checkpoint '.' is a folder", "trial-N.pt"]),
+        (["train", "resnet20", "--lr", "inf"], ["--lr 'inf'", "finite number > 0"]),
+        (["train", "resnet20", "--lr", "nan"], ["--lr 'nan'", "finite number > 0"]),
+        (["train", "resnet20", "--save", "."], ["--save '.' is a folder"]),
+        (["train", "resnet20", "--save", "/proc/no/model.pt"], ["cannot be written", "--save"]),
+        (["sweep", "--timeout", "nan"], ["--timeout 'nan'", "finite number > 0"]),
+        (["sweep", "--timeout", "-5"], ["--timeout '-5'"]),
     ],
 )
 def test_train_bad_input(capsys, argv, words):
@@ -252,6 +257,13 @@ def test_train_bad_input(capsys, argv, words):
 def test_train_on_a_folder_that_is_not_an_imagefolder(capsys, tmp_path):
     code, _, err = run(capsys, "train", "resnet20", "--dataset", f"imagefolder:{tmp_path}")
     assert code == 2 and "is not an image folder" in err
+
+
+def test_a_study_file_that_is_not_utf8_is_one_line(capsys, tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    code, _, err = run(capsys, "sweep", str(path), "--dry-run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is not UTF-8 text (byte 11)" in err
 
 
 def test_evaluate_a_file_that_is_not_ours(capsys, tmp_path):

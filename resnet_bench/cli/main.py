@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -48,6 +50,20 @@ def _positive_int(flag: str) -> Callable[[str], int]:
             return check_positive_int(flag, int(value) if value.strip().lstrip("+-").isdigit() else value)
         except BadInputError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _positive_float(flag: str) -> Callable[[str], float]:
+    """A finite number > 0 (not nan, not inf), or argparse's one-line error naming the flag."""
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise argparse.ArgumentTypeError(f"{flag} {value!r} is not accepted; it must be a finite number > 0")
+        return number
 
     return parse
 
@@ -109,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a named recipe, fast (default) or he2015, or a recipe as a JSON object (as a trial stores it)")
     train.add_argument("--epochs", type=_positive_int("--epochs"), help="override the recipe's epochs")
     train.add_argument("--batch-size", type=_positive_int("--batch-size"), help="override the recipe's batch size")
-    train.add_argument("--lr", type=float, help="override the recipe's learning rate (per 128 images of batch)")
+    train.add_argument("--lr", type=_positive_float("--lr"), help="override the recipe's learning rate (per 128 images of batch)")
     train.add_argument("--precision", choices=PRECISIONS,
                        help="auto (the recipe's default: bf16 on CUDA and on CPUs with native bf16, else fp32), "
                             "bf16 or fp32")
@@ -134,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a study file (.toml), or a shipped study: quickstart (default), fashion_mnist, cifar10")
     sweep.add_argument("--n-trials", type=_positive_int("--n-trials"),
                        help="trained trials this command adds (default: the file's budget.n_trials)")
-    sweep.add_argument("--timeout", type=float, metavar="MINUTES", help="stop starting trials after this long")
+    sweep.add_argument("--timeout", type=_positive_float("--timeout"), metavar="MINUTES", help="stop starting trials after this long")
     sweep.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///OUT/<study>/study.db)")
     sweep.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
     sweep.add_argument("--out", default="reports", metavar="DIR",
@@ -215,8 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
         return EXIT_OK
     except BadInputError as exc:
-        if args.debug:
-            raise
+        if args.debug:  # the traceback, and the same exit code
+            traceback.print_exc()
         sys.stderr.write(f"resnet-bench {args.command}: error: {exc}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -228,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # a failure, not bad input: exit 1, traceback only with --debug
         if args.debug:
-            raise
+            traceback.print_exc()
         sys.stderr.write(f"resnet-bench {args.command}: failed: {type(exc).__name__}: {exc} (rerun with --debug)\n")
         return EXIT_FAILURE
 

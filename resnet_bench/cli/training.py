@@ -22,12 +22,18 @@ def cmd_train(args: argparse.Namespace) -> None:
     from resnet_bench.recipe import get_recipe
     from resnet_bench.train import spec_for_data, train
 
-    if args.lr is not None and args.lr < 0:
-        raise BadInputError(f"--lr {args.lr} is not accepted; the learning rate must be >= 0")
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         compile=True if args.compile else None, precision=args.precision,
                         channels_last=parse_memory_format(args.memory_format) if args.memory_format else None)
     device = resolve_device(args.device)
+    if args.save:  # before training: a checkpoint that cannot be written is found now, not after the last epoch
+        from pathlib import Path
+
+        from resnet_bench.files import check_writable
+
+        if Path(args.save).is_dir():
+            raise BadInputError(f"--save {args.save!r} is a folder; give the checkpoint's file name (model.pt)")
+        check_writable(Path(args.save).resolve().parent, flag="--save")
     use_threads(args.threads)
     base = resolve(args.model)
     data = split(load_dataset(args.dataset, image_size=args.image_size), val_size=args.val_size, seed=args.seed)

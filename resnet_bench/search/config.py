@@ -265,7 +265,11 @@ def load_study_file(path: str | Path | None) -> StudyConfig:
         if not p.is_file():
             shipped = ", ".join(SHIPPED_STUDIES)
             raise StudyFileError(f"study file {str(p)!r} does not exist; give a .toml path or one of: {shipped}")
-        text, where = p.read_text(encoding="utf-8"), str(p)
+        try:
+            text, where = p.read_text(encoding="utf-8"), str(p)
+        except UnicodeDecodeError as exc:
+            raise StudyFileError(f"study file {str(p)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                                 "TOML") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
