@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-
 from .helpers import run
 
 
@@ -257,6 +256,14 @@ def test_train_bad_input(capsys, argv, words):
 def test_train_on_a_folder_that_is_not_an_imagefolder(capsys, tmp_path):
     code, _, err = run(capsys, "train", "resnet20", "--dataset", f"imagefolder:{tmp_path}")
     assert code == 2 and "is not an image folder" in err
+
+
+def test_sweep_help_lists_every_shipped_study(capsys):
+    from resnet_bench.search.config import SHIPPED_STUDIES
+
+    code, out, _ = run(capsys, "sweep", "--help")
+    listed = " ".join(out.split()).split("a shipped study: ")[1].split(" options:")[0]
+    assert code == 0 and listed.replace(" (default)", "").split(", ") == list(SHIPPED_STUDIES)
 
 
 def test_a_study_file_that_is_not_utf8_is_one_line(capsys, tmp_path):

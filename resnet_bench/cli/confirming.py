@@ -8,6 +8,7 @@ from typing import Any
 
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
 from resnet_bench.errors import BadInputError
+from resnet_bench.units import duration_text, plural
 
 
 def cmd_confirm(args: argparse.Namespace) -> None:
@@ -40,7 +41,6 @@ def cmd_confirm(args: argparse.Namespace) -> None:
     from resnet_bench.devices import resolve_device
     from resnet_bench.search.confirm import expected_seconds
     from resnet_bench.search.workers import worker_plan
-    from resnet_bench.units import duration_text, plural
 
     on_gpu = resolve_device(args.device).type == "cuda"  # checked before anything is trained
     todo = [r for r in runs if r.key not in attrs]
@@ -69,8 +69,8 @@ def cmd_confirm(args: argparse.Namespace) -> None:
         print_records(rows, "csv")
         return
     print_confirmation(result, caption=(
-        f"this command: {summary.trained} runs trained, {summary.stored_before} found stored already, in "
-        f"{summary.seconds:.0f} s; `resnet-bench report` shows them beside the search's front"))
+        f"this command: {plural(summary.trained, 'run')} trained, {summary.stored_before} found stored already, in "
+        f"{duration_text(summary.seconds)}; `resnet-bench report` shows them beside the search's front"))
 
 
 def chosen_trials(report: Any, name: str, *, top: int | None = None, trials: str | None = None) -> list[int]:
@@ -149,5 +149,5 @@ class _ConfirmProgress(StderrProgress):
     def run_end(self, run: Any, record: Any) -> None:
         self.done += 1
         self.console.print(f"trial {run.number} seed {run.seed}: val {record.val_accuracy:.2%}, test "
-                           f"{record.test_accuracy:.2%} after {record.epochs} epoch{'s' if record.epochs != 1 else ''}", highlight=False)
+                           f"{record.test_accuracy:.2%} after {plural(record.epochs, 'epoch')}", highlight=False)
         self.progress.update(self.runs, completed=self.done)

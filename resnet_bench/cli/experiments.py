@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
+from resnet_bench.units import plural
 
 
 def cmd_degradation(args: argparse.Namespace) -> None:
@@ -23,7 +24,7 @@ def cmd_degradation(args: argparse.Namespace) -> None:
     run = DegradationRun(dataset=args.dataset, depths=depths, epochs=args.epochs, seed=args.seed,
                          val_size=args.val_size, out=args.out, storage=args.storage, device=args.device)
     note = StderrProgress().console
-    note.print(f"{run.config.name}: {len(run.queued)} of {len(run.config.baselines)} networks to train "
+    note.print(f"{run.config.name}: {len(run.queued)} of {plural(len(run.config.baselines), 'network')} to train "
                f"({', '.join(run.queued) or 'none: every run is in the storage'})", highlight=False, soft_wrap=True)
     elsewhere = [b for b in run.todo if b not in run.queued]
     if elsewhere:
@@ -39,7 +40,7 @@ def cmd_degradation(args: argparse.Namespace) -> None:
     from rich.table import Table
 
     table = Table(title=f"degradation on {run.config.dataset}: final errors after "
-                        f"{run.config.base_recipe().epochs} epochs (he2015, seed {run.config.seed})")
+                        f"{plural(run.config.base_recipe().epochs, 'epoch')} (he2015, seed {run.config.seed})")
     for column in ("depth", "plain train", "plain test", "ResNet train", "ResNet test"):
         table.add_column(column, justify="right")
     for depth in depths:

@@ -19,6 +19,7 @@ from resnet_bench.cli.reporting import cmd_report
 from resnet_bench.cli.sweeping import cmd_sweep
 from resnet_bench.cli.training import cmd_evaluate, cmd_train
 from resnet_bench.errors import BadInputError, check_positive_int
+from resnet_bench.search.config import SHIPPED_STUDIES
 
 FORMATS = ("table", "json", "csv")
 
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="run (or resume) a study; no file: the quickstart study")
     sweep.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
-                       help="a study file (.toml), or a shipped study: quickstart (default), fashion_mnist, cifar10")
+                       help="a study file (.toml), or a shipped study: " + ", ".join(
+                           f"{name} (default)" if name == "quickstart" else name for name in SHIPPED_STUDIES))
     sweep.add_argument("--n-trials", type=_positive_int("--n-trials"),
                        help="trained trials this command adds (default: the file's budget.n_trials)")
     sweep.add_argument("--timeout", type=_positive_float("--timeout"), metavar="MINUTES", help="stop starting trials after this long")

@@ -8,6 +8,7 @@ from typing import Any
 
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
 from resnet_bench.errors import BadInputError
+from resnet_bench.units import plural
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -113,9 +114,9 @@ def _print_training(summary: dict[str, Any], history: list[dict[str, Any]]) -> N
     console.print(table)
     console.print(
         f"validation accuracy {summary['val_accuracy']:.2%}, test accuracy {summary['test_accuracy']:.2%} "
-        f"(test is reported, never used for selection); {summary['epochs']} epochs, "
+        f"(test is reported, never used for selection); {plural(summary['epochs'], 'epoch')}, "
         f"{summary['train_seconds']:.1f} s of training, {summary['images_per_second']:,.0f} images/s on "
-        f"{summary['device']} ({summary['threads']} threads, {summary['precision']}, {summary['memory_format']})"
+        f"{summary['device']} ({plural(summary['threads'], 'thread')}, {summary['precision']}, {summary['memory_format']})"
         + (f"; torch.compile took {summary['compile_seconds']:.1f} s apart" if summary["compile_seconds"] else ""),
         highlight=False,
     )

@@ -107,14 +107,14 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
     ]
     if report.stopped_at:
         rungs = ", ".join(f"{n} after epoch {epoch}" for epoch, n in report.stopped_at.items())
-        lines.append(("early stopping", f"{sum(report.stopped_at.values())} trials stopped at a rung ({rungs}); "
+        lines.append(("early stopping", f"{plural(sum(report.stopped_at.values()), 'trial')} stopped at a rung ({rungs}); "
                       f"about {report.saved_seconds:,.0f} s of training saved against training each to its "
                       "recipe's epochs (its seconds per epoch times the epochs it skipped)"))
     if report.rung_taus:
         lines.append(("rung estimates", rung_tau_text(report)))
     if report.confirmed is not None:
         c = report.confirmed.networks
-        lines.append(("confirmed", f"{len(c)} networks re-trained {confirm_conditions(report.confirmed)}; "
+        lines.append(("confirmed", f"{plural(len(c), 'network')} re-trained {confirm_conditions(report.confirmed)}; "
                       f"{int(c['confirmed_front'].sum())} of them on the confirmed front; {tau_text(report.confirmed)}"))
     if study.baseline_recipe and bool(study.trials["is_baseline"].any()):
         lines.append(("baselines", f"each trained with the study's base recipe: {study.baseline_recipe}"))

@@ -134,9 +134,9 @@ def worker_plan(*, workers: int | None, trials_per_gpu: int | None, threads: int
         return WorkerPlan(devices, share(len(devices)), f"one worker per GPU ({gpus})")
     if largest_gflops is not None and largest_gflops < SMALL_NETWORK_GFLOPS:
         n = capped(cores)
-        return WorkerPlan((None,) * n, share(n), f"networks under {SMALL_NETWORK_GFLOPS:g} GFLOPs (the study's "
-                                                 f"max_gflops {largest_gflops:g}), one single-thread worker per "
-                                                 "physical core")
+        return WorkerPlan((None,) * n, share(n), f"the study's networks are small (its max_gflops, "
+                                                 f"{largest_gflops:g}, is under {SMALL_NETWORK_GFLOPS:g}), so one "
+                                                 "single-thread worker per physical core")
     per = min(cores, 4 if cores >= 8 else 2)
     n = capped(cores // per)
     bound = "no max_gflops" if largest_gflops is None else f"max_gflops {largest_gflops:g}"
