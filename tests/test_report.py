@@ -482,6 +482,22 @@ def test_bad_report_input_is_one_line_and_exit_2(capsys, tmp_path, argv, words):
     assert not (tmp_path / "missing.db").exists()  # reading never creates a storage
 
 
+@pytest.mark.parametrize("tables", [[], ["CREATE TABLE notes (text)"]])
+@pytest.mark.parametrize("command", ["report", "confirm"])
+def test_reading_an_empty_or_foreign_sqlite_file_changes_nothing(capsys, tmp_path, tables, command):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    path.touch()
+    with sqlite3.connect(path) as db:
+        for statement in tables:
+            db.execute(statement)
+    before = path.read_bytes()
+    code, _, err = run(capsys, command, "--storage", f"sqlite:///{path}", "--out", str(tmp_path / "out"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not an Optuna storage; it was left untouched" in err
+    assert path.read_bytes() == before and not (tmp_path / "out").exists()
+
+
 def test_no_such_study_lists_the_studies_there(capsys, tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     for name in ("alpha", "beta"):

@@ -213,7 +213,28 @@ def open_existing_storage(url: str) -> optuna.storages.BaseStorage:
         if not path.is_file():
             raise BadInputError(f"--storage {url!r}: there is no file {str(path)!r}; run `resnet-bench sweep` "
                                 "first (with the same --out and --study-name), or give the URL of an existing storage")
+        _check_optuna_tables(path)
     return open_storage(url)
+
+
+def _check_optuna_tables(path: Path) -> None:
+    """Reading never creates or changes a storage: a SQLite file without Optuna's tables (empty, or another
+    program's) is refused before Optuna would create its tables in it (checked read-only)."""
+    import sqlite3
+
+    tables: set[str] = set()
+    if path.stat().st_size:
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.OperationalError:  # locked by a writer, or not readable: Optuna says what it meets
+            return
+        except sqlite3.DatabaseError:
+            return  # not a database at all: open_storage names it as damaged
+    if not {"studies", "version_info"} <= tables:
+        what = "is empty" if not tables else f"holds other tables ({', '.join(sorted(tables)[:3])})"
+        raise BadInputError(f"the SQLite file {str(path)!r} {what}, not an Optuna storage; it was left untouched: "
+                            "give the storage a sweep wrote (reports/<study>/study.db)")
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
