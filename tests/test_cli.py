@@ -167,6 +167,17 @@ def test_nothing_is_created_before_the_input_is_checked(capsys, tmp_path, monkey
     (tmp_path / "file").write_text("")
     code, _, err = run(capsys, "sweep", "--out", "file/x", "--device", "cpu")  # checked before any training
     assert code == 2 and "'file/x/quickstart' cannot be written" in err and len(err.strip().splitlines()) == 1
+    # A bad storage URL, a missing image folder, a checkpoint of another program: refused, nothing left behind.
+    code, _, err = run(capsys, "sweep", "--storage", "nosuch://x", "--out", "out", "--device", "cpu")
+    assert code == 2 and "nosuch" in err and not (tmp_path / "out").exists()
+    study = (tmp_path / "img.toml")
+    study.write_text('name = "img"\ndataset = "imagefolder:nowhere"\n[[objectives]]\nmetric = "val_accuracy"\n'
+                     '[space]\nstages = 2\nblocks = 1\nblock = "basic"\n')
+    code, _, err = run(capsys, "sweep", str(study), "--out", "out", "--device", "cpu", "--n-trials", "1")
+    assert code == 2 and "is not an image folder" in err and not (tmp_path / "out").exists()
+    (tmp_path / "other.pt").write_bytes(b"not a checkpoint")
+    code, _, err = run(capsys, "responses", "other.pt", "--out", "out", "--device", "cpu")
+    assert code == 2 and "is not a resnet-bench checkpoint" in err and not (tmp_path / "out").exists()
 
 
 def test_a_damaged_sqlite_file_is_named_in_one_line_and_left_untouched(capsys, tmp_path):

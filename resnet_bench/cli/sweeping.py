@@ -43,6 +43,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                            idle=None if args.threads else idle_cores())
         check_latency_alone(config, plan, gpus)
     location = locate_study(args.study_name or config.name, storage=args.storage, out=args.out)
+    if not args.worker_index:  # everything checked before anything is made: no folder, no study, no queued baseline
+        from resnet_bench.data import load_dataset
+        from resnet_bench.search.storage import open_storage
+
+        load_dataset(config.dataset, image_size=config.image_size)  # there, and readable (an image folder: cached)
+        if args.storage:
+            open_storage(args.storage)  # a bad URL, a missing driver or an unreachable server
     check_writable(location.folder)  # the states and the report go there: exit 2 now, not after training
     use_threads(plan.threads)
     if plan.workers > 1:

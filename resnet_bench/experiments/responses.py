@@ -197,7 +197,8 @@ def write_files(results: list[Responses], folder: Path) -> list[Path]:
 
 
 def check_paths(paths: list[str]) -> None:
-    """Every checkpoint exists (before any is measured)."""
+    """Every checkpoint exists and reads as ours (before any is measured, and before the output folder is made)."""
     for p in paths:
         if not Path(p).is_file():
             raise CheckpointError(f"checkpoint {p!r} does not exist")
+        load_checkpoint(p)  # a file of another program: CheckpointError, one line
