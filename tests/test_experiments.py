@@ -129,6 +129,7 @@ def test_the_verdict_compares_the_deepest_with_the_shallowest():
     ])
     verdict = effect(final)
     assert verdict["plain"].startswith("plain-56 15.00% against plain-20 10.00%") and "as in the paper" in verdict["plain"]
+    assert "not as in the paper" not in verdict["plain"]  # the deeper plain net trains worse: as the paper says
     assert "not as in the paper" in verdict["residual"]
 
 

@@ -151,7 +151,8 @@ def test_resnet20_counted_by_hand():
 
 def test_shortcut_b_adds_exactly_two_projections_to_resnet20():
     # 16->32 and 32->64: a 1x1 conv plus a BN each.
-    assert EXACT_PARAMS["resnet20_b"] - EXACT_PARAMS["resnet20"] == (16 * 32 + 64) + (32 * 64 + 128)
+    assert n_params(rb.build_model("resnet20_b")) - n_params(rb.build_model("resnet20")) == \
+        (16 * 32 + 64) + (32 * 64 + 128)
 
 
 # -- the name patterns and the registry --------------------------------------------------------------
@@ -218,7 +219,24 @@ def test_a_preset_with_an_override_on_the_command_line(capsys):
     assert json.loads(out)[0]["params"] == params and 0.2 < params / full < 0.3
 
 
-def test_families_partition_the_presets():
+def test_each_family_holds_the_networks_its_name_promises():
     families = {presets.family(n) for n in presets.names()}
     assert families == {"torchvision", "timm", "cifar-resnet", "cifar-plain", "preact-resnet", "resnext29", "wrn"}
-    assert sum(len(presets.names(f)) for f in families) == len(presets.names())
+    # torchvision's family is exactly torchvision's ResNet builders, and each of its specs is torchvision's.
+    assert set(presets.names("torchvision")) == {
+        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
+        "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"}
+    for name in presets.names():
+        spec, family = presets.get(name), presets.family(name)
+        if family in ("torchvision", "timm"):  # ImageNet networks: 4 stages, an ImageNet stem, 1000 classes
+            assert len(spec.layers) == 4 and spec.stem in ("imagenet", "deep", "deep_tiered") and \
+                spec.num_classes == 1000, name
+        else:  # the CIFAR papers' networks: 3 stages on a 3x3 stem, 10 classes
+            assert len(spec.layers) == 3 and spec.stem == "cifar" and spec.num_classes == 10, name
+        assert (spec.shortcut == "none") == (family == "cifar-plain"), name
+        if family == "preact-resnet":
+            assert spec.block.startswith("preact_"), name
+        if family == "resnext29":
+            assert spec.block == "bottleneck" and spec.layers == (3, 3, 3), name
+        if family == "wrn":
+            assert spec.widths is not None and spec.widths[0] >= 16 * 4, name  # widened by k >= 4

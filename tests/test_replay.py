@@ -119,3 +119,22 @@ def test_a_continuous_range_has_no_grid():
     text = FOUR.replace('block = "basic"', 'block = "basic"\ndropout = { low = 0.0, high = 0.5 }')
     with pytest.raises(ValueError, match="continuous"):
         grid(parse_study(tomllib.loads(text)))
+
+
+def test_a_stopped_network_proposed_again_is_revived_when_it_now_ranks_in_its_rung():
+    """eta+1, one worker, A B C D E F then C again. C arrives third of three: eta+1 keeps two (B, then A, which B
+    dominates) and C (0.4 at 2 GFLOPs) stops; D, E, F stop too. Proposed again with six at the rung, eta+1 keeps
+    three: B, A, C, so C trains on from epoch 2 (2 s more, not 3) and ends at (0.9, 2): hypervolume 0.8 * 3 + 0.1 * 2.
+    Without revival it is answered from the study."""
+    import tomllib
+
+    wider = parse_study(tomllib.loads(FOUR.replace("high = 2", "high = 3")))
+    curves = [*CURVES, curve((1, 3), [0.2, 0.2, 0.2], 3.5, 0.2), curve((3, 1), [0.25, 0.25, 0.25], 3.5, 0.25)]
+    settings = ReplaySettings(sampler="random", workers=1, order=(0, 1, 2, 3, 4, 5, 2), max_trials=7,
+                              promotion="eta+1", revive=True)
+    result = replay(curves, wider, settings)
+    assert [d[:2] for d in result.decisions if not d[2]] == [(2, 1), (3, 1), (4, 1), (5, 1)]
+    assert (result.revived, result.full, result.seconds, result.epochs[6]) == (1, 3, 12.0, 3)
+    assert [round(p.hypervolume, 9) for p in result.anytime] == [2.1, 2.4, 2.6]
+    plain = replay(curves, wider, ReplaySettings(**{**settings.__dict__, "revive": False, "skip_missing": True}))
+    assert plain.revived == 0 and plain.duplicates >= 1 and 2.6 not in [round(p.hypervolume, 9) for p in plain.anytime]
