@@ -400,7 +400,7 @@ def test_record_round_trip():
     "argv, words",
     [
         (["--storage", "nosuchdb://nowhere"], ["--storage 'nosuchdb://nowhere' is not a storage URL"]),
-        (["--timeout", "-1"], ["--timeout -1.0", "> 0"]),
+        (["--timeout", "-1"], ["--timeout '-1'", "> 0"]),
         (["--n-trials", "0"], ["--n-trials=0"]),
         (["--device", "cuda:7"], ["cuda:7"]),
         (["--trials-per-gpu", "2", "--device", "cpu"], ["--trials-per-gpu needs a GPU", "--workers N"]),
@@ -419,6 +419,40 @@ def test_worker_processes_are_spread_over_the_gpus():
     assert plan_workers(None, None, 0) == [None] and plan_workers(None, None, 2) == [0]
     assert plan_workers(3, None, 0) == [None, None, None] and plan_workers(3, None, 2) == [0, 1, 0]
     assert plan_workers(None, 4, 1) == [0, 0, 0, 0] and plan_workers(None, 2, 3) == [0, 1, 2, 0, 1, 2]
+
+
+@pytest.mark.parametrize("device, visible, given", [
+    ("cuda:1", ["1", "1"], "cuda"),  # one named GPU: both workers on it, where it is their cuda:0
+    ("cuda", ["0", "1", "2", "3", "0", "1", "2", "3"], "cuda"),  # every GPU, two workers each
+])
+def test_workers_on_gpus_see_the_gpus_the_command_names(capsys, tmp_path, monkeypatch, device, visible, given):
+    """Stands in for four GPUs and for the worker processes: what each worker is started with."""
+    import json as json_module
+
+    import torch
+
+    from resnet_bench.search import workers as workers_module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    started = []
+
+    class Worker:
+        returncode = 0
+
+        def __init__(self, command, env, **kwargs):
+            started.append((command, env.get("CUDA_VISIBLE_DEVICES")))
+
+        def communicate(self):
+            return json_module.dumps({"study_name": "tiny", "storage": "s", "trained": 0, "infeasible": 0,
+                                      "failed": 0, "seconds": 0.0, "stopped": "budget"}) + "\n", None
+
+    monkeypatch.setattr(workers_module.subprocess, "Popen", Worker)
+    code, _, err = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY)), "--device", device, "--trials-per-gpu", "2",
+                       "--n-trials", "8", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert [env for _, env in started] == visible
+    assert all(command[command.index("--device") + 1] == given for command, _ in started)
 
 
 def test_latency_is_never_measured_on_a_shared_device(capsys, tmp_path):

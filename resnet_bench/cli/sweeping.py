@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
-from resnet_bench.errors import BadInputError
 from resnet_bench.units import plural
 
 
@@ -17,8 +16,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from resnet_bench.search.storage import locate_study, safe_url
 
     config = load_study_file(args.study_file)
-    if args.timeout is not None and args.timeout <= 0:
-        raise BadInputError(f"--timeout {args.timeout} is not accepted; it must be a number of minutes > 0")
     if args.dry_run:
         _sweep_dry_run(config, args)
         return
@@ -32,7 +29,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from resnet_bench.search.workers import TrialTickets, WorkerPlan, check_latency_alone, run_workers, worker_plan
 
     resolve_device(args.device)  # checked before anything is created
-    gpus = torch.cuda.device_count() if args.device != "cpu" else 0
+    # The GPUs this command may use: none on the CPU, the one named by cuda:N, else every visible one.
+    gpus = 0 if args.device == "cpu" else 1 if args.device.startswith("cuda:") else torch.cuda.device_count()
     budget = args.n_trials or config.n_trials
     if args.worker_index:  # a worker of a parent sweep: this process, the threads the parent chose
         plan = WorkerPlan((None,), args.threads or physical_cores(), "a worker of a parent sweep")

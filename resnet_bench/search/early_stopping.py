@@ -148,11 +148,23 @@ class MOASHA:
         rungs = dict(trial.user_attrs.get(RUNGS_ATTR) or {})
         rungs[key] = [float(v) for v in values]
         trial.set_user_attr(RUNGS_ATTR, rungs)
+        return not self._goes_on(study, trial.number, epoch, rungs[key])
+
+    def promotable(self, study: Any, number: int, epoch: int) -> bool:
+        """Whether trial `number`, stopped at rung `epoch`, would go on now that more trials have reached that rung
+        (asynchronous successive halving's promotion, Li et al. 2020): what the sweep asks before it revives a
+        stopped network that the sampler proposes again."""
+        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+        values = ((trial.user_attrs.get(RUNGS_ATTR) or {}) if trial is not None else {}).get(str(epoch))
+        return values is not None and self._goes_on(study, number, epoch, values)
+
+    def _goes_on(self, study: Any, number: int, epoch: int, values: Sequence[float]) -> bool:
+        key = str(epoch)
         at_rung = sorted((t.number, t.user_attrs[RUNGS_ATTR][key]) for t in study.get_trials(deepcopy=False)
                          if key in (t.user_attrs.get(RUNGS_ATTR) or {}))
-        numbers = [number for number, _ in at_rung]
-        if trial.number not in numbers:  # a storage that has not seen this trial's write yet: judge it as written
-            at_rung.append((trial.number, rungs[key]))
-            numbers.append(trial.number)
-        return not goes_on(numbers.index(trial.number), [v for _, v in at_rung], self.directions,
-                           self.reduction_factor, self.rule)
+        numbers = [n for n, _ in at_rung]
+        if number not in numbers:  # a storage that has not seen this trial's write yet: judge it as written
+            at_rung.append((number, list(values)))
+            numbers.append(number)
+        return goes_on(numbers.index(number), [v for _, v in at_rung], self.directions, self.reduction_factor,
+                       self.rule)

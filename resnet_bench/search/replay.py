@@ -72,6 +72,7 @@ class ReplayResult:
     full: int = 0  # trials trained to the full budget
     stopped: int = 0  # trials stopped at a rung
     duplicates: int = 0  # proposals answered from the study
+    revived: int = 0  # stopped networks trained on from their rung when proposed again (ReplaySettings.revive)
     seconds: float = 0.0  # training seconds spent in all
 
     def hypervolume_at(self, seconds: float) -> float:
@@ -104,6 +105,9 @@ class ReplaySettings:
     max_trials: int | None = None  # trials started (not counting proposals answered from the study)
     order: tuple[int, ...] | None = None  # indices of the curves, proposed in this order (enqueued) before sampling
     skip_missing: bool = False  # a proposal the table does not hold: refused (failed) instead of an error
+    # A stopped network proposed again trains on from its rung when it is now in its rung's top (MOASHA.promotable):
+    # the new trial resumes from the stopped one's state, its seconds from the rung on only.
+    revive: bool = False
 
 
 def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySettings = ReplaySettings(), *,
@@ -130,6 +134,7 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
         stopper = MOASHA(min_epochs=settings.min_epochs, reduction_factor=settings.reduction_factor,
                          directions=directions, max_epochs=epochs, rule=settings.promotion)
     result, finished, front_points = ReplayResult(), {}, []
+    stopped_at: dict[str, tuple[int, int]] = {}  # spec -> (the stopped trial's number, its rung)
     started = 0
     tie = itertools.count()  # events at one time: in the order they were made
     events: list[tuple[float, int, str, Any]] = [(0.0, next(tie), "free", None) for _ in range(settings.workers)]
@@ -143,7 +148,7 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
         return [curve.history[epoch - 1]["val_accuracy"] if m == "val_accuracy" else float(curve.metrics[m])
                 for m in metrics]
 
-    def propose() -> tuple[optuna.Trial, Curve] | None:
+    def propose() -> tuple[optuna.Trial, Curve, int] | None:
         for _ in range(MAX_DUPLICATES_IN_A_ROW):
             trial = study.ask()
             try:
@@ -158,11 +163,16 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
                 continue
             if curve is None:
                 raise BadInputError(f"the table has no network {line}: record the whole space")
+            if curve.spec in stopped_at and settings.revive and stopper.promotable(study, *stopped_at[curve.spec]):
+                _, rung = stopped_at.pop(curve.spec)
+                del finished[curve.spec]
+                result.revived += 1
+                return trial, curve, rung + 1
             if curve.spec in finished:  # answered from the study: not trained again
                 study.tell(trial, finished[curve.spec])
                 result.duplicates += 1
                 continue
-            return trial, curve
+            return trial, curve, 1
         return None
 
     while events:
@@ -175,8 +185,8 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
             if proposed is None:
                 continue
             started += 1
-            trial, curve = proposed
-            train_epoch(now, trial, curve, 1)
+            trial, curve, first = proposed
+            train_epoch(now, trial, curve, first)
             continue
         trial, curve, epoch = payload
         result.seconds += _epoch_seconds(curve, epoch, stopper, settings)
@@ -197,6 +207,7 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
                 train_epoch(now, trial, curve, epoch + 1)
                 continue
             finished[curve.spec] = values(curve, epoch)  # the sweep's stopped trial: its values at the rung
+            stopped_at[curve.spec] = (trial.number, epoch)
             study.tell(trial, finished[curve.spec])
             result.stopped += 1
         else:

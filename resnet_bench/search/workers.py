@@ -169,16 +169,18 @@ def _run_workers(
 ) -> SweepSummary:
     started = time.perf_counter()
     workers = []
+    # `cuda:N` names one GPU: each worker sees only it (CUDA_VISIBLE_DEVICES=N), where it is cuda:0, so "cuda".
+    named = device.split(":")[1] if device.startswith("cuda:") else None
     for i, gpu in enumerate(plan.devices[:budget]):
         command = [sys.executable, "-m", "resnet_bench", "sweep", *([study_file] if study_file else []),
                    "--storage", location.storage, "--study-name", location.name, "--out", out,
-                   "--n-trials", str(budget), "--tickets", str(tickets.path), "--device", device,
+                   "--n-trials", str(budget), "--tickets", str(tickets.path), "--device", "cuda" if named else device,
                    "--threads", str(plan.threads), "--heartbeat", str(heartbeat), "--worker-index", str(i + 1)]
         if timeout_minutes:
             command += ["--timeout", str(timeout_minutes)]
         env = dict(os.environ, **{WORKER_ENV: str(i + 1)})
         if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+            env["CUDA_VISIBLE_DEVICES"] = named if named is not None else str(gpu)
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True))
     try:
         outputs = [w.communicate()[0] for w in workers]
