@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 
+# The command line's exit codes: done, a failure, bad input (one line naming the field), interrupted (128 + SIGINT).
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
 class BadInputError(ValueError):
     """Input that the user can correct: the message names the field, the value and what is accepted."""
 

@@ -14,11 +14,12 @@ from resnet_bench import __version__
 from resnet_bench.cli.confirming import cmd_confirm
 from resnet_bench.cli.cost import cmd_models, cmd_profile
 from resnet_bench.cli.experiments import add_experiment_commands
-from resnet_bench.cli.output import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
 from resnet_bench.cli.reporting import cmd_report
 from resnet_bench.cli.sweeping import cmd_sweep
 from resnet_bench.cli.training import cmd_evaluate, cmd_train
-from resnet_bench.errors import BadInputError, check_positive_int
+from resnet_bench.errors import (
+    EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, BadInputError, check_positive_int,
+)
 from resnet_bench.search.config import SHIPPED_STUDIES
 
 FORMATS = ("table", "json", "csv")

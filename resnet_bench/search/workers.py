@@ -17,13 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from resnet_bench.errors import BadInputError
+from resnet_bench.errors import EXIT_INTERRUPTED, BadInputError
 from resnet_bench.search.config import StudyConfig
 from resnet_bench.search.storage import StudyLocation
 from resnet_bench.search.sweep import SweepSummary
 
 WORKER_ENV = "RESNET_BENCH_WORKER"  # set in a worker process: its index, from 1
-EXIT_INTERRUPTED = 130
 
 
 class TrialTickets:
