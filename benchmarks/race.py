@@ -9,14 +9,15 @@ recorded seconds) until it has spent as many training seconds as training every 
 ("train everything"). At 10%, 20%, ..., 100% of that budget it reads the hypervolume of the front of the trials
 trained to the full budget (the report's: (validation accuracy, GFLOPs) from (0, 0.05)); mean and standard
 deviation over the replay seeds (the sampler's seed). Strategies: random, TPE and NSGA-II, each without early
-stopping and with the sweep's MO-ASHA at its defaults (rung estimate and promotion rule); Syne Tune's MOASHA with
+stopping, with the sweep's MO-ASHA at its defaults (rung estimate and promotion rule), and with it and revival (a
+stopped network proposed again trains on from its rung when it now ranks in its rung's top); Syne Tune's MOASHA with
 its random searcher (random proposals), as shipped and with its ranking repaired (benchmarks/mo_asha.py says
 how), when syne-tune is installed (`pip install '.[bench]'`; skipped with a message otherwise).
 
 A network the table does not hold (a recording stopped before the grid's end) is refused when proposed, as an
 infeasible one would be. `--rules` also races, with the random sampler (the proposals the same for every rule), every promotion rule and
 rung estimate: what the defaults are chosen from (README, "The search at equal compute"; 16 min on one core for
-all of it). `--only "tpe + MO-ASHA" --merge race.json` races one row again
+all of it). `--only "tpe + MO-ASHA|random + MO-ASHA" --merge race.json` races these rows again
 (after a change of the defaults, say) and takes the others from an earlier run.
 """
 
@@ -69,6 +70,7 @@ def strategies(config: Any, rules: bool) -> dict[str, dict[str, Any]]:
     for sampler in ("tpe", "nsga2", "random"):
         out[f"{sampler}"] = {"sampler": sampler, "early_stopping": False}
         out[f"{sampler} + MO-ASHA"] = {"sampler": sampler, "early_stopping": True}
+        out[f"{sampler} + MO-ASHA, revival"] = {"sampler": sampler, "early_stopping": True, "revive": True}
     if rules:
         for rule in PROMOTION_RULES:
             for estimate in RUNG_ESTIMATES:
@@ -183,14 +185,14 @@ def main() -> None:
     parser.add_argument("--rules", action="store_true", help="race every promotion rule and rung estimate too")
     parser.add_argument("--png", type=Path, default=Path("race.png"))
     parser.add_argument("--json")
-    parser.add_argument("--only", help="race only these strategies (comma-separated names, as in the table)")
+    parser.add_argument("--only", help="race only these strategies (names as in the table, separated by |)")
     parser.add_argument("--merge", type=Path, help="with --only: take the other strategies' rows from this earlier "
                         "--json of the same table, seeds and workers (a row depends on nothing else)")
     args = parser.parse_args()
     earlier = json.loads(args.merge.read_text()) if args.merge else None
     if earlier is not None and (earlier["seeds"], earlier["workers"]) != (args.seeds, args.workers):
         parser.error(f"--merge {args.merge} raced {earlier['seeds']} seeds on {earlier['workers']} workers")
-    only = {name.strip() for name in args.only.split(",")} if args.only else None
+    only = {name.strip() for name in args.only.split("|")} if args.only else None
     figures = race(json.loads(args.table.read_text()), args.seeds, args.workers, args.rules, only, earlier)
     print_table(figures)
     plot(figures, args.png)
