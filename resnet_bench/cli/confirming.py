@@ -53,7 +53,7 @@ def cmd_confirm(args: argparse.Namespace) -> None:
     expected = expected_seconds(todo, dict(zip(numbers, records, strict=True)), workers)
     with _ConfirmProgress(len(runs)) as progress:
         progress.console.print(
-            f"{plural(len(todo), 'run')} to train ({plural(len(runs) - len(todo), 'stored already', 'stored already')})"
+            f"{plural(len(todo), 'run')} to train ({len(runs) - len(todo)} stored already)"
             f" on {plural(workers, 'worker process', 'worker processes')} of {plural(plan.threads, 'thread')}"
             f" each ({plan.why}; --workers and --threads to choose)"
             + (f"; about {duration_text(expected)}, from the search's own seconds per epoch" if expected else ""),
@@ -86,7 +86,8 @@ def chosen_trials(report: Any, name: str, *, top: int | None = None, trials: str
         if not numbers:
             raise BadInputError(f"--trials {trials!r} is not accepted; give trial numbers separated by commas "
                                 "(12,31)")
-        missing = [n for n in numbers if n not in set(trained["number"].astype(int))]
+        done = set(trained["number"].astype(int))
+        missing = [n for n in numbers if n not in done]
         if missing:
             raise BadInputError(f"--trials: {', '.join(map(str, missing))} of study {name!r} "
                                 f"{'is' if len(missing) == 1 else 'are'} not trained to the end; only trained "
@@ -100,7 +101,7 @@ def chosen_trials(report: Any, name: str, *, top: int | None = None, trials: str
         by_accuracy = report.front.sort_values(["val_accuracy", "number"], ascending=[False, True])
         front = [int(n) for n in by_accuracy["number"][:top]]
     # The front (cheapest first, or the top K most accurate first), then the baselines that are not among them.
-    return front + [int(n) for n in chosen[chosen["is_baseline"]]["number"] if int(n) not in set(front)]
+    return front + [int(n) for n in chosen[chosen["is_baseline"]]["number"] if int(n) not in front]
 
 
 def _attrs(storage: Any, location: Any, number: int) -> dict[str, Any]:
