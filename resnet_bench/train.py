@@ -359,6 +359,16 @@ def _load_state(path: Path, loop: _Loop) -> tuple[int, float, list[EpochMetrics]
     return state["epoch"], state["train_seconds"], [EpochMetrics(**m) for m in state["history"]]
 
 
+def saved_progress(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], float]:
+    """The epochs a saved training state has run (as history rows) and their training seconds; none without a state.
+
+    What a resumed trial's rung estimate reads besides the epochs it trains after the resume."""
+    if not Path(path).is_file():
+        return [], 0.0
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return [dict(m) for m in state["history"]], float(state["train_seconds"])
+
+
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     """The global random states that training draws from (dropout): the CPU's and, on a GPU, that GPU's."""
     state = {"torch_rng": torch.get_rng_state()}

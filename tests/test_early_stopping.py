@@ -7,6 +7,7 @@ import json
 
 import optuna
 import pytest
+import torch
 
 from resnet_bench.search import early_stopping
 from resnet_bench.search import sweep as sweep_module
@@ -229,3 +230,29 @@ def test_two_workers_on_one_storage_decide_on_each_others_rungs(tmp_path, curves
     assert any(not d["goes_on"] for d in log)  # and the rule stopped someone
     records = [t.user_attrs for t in optuna.load_study(study_name="tiny", storage=location.storage).trials]
     assert sum(r.get("status") in ("trained", "stopped") for r in records) == 8
+
+
+def test_a_resumed_trial_judges_its_rung_on_the_epochs_before_its_resume_too(tmp_path):
+    """A killed worker's trial resumes from its saved state: loss_sum at the rung sums every epoch it trained, not
+    only those since the resume (which would rank it above trials that were never interrupted)."""
+    config = load_study_file("quickstart_mo_asha")
+    assert config.rung_estimate == "loss_sum"
+    recipe = dataclasses.replace(config.base_recipe(), epochs=6)  # rungs after epochs 1 and 3
+
+    def epoch(n: int, loss: float) -> EpochMetrics:
+        return EpochMetrics(epoch=n, train_loss=loss, train_error=0.5, val_accuracy=0.5, test_error=None, lr=0.1,
+                            seconds=2.0, val_loss=loss)
+
+    state = tmp_path / "trial.state"  # as the trainer saves it after epoch 2 (only what saved_progress reads)
+    torch.save({"history": [dataclasses.asdict(epoch(1, 1.0)), dataclasses.asdict(epoch(2, 0.5))],
+                "train_seconds": 4.0}, state)
+    judged = []
+    sweep = object.__new__(sweep_module.Sweep)
+    sweep.config, sweep.on_epoch = config, None
+    sweep._goes_on = lambda trial, record, n, history, seconds: judged.append((n, list(history), seconds)) or True
+    record = sweep_module.TrialRecord(state_file=str(state))
+    after_epoch = sweep._epoch_callback(type("Trial", (), {"number": 0})(), recipe, record)
+    assert after_epoch(3, epoch(3, 0.25)) is False  # the rung after epoch 3: judged, goes on
+    (n, history, seconds), = judged
+    assert history == [dataclasses.asdict(epoch(n, loss)) for n, loss in ((1, 1.0), (2, 0.5), (3, 0.25))]
+    assert seconds == 6.0

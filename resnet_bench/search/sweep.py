@@ -45,7 +45,7 @@ from resnet_bench.search.space import (
 from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
 from resnet_bench.search.study import open_study, study_precision
 from resnet_bench.spec import ResNetSpec, SpecError
-from resnet_bench.train import TRAINER_ESTIMATES, EpochMetrics, spec_for_data, train
+from resnet_bench.train import TRAINER_ESTIMATES, EpochMetrics, saved_progress, spec_for_data, train
 from resnet_bench.units import metric_value
 
 MAX_REJECTED_PER_TRIAL = 50  # infeasible or duplicate proposals per trained trial before the sweep gives up
@@ -290,7 +290,9 @@ class Sweep:
                         record: TrialRecord) -> Callable[[int, EpochMetrics], bool]:
         """What runs after each epoch of a trial; True stops its training (early stopping, at a rung)."""
         rungs = self.rungs(recipe)
-        seconds, history = [0.0], []
+        # A retried trial resumes from its state: its rung estimate reads the epochs trained before the resume too.
+        history, saved_seconds = saved_progress(record.state_file) if record.state_file else ([], 0.0)
+        seconds = [saved_seconds]
 
         def after_epoch(epoch: int, metrics: EpochMetrics) -> bool:
             seconds[0] += metrics.seconds
