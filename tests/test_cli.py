@@ -318,3 +318,33 @@ def test_the_sweeps_progress_restarts_each_trials_clock_and_moves_with_batches(m
     time.sleep(0.01)
     progress.trial_start(1, "block=bottleneck,layers=2-2")  # a new trial: its own clock, from zero
     assert epochs.completed == 0 and epochs.description == "trial 1" and (epochs.start_time or 1e18) > started
+
+
+def test_the_sweeps_progress_says_the_time_left_of_its_budget_on_each_trials_line(monkeypatch):
+    """A worker of `sweep --workers` shows no bars, only trial lines: the budget's time left is on each of them."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from resnet_bench.cli import output
+    from resnet_bench.cli.sweeping import _SweepProgress
+
+    monkeypatch.setattr(output, "os", SimpleNamespace(environ={"RESNET_BENCH_WORKER": "1"}))  # a worker: no bars
+    now = [1000.0]
+    progress = _SweepProgress(200, worker=1, timeout_minutes=65, clock=lambda: now[0])
+    progress.console = Console(file=io.StringIO(), width=100)
+    trial = SimpleNamespace(number=7, user_attrs={"status": "trained", "val_accuracy": 0.8788, "gflops": 0.0016,
+                                                  "params": 4962, "spec": "block=preact_basic", "trial_seconds": 412})
+    now[0] += 22 * 60  # 22 minutes into the budget of 65
+    progress.trial_end(trial)
+    now[0] += 50 * 60
+    progress.trial_end(trial)
+    lines = progress.console.file.getvalue().splitlines()
+    assert lines[0] == ("worker 1: trial 7 trained in 412 s: block=preact_basic val 87.88%, 0.0016 GFLOPs, 4,962 "
+                        "params; 43 min of the 1 h 05 min budget left")
+    assert lines[1].endswith("; the 1 h 05 min budget is spent: no new trial starts")
+    untimed = _SweepProgress(2)  # no budget on the wall clock: nothing said of one
+    untimed.console = Console(file=io.StringIO(), width=100)
+    untimed.trial_end(trial)
+    assert untimed.console.file.getvalue().strip().endswith("4,962 params")
