@@ -611,11 +611,36 @@ def test_hypervolume_against_training_seconds_by_hand():
         {"number": 2, "val_accuracy": 0.8, "gflops": 3.0, "train_seconds": 40.0, "completed": "2026-01-01T00:03:00"},
         {"number": 3, "val_accuracy": 0.9, "gflops": 1.0, "train_seconds": 20.0, "completed": "2026-01-01T00:04:00"},
         {"number": 4, "status": "infeasible", "gflops": 9.0, "reason": "outside the constraints"},
+        # #3 proposed again: it carries #3's measurements, train_seconds among them, but trained nothing.
+        {"number": 5, "status": "duplicate", "val_accuracy": 0.9, "gflops": 1.0, "train_seconds": 20.0,
+         "completed": "2026-01-01T00:05:00"},
     ], reference_point={"val_accuracy": 0.0, "gflops": 4.0})
     curve = build_report(study).by_seconds
     assert curve["seconds"].tolist() == [10.0, 40.0, 80.0, 100.0]
+    assert build_report(study).train_seconds == 100.0
     assert curve["hypervolume"].tolist() == pytest.approx([0.0, 1.0, 1.3, 2.7])
     assert summary(build_report(study))["hypervolume_by_train_seconds"][-1] == [100.0, pytest.approx(2.7)]
     # No reference point can be made without a trained trial: no curve, and no error.
     study.trials = study.trials[study.trials["number"] == 4]
     assert build_report(study).by_seconds.empty
+
+
+def test_the_wall_time_of_a_run_leaves_out_its_pause_between_commands():
+    # Two workers from 10:00; #0 ends 10:30, #1 runs 10:10-10:40; interrupted, resumed at 11:00, #2 runs to 11:20.
+    study = make_trials([
+        {"number": 0, "val_accuracy": 0.5, "gflops": 2.0, "started": "2026-01-01T10:00:00",
+         "completed": "2026-01-01T10:30:00"},
+        {"number": 1, "val_accuracy": 0.6, "gflops": 3.0, "started": "2026-01-01T10:10:00",
+         "completed": "2026-01-01T10:40:00"},
+        {"number": 2, "val_accuracy": 0.7, "gflops": 4.0, "started": "2026-01-01T11:00:00",
+         "completed": "2026-01-01T11:20:00"},
+        {"number": 3, "status": "running", "started": "2026-01-01T11:20:00"},  # no end yet: not counted
+    ])
+    report = build_report(study)
+    assert (report.wall_seconds, report.running_seconds) == (80 * 60, 60 * 60)
+    assert dict(summary_lines(report))["wall time"] == (
+        "1 h 20 min from the first trial's start to the last one's end, 1 h 00 min of it with a trial running "
+        "(paused 20 min: between commands)")
+    study.trials = study.trials[study.trials["number"] < 2]  # one command, no pause
+    assert dict(summary_lines(build_report(study)))["wall time"] == (
+        "40 min from the first trial's start to the last one's end")

@@ -119,6 +119,10 @@ class Report:
     # some epochs), in the order they ended, the training seconds spent so far by all of them and the hypervolume
     # of the trials trained to the end among them (columns seconds, hypervolume; empty without a reference).
     by_seconds: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["seconds", "hypervolume"]))
+    # Wall time: from the first trial's start to the last one's end, and the part of it with a trial running (the
+    # union of the trials' spans: a run interrupted and resumed later leaves out the pause).
+    wall_seconds: float = 0.0
+    running_seconds: float = 0.0
 
     @property
     def directions(self) -> list[str]:
@@ -191,7 +195,8 @@ def build_report(study: StudyTrials, published: pd.DataFrame | None = None) -> R
     return Report(
         study=study, trials=trials, front=front.reset_index(drop=True), cost_metric=cost, counts=counts,
         compute_seconds=float(trials["trial_seconds"].sum(skipna=True)),
-        train_seconds=float(trials["train_seconds"].sum(skipna=True)),
+        train_seconds=float(trials.loc[_trained_here(trials), "train_seconds"].sum()),
+        **_wall_time(trials),
         reference=reference, hypervolume=hypervolume, best=best, tied=tied,
         published=published if published is not None else pd.DataFrame(), tie_rule=tie_rule,
         **_early_stopping(trials), confirmed=confirmation(study), versus=_versus(trials, study.val_correct, cost),
@@ -199,11 +204,34 @@ def build_report(study: StudyTrials, published: pd.DataFrame | None = None) -> R
     )
 
 
+def _wall_time(trials: pd.DataFrame) -> dict[str, float]:
+    """Report.wall_seconds and running_seconds from the trials' start and end times (to the second)."""
+    spans = sorted((start, end) for start, end in zip(pd.to_datetime(trials["started"], errors="coerce"),
+                                                       pd.to_datetime(trials["completed"], errors="coerce"),
+                                                       strict=True) if pd.notna(start) and pd.notna(end))
+    if not spans:
+        return {"wall_seconds": 0.0, "running_seconds": 0.0}
+    running, (start, end) = 0.0, spans[0]
+    for next_start, next_end in spans[1:]:
+        if next_start > end:  # a pause: nothing ran between `end` and `next_start`
+            running += (end - start).total_seconds()
+            start = next_start
+        end = max(end, next_end)
+    running += (end - start).total_seconds()
+    wall = (max(e for _, e in spans) - spans[0][0]).total_seconds()
+    return {"wall_seconds": wall, "running_seconds": running}
+
+
+def _trained_here(trials: pd.DataFrame) -> pd.Series:
+    """The trials that spent training seconds of their own: a duplicate carries its twin's, and trained nothing."""
+    return (trials["status"] != DUPLICATE) & trials["train_seconds"].notna() & (trials["train_seconds"] > 0)
+
+
 def hypervolume_by_seconds(trials: pd.DataFrame, rankable: pd.Series, reference: Reference | None,
                            objectives: list[tuple[str, str]]) -> pd.DataFrame:
     """The anytime curve against compute: see Report.by_seconds. Trials end in the order of their `completed`
     time (trial number among equal times); a trial without one (ended by an earlier release) goes by number."""
-    spent = trials[trials["train_seconds"].notna() & (trials["train_seconds"] > 0)]
+    spent = trials[_trained_here(trials)]
     if reference is None or not len(spent):
         return pd.DataFrame(columns=["seconds", "hypervolume"])
     order = spent.assign(_ended=pd.to_datetime(spent["completed"], errors="coerce")).sort_values(

@@ -65,6 +65,7 @@ def summary(report: Report) -> dict[str, Any]:
         "study": report.study.name, "hypervolume": report.hypervolume,
         "reference_point": report.reference.point if report.reference is not None else None,
         "counts": report.counts, "train_seconds": report.train_seconds,
+        "wall_seconds": report.wall_seconds, "running_seconds": report.running_seconds,
         "rung_taus": [r.to_dict() for r in report.rung_taus],
         # The anytime curve against compute (hypervolume.png's right panel): [training seconds, hypervolume].
         "hypervolume_by_train_seconds": [[float(s), float(h)] for s, h in report.by_seconds.itertuples(index=False)],

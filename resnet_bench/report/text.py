@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from resnet_bench.report.analysis import ACCURACY, MIN_TRIALS_FOR_TAU, PAIRED_TEST, STATUS_ORDER, TIE_P, Report
-from resnet_bench.units import cost_text, plural, saving_text
+from resnet_bench.units import cost_text, duration_text, plural, saving_text
 
 # Objective metrics that the front table shows beyond accuracy, GFLOPs and parameters, with their headers.
 EXTRA_METRICS = {"activations": "activations", "latency_ms": "latency ms", "train_seconds": "train s"}
@@ -105,6 +105,11 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
         ("trials", f"{len(report.trials)}: {counts}"),
         ("compute", f"{report.compute_seconds:,.0f} s in trials, {report.train_seconds:,.0f} s of it training"),
     ]
+    if report.wall_seconds:
+        paused = report.wall_seconds - report.running_seconds
+        lines.append(("wall time", f"{duration_text(report.wall_seconds)} from the first trial's start to the last "
+                      "one's end" + (f", {duration_text(report.running_seconds)} of it with a trial running (paused "
+                                     f"{duration_text(paused)}: between commands)" if paused >= 1 else "")))
     if report.stopped_at:
         rungs = ", ".join(f"{n} after epoch {epoch}" for epoch, n in report.stopped_at.items())
         lines.append(("early stopping", f"{plural(sum(report.stopped_at.values()), 'trial')} stopped at a rung ({rungs}); "
