@@ -13,6 +13,11 @@ class BadInputError(ValueError):
     """Input that the user can correct: the message names the field, the value and what is accepted."""
 
 
+class DiskFullError(RuntimeError):
+    """No space left where a command writes (a training state, a checkpoint, an SQLite storage): exit 1, with one
+    line naming the place; what was stored before stays, and the trial in flight is retried by a later command."""
+
+
 def is_positive_int(value: Any) -> bool:
     """An integer >= 1 (a bool is not one)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -40,3 +41,26 @@ def check_writable(folder: Path, flag: str = "--out") -> None:
     except OSError as exc:
         raise BadInputError(f"the folder {str(folder)!r} cannot be written: {exc.strerror or exc}; "
                             f"give a folder you can write with {flag}") from None
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether an error, or one it was raised from or while handling, is a full disk (or quota): an OSError of
+    ENOSPC or EDQUOT, or SQLite's "database or disk is full" (what SQLAlchemy wraps)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "database or disk is full" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+NO_SPACE = "no space left on the device of"  # how a trial failed by a full disk begins its reason
+
+
+def no_space_text(where: str) -> str:
+    """The one line a full disk gets, and the reason stored on the trial it failed."""
+    return (f"{NO_SPACE} {where}; what was stored before is kept: free some space and run the same command again "
+            "(it retries the trial, from its last saved epoch)")

@@ -7,6 +7,7 @@ import math
 import re
 import sqlite3
 from importlib import resources
+from pathlib import Path
 
 import optuna
 import pytest
@@ -489,3 +490,70 @@ def test_the_trials_table_has_a_column_per_modern_field(tmp_path):
     assert frame[["downsample", "pad", "se_ratio", "drop_path"]].values.tolist() == [
         ["conv", "both", 0.0625, 0.1], ["avgpool", "after", 0.0, 0.0]]
     assert str(frame["se_ratio"].dtype) == "Float64"
+
+
+def test_a_full_disk_fails_the_trial_with_its_reason_stops_the_command_and_the_next_one_retries_it(
+        capsys, tmp_path, monkeypatch):
+    import errno
+
+    from resnet_bench import train as train_module
+
+    text = TINY_STUDY.replace('baselines = ["resnet20"]', "").replace("epochs = 1", "epochs = 2")
+    path, storage = write(tmp_path, text), f"sqlite:///{tmp_path / 's.db'}"
+    real_save = train_module._save_state
+    saves = []
+
+    def full_after_the_first_epoch(path, *args):
+        saves.append(path)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(path, *args)
+
+    monkeypatch.setattr(train_module, "_save_state", full_after_the_first_epoch)
+    code, _, err = run(capsys, "sweep", str(path), "--storage", storage, "--out", str(tmp_path / "r"),
+                       "--device", "cpu", "--threads", "1", "--workers", "1")
+    states = tmp_path / "r" / "tiny" / "states"
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("resnet-bench sweep: failed:") and f"no space left on the device of {states}" in last
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert len(trials) == 1  # the command stopped: no second trial met the full disk
+    failed = trials[0]
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["reason"].startswith(f"no space left on the device of {states}")
+    assert Path(failed.user_attrs["state_file"]).is_file()  # the first epoch's state, kept for the retry
+
+    monkeypatch.setattr(train_module, "_save_state", real_save)  # space freed: the same command again
+    code, _, err = run(capsys, "sweep", str(path), "--storage", storage, "--out", str(tmp_path / "r"),
+                       "--device", "cpu", "--threads", "1", "--workers", "1", "--n-trials", "1")
+    assert code == 0, err
+    retry = optuna.load_study(study_name="tiny", storage=storage).trials[1]
+    record = record_of(retry)
+    assert retry.user_attrs["retry_of"] == 0 and retry.params == failed.params
+    assert record.status == "trained" and record.resumed_from_epoch == 1 and record.epochs == 2
+    assert not Path(failed.user_attrs["state_file"]).exists()  # removed when the retry ended
+
+
+def test_a_full_disk_under_the_storage_ends_the_command_with_one_line(capsys, tmp_path, monkeypatch):
+    """Optuna cannot record the trial's end either (its bookkeeping asserts 'Should not reach'): one line naming
+    the storage, exit 1; the trial stays running, for the heartbeat to retry in a later command."""
+    import sqlite3
+
+    import sqlalchemy.exc
+
+    text = TINY_STUDY.replace('baselines = ["resnet20"]', "")
+    path, storage = write(tmp_path, text), f"sqlite:///{tmp_path / 's.db'}"
+
+    def full(self, *args, **kwargs):
+        raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", full)
+    code, _, err = run(capsys, "sweep", str(path), "--storage", storage, "--out", str(tmp_path / "r"),
+                       "--device", "cpu", "--threads", "1", "--workers", "1")
+    assert code == 1, err
+    assert "Should not reach" not in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        f"resnet-bench sweep: failed: DiskFullError: no space left on the device of the storage {storage}")
+    monkeypatch.undo()
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.RUNNING]

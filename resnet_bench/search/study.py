@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 
 from resnet_bench.errors import BadInputError
+from resnet_bench.files import NO_SPACE
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.search.config import StudyConfig, StudyFileError, changed_fields, parse_study
 from resnet_bench.search.space import BASELINE_PARAMS, baseline_params
@@ -87,6 +88,7 @@ def open_study(
             study.set_metric_names([o.metric for o in config.objectives])
     study.set_user_attr(STUDY_FILE, config.source)  # the latest file; its settings' history is kept apart
     _queue_baselines(study, config)
+    _queue_disk_full_retries(study)
     return study
 
 
@@ -106,6 +108,24 @@ def _queue_baselines(study: optuna.Study, config: StudyConfig) -> None:
         if state and Path(state).exists():
             attrs["state_file"] = state
         study.enqueue_trial(params, user_attrs=attrs)
+
+
+RETRY_OF = "retry_of"  # a queued retry's user attribute: the number of the trial it retries
+
+
+def _queue_disk_full_retries(study: optuna.Study) -> None:
+    """Queue again, once per command, each searched trial that a full disk failed and that no trial retries yet:
+    the same network and recipe (its parameters), resuming from its last training state."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
+    for t in trials:
+        if t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("baseline") and t.number not in retried \
+                and str(t.user_attrs.get("reason", "")).startswith(NO_SPACE):
+            attrs: dict[str, Any] = {RETRY_OF: t.number}
+            state = t.user_attrs.get("state_file")
+            if state and Path(state).exists():
+                attrs["state_file"] = state
+            study.enqueue_trial(t.params, user_attrs=attrs)
 
 
 def study_precision(study: optuna.Study, resolve: Callable[[], str]) -> str:

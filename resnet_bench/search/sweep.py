@@ -25,8 +25,9 @@ import torch
 from resnet_bench import __version__
 from resnet_bench.data import Splits, load_dataset, split
 from resnet_bench.devices import device_name, resolve_device, resolve_precision
-from resnet_bench.errors import BadInputError
+from resnet_bench.errors import BadInputError, DiskFullError
 from resnet_bench.estimates import estimate_value, trainer_needs
+from resnet_bench.files import is_disk_full, no_space_text
 from resnet_bench.models import build_model
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.profiling import count_cost, count_on_meta, measure_speed
@@ -42,7 +43,7 @@ from resnet_bench.search.space import (
     space_size,
     suggest_baseline,
 )
-from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
+from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation, safe_url
 from resnet_bench.search.study import open_study, study_precision
 from resnet_bench.spec import ResNetSpec, SpecError
 from resnet_bench.train import TRAINER_ESTIMATES, EpochMetrics, saved_progress, spec_for_data, train
@@ -110,6 +111,7 @@ class Sweep:
         )
         self.on_trial_start, self.on_epoch, self.on_trial_end = on_trial_start, on_epoch, on_trial_end
         self.on_batch = on_batch  # (epoch, step, steps per epoch, loss on the device): progress within an epoch
+        self.disk_full: str | None = None  # set when a write met a full disk: the command stops, exit 1
 
     def run(self, n_trials: int | None = None, timeout_minutes: float | None = None,
             take_ticket: Callable[[], bool] | None = None) -> SweepSummary:
@@ -129,7 +131,9 @@ class Sweep:
             if self.on_trial_end is not None:
                 self.on_trial_end(trial)
             spent = status in (TRAINED, STOPPED, FAILED)  # a trained trial spends the ticket it held
-            if counts[TRAINED] + counts[STOPPED] + counts[FAILED] >= budget or (
+            if self.disk_full is not None:  # every later trial would fail the same way
+                study.stop()
+            elif counts[TRAINED] + counts[STOPPED] + counts[FAILED] >= budget or (
                     spent and take_ticket is not None and not take_ticket()):
                 stopped[0] = "budget"
                 study.stop()
@@ -139,10 +143,19 @@ class Sweep:
 
         logging.getLogger("optuna").setLevel(logging.ERROR)  # failures are reported by the sweep itself
         if take_ticket is None or take_ticket():
-            self.study.optimize(
-                self._objective, n_trials=None, timeout=timeout * 60 if timeout else None, catch=(Exception,),
-                callbacks=[after_trial], gc_after_trial=False,
-            )
+            try:
+                self.study.optimize(
+                    self._objective, n_trials=None, timeout=timeout * 60 if timeout else None, catch=(Exception,),
+                    callbacks=[after_trial], gc_after_trial=False,
+                )
+            except Exception as exc:
+                # A full disk under the storage fails Optuna's own bookkeeping too (its "Should not reach"): the
+                # trial stays running, and the heartbeat retries it in a later command once there is space.
+                if self.disk_full is None and not is_disk_full(exc):
+                    raise
+                raise DiskFullError(self.disk_full or no_space_text(f"the storage {safe_url(self.location.storage)}")) from exc
+            if self.disk_full is not None:
+                raise DiskFullError(self.disk_full)
         else:  # the other workers hold the whole budget
             stopped[0] = "budget"
         return SweepSummary(
@@ -229,10 +242,18 @@ class Sweep:
                 record.checkpoint = str(self.save_checkpoint(trial.number, model, spec, result))
         except (Exception, KeyboardInterrupt) as exc:
             reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            if is_disk_full(exc):
+                reason = self.disk_full = no_space_text(str(Path(record.state_file).parent))
             record.status, record.reason = FAILED, reason
             record.trial_seconds = time.perf_counter() - started
-            _store(trial, record)
-            if not record.baseline:  # a failed baseline is queued again by the next command, from this state
+            try:
+                _store(trial, record)
+            except Exception:
+                if not is_disk_full(exc):  # a storage on the full disk too: the trial stays running, to be retried
+                    raise
+            if not record.baseline and self.disk_full is None:
+                # A failed baseline, or a trial a full disk failed, is queued again by the next command, from this
+                # state (the last epoch's, written whole: see files.atomic_path).
                 Path(record.state_file).unlink(missing_ok=True)
             raise
         # Only a killed worker (or a failed baseline) leaves its state behind, for the retry.
