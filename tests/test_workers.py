@@ -4,6 +4,7 @@ and Ctrl-C. Real processes, a real server; nothing here is skipped."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,6 +116,10 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(postgres_url, tmp_path):
     assert done.returncode == 0, done.stderr
     after = trials("killed", postgres_url)
     killed = after[running[0].number]
+    # Said in the project's words, without a library's warning.
+    assert (f"trial {killed.number}: its worker was silent for over 2 s (killed, or its machine lost): failed, and "
+            "queued again to resume from its last saved epoch") in done.stderr
+    assert "Warning" not in done.stderr and "site-packages" not in done.stderr
     assert killed.state == optuna.trial.TrialState.FAIL
     retries = [t for t in after if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
@@ -161,3 +166,28 @@ def test_workers_that_meet_an_empty_database_at_once_all_open_it(postgres_url):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     open_storage(fresh)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test's own stand-in worker asks outside optimize
+def test_a_sweep_says_which_trials_a_silent_worker_holds_and_when_they_are_retried(tmp_path):
+    """Run again at once after a kill -9, a sweep finds the killed worker's trial still running (the heartbeat's
+    grace): it says so, and when that trial will be retried, instead of saying nothing."""
+    path = study_file(tmp_path, "held", epochs=1)
+    storage = f"sqlite:///{tmp_path / 'h.db'}"
+    from resnet_bench.search.config import load_study_file
+    from resnet_bench.search.storage import open_storage
+    from resnet_bench.search.study import open_study
+
+    open_study(load_study_file(str(path)), storage, "held")  # as a sweep makes it
+    backend = open_storage(storage, heartbeat_seconds=30)
+    study = optuna.load_study(study_name="held", storage=backend)
+    held = study.ask()
+    backend.record_heartbeat(held._trial_id)  # a worker that beat once, then died
+    done = subprocess.run(sweep(path, storage, tmp_path, "--n-trials", "1"), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stderr.splitlines() if x.startswith(f"trial {held.number} is held"))
+    assert re.fullmatch(rf"trial {held.number} is held by a worker last heard from \d+ s ago \(running elsewhere, "
+                        r"or killed\): once silent for 60 s \(twice --heartbeat\) it is failed and trained again "
+                        r"from its last saved epoch, when a worker of this command or a later one starts its next "
+                        r"trial", line)

@@ -55,7 +55,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if plan.workers > 1:
         # The parent makes the study (and enqueues the baselines) once; the workers join it.
         location.make_folder()
-        open_study(config, location.storage, location.name, heartbeat_seconds=args.heartbeat)
+        _say_held(open_study(config, location.storage, location.name, heartbeat_seconds=args.heartbeat),
+                  args.heartbeat)
         StderrProgress().console.print(
             f"{plural(plan.workers, 'worker process', 'worker processes')} of {plural(plan.threads, 'thread')} each: "
             f"{plan.why} (--workers and --threads to choose)", highlight=False, soft_wrap=True)
@@ -67,6 +68,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             sweep = Sweep(config, location, device=args.device, worker=args.worker_index,
                           heartbeat_seconds=args.heartbeat, on_trial_start=progress.trial_start,
                           on_epoch=progress.epoch, on_trial_end=progress.trial_end, on_batch=progress.batch)
+            if not args.worker_index:
+                _say_held(sweep.study, args.heartbeat)
             summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout,
                                 take_ticket=TrialTickets(args.tickets).take if args.tickets else None)
     if args.worker_index:  # a worker reports to the command that started it, and builds no report
@@ -87,6 +90,19 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         f"{summary.seconds:.0f} s, stopped by {summary.stopped}; storage {safe_url(summary.storage)}"))
     # A command to copy: whole, on its own line, never wrapped or centred.
     stdout_console().print(f"The whole report:\n{_report_command(args, location)}", soft_wrap=True, highlight=False)
+
+
+def _say_held(study: Any, heartbeat: int) -> None:
+    """Say which of the study's trials are running, held by a worker elsewhere or by one that died, and when a
+    silent one is retried (a killed worker's trial waits out the heartbeat's grace before anyone retries it)."""
+    from resnet_bench.search.storage import silent_workers
+
+    for number, seconds in sorted(silent_workers(study._storage, study).items()):
+        StderrProgress().console.print(
+            f"trial {number} is held by a worker last heard from {seconds:.0f} s ago (running elsewhere, or "
+            f"killed): once silent for {2 * heartbeat} s (twice --heartbeat) it is failed and trained again from "
+            "its last saved epoch, when a worker of this command or a later one starts its next trial",
+            highlight=False, soft_wrap=True)
 
 
 def _report_command(args: argparse.Namespace, location: Any) -> str:

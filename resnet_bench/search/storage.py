@@ -9,8 +9,10 @@ folder still holds the states and the report. This module imports Optuna and SQL
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,37 @@ def safe_url(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
+def _say_retry(retry: Callable[[optuna.Study, optuna.trial.FrozenTrial], None],
+               grace: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """Optuna's retry of a trial whose worker fell silent, said on stderr (Optuna itself says nothing)."""
+    def retry_and_say(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        retry(study, trial)
+        sys.stderr.write(f"trial {trial.number}: its worker was silent for over {grace} s (killed, or its machine "
+                         "lost): failed, and queued again to resume from its last saved epoch\n")
+    return retry_and_say
+
+
+def silent_workers(storage: optuna.storages.BaseStorage, study: optuna.Study) -> dict[int, float]:
+    """The study's running trials and the seconds since their worker's last heartbeat (trial number -> seconds),
+    read from Optuna's own tables; empty for a storage without heartbeats."""
+    storage = getattr(storage, "_backend", storage)  # a study holds its RDBStorage behind Optuna's cache
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.heartbeat_interval is None:
+        return {}
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    with sqlalchemy.orm.Session(storage.engine) as session:
+        now = session.execute(sqlalchemy.func.now()).scalar()
+        rows = (session.query(models.TrialModel.number, models.TrialHeartbeatModel.heartbeat)
+                .join(models.TrialHeartbeatModel, models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study._study_id,
+                        models.TrialModel.state == optuna.trial.TrialState.RUNNING).all())
+    if now is None:
+        return {}
+    now = now.replace(tzinfo=None)  # PostgreSQL's is aware, its stored heartbeats naive (as Optuna reads them)
+    return {number: max(0.0, (now - beat.replace(tzinfo=None)).total_seconds()) for number, beat in rows}
+
+
 def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
     """Optuna's RDB storage for a URL, with heartbeats: a trial whose worker died is failed and retried.
 
@@ -104,7 +137,7 @@ def open_storage(url: str, heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS) -
     shown = safe_url(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)
+        retry = _say_retry(optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2), 2 * heartbeat_seconds)
         for attempt in range(6):
             try:
                 storage = optuna.storages.RDBStorage(

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,8 +384,10 @@ class Sweep:
 
 
 def _set_constraints(trial: optuna.Trial, values: dict[str, float]) -> None:
-    for key, value in values.items():
-        trial.set_constraint(key, value)
+    with warnings.catch_warnings():  # a retried trial inherits the same network's values: Optuna warns, rightly ignored
+        warnings.filterwarnings("ignore", message=".*is already set", category=UserWarning)
+        for key, value in values.items():
+            trial.set_constraint(key, value)
 
 
 def _known_or_inf(value: float | None) -> float:
