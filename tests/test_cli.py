@@ -335,7 +335,8 @@ def test_the_sweeps_progress_says_the_time_left_of_its_budget_on_each_trials_lin
     progress = _SweepProgress(200, worker=1, timeout_minutes=65, clock=lambda: now[0])
     progress.console = Console(file=io.StringIO(), width=100)
     trial = SimpleNamespace(number=7, user_attrs={"status": "trained", "val_accuracy": 0.8788, "gflops": 0.0016,
-                                                  "params": 4962, "spec": "block=preact_basic", "trial_seconds": 412})
+                                                  "params": 4962, "spec": "block=preact_basic,in_channels=1,num_classes=10",
+                                                  "trial_seconds": 412})
     now[0] += 22 * 60  # 22 minutes into the budget of 65
     progress.trial_end(trial)
     now[0] += 50 * 60

@@ -374,6 +374,8 @@ def test_report_of_a_real_sweep(swept, capsys):
     assert code == 0, err
     assert all((out_dir / "tiny" / name).stat().st_size > 0 for name in FILES)
     assert "Pareto front of tiny, cheapest first" in out and "cheapest tie" in out
+    wrote = " ".join(out[out.index("Wrote "):].split())  # wrapped at the terminal's width, between names
+    assert wrote == f"Wrote {len(FILES)} files to {out_dir / 'tiny'}/: " + ", ".join(FILES)
 
     # The front printed equals the non-dominated set recomputed here from Optuna's own records.
     trials = optuna.load_study(study_name="tiny", storage=storage).trials

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_bench.cli.output import print_records, status_spinner, stdout_console
+from resnet_bench.units import plural
 
 
 def study_to_read(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -69,7 +70,12 @@ def _render(report: Any, paths: dict[str, Path]) -> None:
         from resnet_bench.cli.confirming import print_confirmation
 
         print_confirmation(report.confirmed)
-    console.print("Wrote " + ", ".join(str(p) for p in paths.values()), soft_wrap=True)
+    folders = {Path(p).parent for p in paths.values()}
+    if len(folders) == 1:  # one line that wraps between names at the terminal's width
+        console.print(f"Wrote {plural(len(paths), 'file')} to {folders.pop()}/: "
+                      + ", ".join(Path(p).name for p in paths.values()), highlight=False)
+    else:
+        console.print("Wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
 
 
 def print_front(report: Any, caption: str | None = None) -> None:

@@ -192,8 +192,10 @@ class _SweepProgress(StderrProgress):
         return f"; {duration_text(self.budget_seconds - spent)} of the {duration_text(self.budget_seconds)} budget left"
 
     def trial_start(self, number: int, spec_line: str) -> None:
-        self.progress.reset(self.epochs, total=None, description=f"trial {number}", note=spec_line[:60])
-        self.spec = spec_line[:60]  # shown beside each epoch's accuracy
+        from resnet_bench.report.text import network_name
+
+        self.spec = network_name({"spec": spec_line})[:60]  # shown beside each epoch's accuracy
+        self.progress.reset(self.epochs, total=None, description=f"trial {number}", note=self.spec)
 
     def batch(self, epoch: int, step: int, steps: int, loss: Any) -> None:
         if self.progress.disable:
@@ -223,9 +225,12 @@ class _SweepProgress(StderrProgress):
                 line += f" (stopped after epoch {attrs['epochs']}: not in its rung's top)"
         else:
             line = attrs.get("reason", "")
-        name = attrs.get("baseline") or attrs.get("spec", "")
+        from resnet_bench.report.text import network_name
+
+        name = network_name(attrs)  # what the search chose: not the data set's channels and classes
         seconds = f" in {attrs['trial_seconds']:.0f} s" if attrs.get("trial_seconds") else ""
+        # Wrapped at a terminal's width; one line per trial in a log (a file or a pipe), for grep.
         self.console.print(f"{self.prefix}trial {trial.number} {status}{seconds}: {name} {line}{self.budget_left()}",
-                           highlight=False, soft_wrap=True)
+                           highlight=False, soft_wrap=not self.console.is_terminal)
         best = f"best val {self.best:.2%}" if self.best is not None else ""
         self.progress.update(self.trials, completed=self.done, note=best)
