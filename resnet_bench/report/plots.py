@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,11 @@ def _figure(panels: int = 1):  # type: ignore[no-untyped-def]
 
 
 def pareto_chart(report: Report, path: Path) -> None:
+    """pareto_figure, saved."""
+    pareto_figure(report).savefig(path, dpi=DPI)
+
+
+def pareto_figure(report: Report):  # type: ignore[no-untyped-def]
     """Validation accuracy against GFLOPs: every trained trial, the accuracy-GFLOPs front as a step line, the
     study's own front (over all its objectives) ringed, baselines and published results labelled."""
     fig, ax = _figure()
@@ -57,22 +63,25 @@ def pareto_chart(report: Report, path: Path) -> None:
         px, py = published["gflops"].to_numpy(dtype=float), 100 * published["accuracy"].to_numpy(dtype=float)
         ax.scatter(px, py, marker="D", s=30, color="tab:green", label="published (test accuracy)", zorder=2)
         for gx, acc, name in zip(px, py, published["model"], strict=True):
-            ax.annotate(name, (gx, acc), textcoords="offset points", xytext=(5, 3), fontsize=7, color="tab:green")
+            right = gx == px.max() and len(px) > 1  # the rightmost's name to its left, inside the axes
+            ax.annotate(name, (gx, acc), textcoords="offset points", xytext=(-5 if right else 5, 3), fontsize=7,
+                        color="tab:green", ha="right" if right else "left")
     every_x = np.concatenate([x, published["gflops"].to_numpy(dtype=float) if len(published) else []])
     if len(every_x) and every_x.min() > 0 and every_x.max() / every_x.min() > 20:
         ax.set_xscale("log")
     if not len(trained) and not len(published):
         ax.text(0.5, 0.5, "no trained trial yet", ha="center", va="center", transform=ax.transAxes)
-    elif not len(published):  # say why, rather than leave the reader looking for them
-        ax.text(0.99, 0.01, f"published results: {published_note(report)}", ha="right", va="bottom", fontsize=6,
-                color="0.4", transform=ax.transAxes, wrap=True)
     ax.set_xlabel("GFLOPs per image (conv + linear, multiply-adds)")
     ax.set_ylabel("validation accuracy (%), 95% interval")
-    ax.set_title(f"{report.study.name}: accuracy against compute ({report.study.dataset})")
+    fig.suptitle(f"{report.study.name}: accuracy against compute ({report.study.dataset})")
+    if len(trained) and not len(published):  # say why, rather than leave the reader looking for them
+        # Above the axes, where the layout keeps room for it: never over a point, an axis or the legend.
+        ax.set_title(textwrap.fill(f"published results: {published_note(report)}", 140), fontsize=7, color="0.4")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="best")
-    fig.savefig(path, dpi=DPI)
+        # Under the chart, outside the axes: it hides no point and no interval (a baseline's included).
+        fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    return fig
 
 
 # The unit of each objective, for the hypervolume's unit (the product of its objectives').
