@@ -1,6 +1,7 @@
-"""The cost of the presets, shipped as tables so that `resnet-bench models` and `resnet-bench report` never trace.
+"""The cost of the presets, shipped as tables so that `resnet-bench models` and `resnet-bench report` never trace:
+reading them. This module measures nothing and imports nothing that does (cost_tables.py rebuilds the tables).
 
-`python -m resnet_bench.preset_costs` rebuilds both tables; run it after changing a preset or a row of
+`python -m resnet_bench.cost_tables` rebuilds both tables; run it after changing a preset or a row of
 tables/published.csv:
 
 - tables/preset_costs.csv: every preset at its native geometry (its own channels and classes, its stem's input
@@ -15,10 +16,8 @@ Tests recompute every row of both with fvcore, so neither table can drift from t
 from __future__ import annotations
 
 import csv
-import dataclasses
 import functools
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from resnet_bench import presets
@@ -37,27 +36,6 @@ DATASET_GEOMETRY: dict[str, tuple[int, int, int]] = {
     "cifar100": (3, 100, 32),  # the same layout, 100 fine labels
     "fashion-mnist": (1, 10, 28),  # data.py reads the 28x28 grey idx files, no resizing
 }
-
-
-def compute_row(name: str) -> dict[str, Any]:
-    """One row of the preset table, measured now with fvcore."""
-    from resnet_bench.profiling import count_cost
-
-    cost = count_cost(name)
-    return {
-        "name": name, "family": presets.family(name), "input_size": cost.input_size, "params": cost.params,
-        "gflops": round(cost.gflops, 6), "gflops_total": round(cost.gflops_total, 6),
-        "activations": cost.activations,
-    }
-
-
-def compute_reference_row(model: str, dataset: str) -> dict[str, Any]:
-    """One row of the reference table: a preset on a published data set's images, measured now with fvcore."""
-    in_channels, num_classes, input_size = DATASET_GEOMETRY[dataset]
-    return {
-        "model": model, "dataset": dataset, "in_channels": in_channels, "num_classes": num_classes,
-        "input_size": input_size, **_measure(model, in_channels, num_classes, input_size),
-    }
 
 
 @functools.cache
@@ -85,26 +63,9 @@ def reference_costs() -> dict[tuple[str, str], dict[str, Any]]:
     return rows
 
 
-def cost_on_images(model: str, *, in_channels: int, num_classes: int, input_size: int) -> dict[str, Any]:
-    """Parameters and conv+linear GFLOPs of a preset built for these images (channels, classes, size in pixels):
-    read from a shipped table where one measured exactly this network, else traced now (imports torch)."""
-    shipped = _shipped_cost(model, in_channels, num_classes, input_size)
-    return shipped if shipped is not None else _measure(model, in_channels, num_classes, input_size)
-
-
-def write_table(path: Path) -> None:
-    """Measure every preset and write the preset table."""
-    _write(path, COLUMNS, [compute_row(name) for name in presets.names()])
-
-
-def write_reference_table(path: Path) -> None:
-    """Measure every published row's preset on its data set's images and write the reference table."""
-    from resnet_bench.published import published_results
-
-    _write(path, REFERENCE_COLUMNS, [compute_reference_row(r.model, r.dataset) for r in published_results()])
-
-
-def _shipped_cost(model: str, in_channels: int, num_classes: int, input_size: int) -> dict[str, Any] | None:
+def shipped_cost(model: str, in_channels: int, num_classes: int, input_size: int) -> dict[str, Any] | None:
+    """Parameters and GFLOPs of a preset on these images (channels, classes, size) from a shipped table, or None
+    where no row measured exactly this network."""
     geometry = (in_channels, num_classes, input_size)
     for row in reference_costs().values():
         if row["model"] == model and (row["in_channels"], row["num_classes"], row["input_size"]) == geometry:
@@ -115,31 +76,6 @@ def _shipped_cost(model: str, in_channels: int, num_classes: int, input_size: in
     return None
 
 
-def _measure(model: str, in_channels: int, num_classes: int, input_size: int) -> dict[str, Any]:
-    # Rounded as the tables store it, so a point reads the same whether it came from a table or a trace.
-    from resnet_bench.profiling import count_cost
-
-    spec = dataclasses.replace(presets.get(model), in_channels=in_channels, num_classes=num_classes)
-    cost = count_cost(spec, input_size)
-    return {"params": cost.params, "gflops": round(cost.gflops, 6)}
-
-
 def _read(table: str) -> list[dict[str, Any]]:
     text = resources.files("resnet_bench").joinpath(table).read_text(encoding="utf-8")
     return list(csv.DictReader(text.splitlines()))
-
-
-def _write(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    # Rows are measured before the file is opened: a failed trace leaves the old table whole.
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-if __name__ == "__main__":
-    # One process for both: count_cost caches by spec and size, so a published row at its preset's native
-    # geometry (imagenet, most of cifar10) reuses the preset table's trace.
-    here = Path(__file__).parent
-    write_table(here / TABLE)
-    write_reference_table(here / REFERENCE_TABLE)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from resnet_bench.devices import check_device, check_dtype, device_name, memory_format_name, resolve_channels_last
 from resnet_bench.errors import check_positive_int
+from resnet_bench import presets
+from resnet_bench.preset_costs import preset_costs
 from resnet_bench.presets import resolve
 from resnet_bench.spec import ResNetSpec
 
@@ -389,9 +391,6 @@ def profile(
 
 def _tabled_cost(name: str, spec: ResNetSpec, input_size: int | None) -> Cost | None:
     """A preset's row of the shipped table as a Cost without stages, when it answers this request exactly."""
-    from resnet_bench import presets
-    from resnet_bench.preset_costs import preset_costs
-
     if name not in presets.names() or spec != presets.get(name):  # an override or other channels: not the row
         return None
     row = preset_costs()[name]

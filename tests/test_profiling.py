@@ -18,14 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import resnet_bench as rb
 from resnet_bench import presets
 from resnet_bench.errors import BadInputError
-from resnet_bench.preset_costs import (
-    DATASET_GEOMETRY,
-    compute_reference_row,
-    compute_row,
-    cost_on_images,
-    preset_costs,
-    reference_costs,
-)
+from resnet_bench.cost_tables import compute_reference_row, compute_row, cost_on_images
+from resnet_bench.preset_costs import DATASET_GEOMETRY, preset_costs, reference_costs
 from resnet_bench.profiling import count_cost, count_on_meta, measure_speed, quiet
 from resnet_bench.published import published_results
 from resnet_bench.spec import ResNetSpec
@@ -155,7 +149,7 @@ def test_preset_table_lists_every_preset():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", presets.names())
 def test_preset_table_row_is_what_fvcore_measures_now(name):
-    """The shipped table cannot drift: rebuild it with `python -m resnet_bench.preset_costs`."""
+    """The shipped table cannot drift: rebuild it with `python -m resnet_bench.cost_tables`."""
     assert compute_row(name) == preset_costs()[name]
 
 
@@ -195,7 +189,7 @@ def test_cost_on_images_reads_the_tables_and_traces_a_geometry_they_lack():
 @pytest.mark.slow
 @pytest.mark.parametrize("model, dataset", [(r.model, r.dataset) for r in published_results()])
 def test_reference_table_row_is_what_fvcore_measures_now(model, dataset):
-    """The shipped table cannot drift: rebuild it with `python -m resnet_bench.preset_costs`."""
+    """The shipped table cannot drift: rebuild it with `python -m resnet_bench.cost_tables`."""
     assert compute_reference_row(model, dataset) == reference_costs()[model, dataset]
 
 

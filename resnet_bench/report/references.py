@@ -1,6 +1,6 @@
 """Published results as reference points on the report's chart: the package's table of published errors, with the
 cost of each preset on the study's images read from the shipped table tables/reference_costs.csv (measured by fvcore,
-see preset_costs), so the report imports no torch; only a geometry that no published row has is traced."""
+see preset_costs.py), so the report imports no torch; only a geometry that no published row has is traced."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from resnet_bench.preset_costs import cost_on_images
+from resnet_bench.cost_tables import cost_on_images
 from resnet_bench.published import published_results
 from resnet_bench.search.records import TRAINED, StudyTrials
 
