@@ -167,8 +167,8 @@ def export(args: argparse.Namespace) -> None:
                 **{f: [h.get(f) for h in history] for f in EPOCH_FIELDS},
                 "test_accuracy": attrs["test_accuracy"], "trial": trial.number,
             }
-            conditions[str(seed)] = {k: attrs.get(k) for k in ("recipe", "dataset", "val_size", "input_size", "device", "threads",
-                                                    "precision", "memory_format", "torch_version",
+            conditions[str(seed)] = {k: attrs.get(k) for k in ("recipe", "dataset", "val_size", "input_size",
+                                                    "device", "threads", "precision", "memory_format", "torch_version",
                                                     "resnet_bench_version")}
     table = {
         "about": "benchmarks/bench_space.py: every network of studies/bench_space.toml, 6 epochs, every epoch kept",

@@ -80,7 +80,8 @@ def main() -> None:
         row = run(k, args)
         rows.append(row)
         row["over_k1"] = row["aggregate_images_per_second"] / rows[0]["aggregate_images_per_second"]
-        print(f"K={k}: {row['aggregate_images_per_second']:9.0f} images/s aggregate, x{row['over_k1']:.2f} of K={args.k[0]}",
+        print(f"K={k}: {row['aggregate_images_per_second']:9.0f} images/s aggregate, "
+              f"x{row['over_k1']:.2f} of K={args.k[0]}",
               flush=True)
     device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     figures = {"device": device, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "model": "resnet20",

@@ -15,10 +15,10 @@ its random searcher (random proposals), as shipped and with its ranking repaired
 how), when syne-tune is installed (`pip install '.[bench]'`; skipped with a message otherwise).
 
 A network the table does not hold (a recording stopped before the grid's end) is refused when proposed, as an
-infeasible one would be. `--rules` also races, with the random sampler (the proposals the same for every rule), every promotion rule and
-rung estimate: what the defaults are chosen from (README, "The search at equal compute"; 16 min on one core for
-all of it). `--only "tpe + MO-ASHA|random + MO-ASHA" --merge race.json` races these rows again
-(after a change of the defaults, say) and takes the others from an earlier run.
+infeasible one would be. `--rules` also races, with the random sampler (the proposals the same for every rule),
+every promotion rule and rung estimate: what the defaults are chosen from (README, "The search at equal
+compute"; 16 min on one core for all of it). `--only "tpe + MO-ASHA|random + MO-ASHA" --merge race.json` races
+these rows again (after a change of the defaults, say) and takes the others from an earlier run.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Which sampler learns within a small budget: hypervolume of the (val_accuracy, GFLOPs) front after N trials.
 
 Runs the quickstart space with each sampler and seed, trained for one epoch per candidate (to keep the
-measurement affordable on a CPU), and reports the exact hypervolume (the report's, from moocore) of the front of trained trials
-against the reference point (val_accuracy 0, GFLOPs = the study's max_gflops), after every trial:
+measurement affordable on a CPU), and reports the exact hypervolume (the report's, from moocore) of the front of
+trained trials against the reference point (val_accuracy 0, GFLOPs = the study's max_gflops), after every trial:
 
     python benchmarks/samplers.py [--n-trials 16] [--seeds 0 1] [--out samplers.json]
 

@@ -137,7 +137,8 @@ def main() -> None:
         row["bf16_fraction"] = best * flops_per_image / peak if peak else None
         row["pipeline_over_training"] = pipeline / best
         rows.append(row)
-        print(f"{name:16s} textbook {row.get('textbook', float('nan')):9.0f}  eager {row['eager_images_per_second']:9.0f}"
+        print(f"{name:16s} textbook {row.get('textbook', float('nan')):9.0f}"
+              f"  eager {row['eager_images_per_second']:9.0f}"
               f"  compiled {row.get('compiled_images_per_second', float('nan')):9.0f} img/s"
               f" (compile {row.get('compiled_compile_seconds', float('nan')):.1f} s)"
               f"  x{row['best_over_textbook'] or float('nan'):.1f} textbook"

@@ -297,7 +297,8 @@ def split(dataset: Dataset, *, val_size: int = DEFAULT_VAL_SIZE, seed: int = 0) 
     """Carve a class-balanced validation split, fixed by the seed, from the training set."""
     n = len(dataset.train)
     if isinstance(val_size, bool) or not isinstance(val_size, int) or not 1 <= val_size < n:
-        raise DataError(f"val_size={val_size!r} is not accepted; it must be an integer in [1, {n - 1}] for {dataset.name}")
+        raise DataError(f"val_size={val_size!r} is not accepted; it must be an integer in [1, {n - 1}] "
+                        f"for {dataset.name}")
     generator = torch.Generator().manual_seed(seed)
     labels = dataset.train.labels
     per_class = [torch.nonzero(labels == c).flatten() for c in range(dataset.num_classes)]

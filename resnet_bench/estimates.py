@@ -53,7 +53,8 @@ RUNG_ESTIMATES: dict[str, RungEstimate] = {e.name: e for e in (
                  "the validation accuracy after a short cooldown probe on a copy (0.2 epoch, lr to 0)"),
     RungEstimate("loss_sum", (), _negative_loss_sum, "minus the sum of the epochs' training losses so far"),
 )}
-DEFAULT_RUNG_ESTIMATE = "loss_sum"  # chosen on the recorded benchmark by the race at equal compute: README, "Rung estimates"
+DEFAULT_RUNG_ESTIMATE = "loss_sum"  # chosen on the recorded benchmark by the race at equal compute:
+                                    # README, "Rung estimates"
 
 
 def check_estimate(name: Any) -> str:

@@ -14,8 +14,8 @@ from .helpers import run
 
 
 def test_profile_json_is_one_document(capsys):
-    code, out, err = run(capsys, "profile", "resnet50", "block=basic,layers=3-3-3,stem=cifar,stem_width=16,num_classes=10",
-                         "--format", "json")
+    code, out, err = run(capsys, "profile", "resnet50",
+                         "block=basic,layers=3-3-3,stem=cifar,stem_width=16,num_classes=10", "--format", "json")
     assert code == 0 and err == ""
     rows = json.loads(out)
     assert [r["params"] for r in rows] == [25_557_032, 272_474]
@@ -311,7 +311,8 @@ def test_the_sweeps_progress_restarts_each_trials_clock_and_moves_with_batches(m
     epochs = progress.progress.tasks[progress.epochs]
     progress.trial_start(0, "block=basic,layers=1-1")
     progress.batch(1, 5, 10, torch.tensor(1.25))
-    assert epochs.completed == 0.5 and "block=basic,layers=1-1" in epochs.fields["note"] and "1.250" in epochs.fields["note"]
+    assert (epochs.completed == 0.5 and "block=basic,layers=1-1" in epochs.fields["note"]
+            and "1.250" in epochs.fields["note"])
     progress.epoch(0, SimpleNamespace(epoch=1, val_accuracy=0.5), 2)
     assert epochs.completed == 1 and epochs.total == 2 and "block=basic" in epochs.fields["note"]
     started = epochs.start_time
@@ -335,7 +336,8 @@ def test_the_sweeps_progress_says_the_time_left_of_its_budget_on_each_trials_lin
     progress = _SweepProgress(200, worker=1, timeout_minutes=65, clock=lambda: now[0])
     progress.console = Console(file=io.StringIO(), width=100)
     trial = SimpleNamespace(number=7, user_attrs={"status": "trained", "val_accuracy": 0.8788, "gflops": 0.0016,
-                                                  "params": 4962, "spec": "block=preact_basic,in_channels=1,num_classes=10",
+                                                  "params": 4962,
+                                                  "spec": "block=preact_basic,in_channels=1,num_classes=10",
                                                   "trial_seconds": 412})
     now[0] += 22 * 60  # 22 minutes into the budget of 65
     progress.trial_end(trial)

@@ -61,7 +61,8 @@ def test_confirmation_table_and_tau_of_a_hand_made_case():
     assert set(doc) == {"kendall_tau", "networks"} and [n["number"] for n in doc["networks"]] == [2, 1, 0]
     net0 = doc["networks"][2]
     assert set(net0) == set(NETWORK_FIELDS) and net0["seeds"] == [1, 2] and net0["search_val_accuracy"] == 0.90
-    assert net0["val_accuracy_mean"] == pytest.approx(0.85) and net0["val_accuracy_std"] == pytest.approx(0.01414, abs=1e-5)
+    assert (net0["val_accuracy_mean"] == pytest.approx(0.85)
+            and net0["val_accuracy_std"] == pytest.approx(0.01414, abs=1e-5))
     assert doc["networks"][1]["val_accuracy_std"] == 0.0
     # The confirmed front: net1 (0.86 at 2 GFLOPs) now dominates net0 (0.85 at 3); net2 is the cheapest.
     assert result.networks.set_index("number")["confirmed_front"].to_dict() == {2: True, 1: True, 0: False}
@@ -105,7 +106,8 @@ def test_confirm_retrains_the_front_stores_each_seed_and_resumes(tmp_path, capsy
                          "--format", "json", "--workers", "2")
     assert code == 0, err
     left = 3 * len(front) - 1
-    assert f"{plural(left, 'run')} to train (1 stored already) on {plural(min(2, left), 'worker process', 'worker processes')} of 1 thread each" in err
+    assert (f"{plural(left, 'run')} to train (1 stored already) on "
+            f"{plural(min(2, left), 'worker process', 'worker processes')} of 1 thread each") in err
     doc = json.loads(doc)
     assert sorted(n["number"] for n in doc["networks"]) == sorted(front)
     assert all(n["seeds"] == [1, 2, 3] and n["epochs"] == 1 for n in doc["networks"])
@@ -131,7 +133,8 @@ def test_confirm_retrains_the_front_stores_each_seed_and_resumes(tmp_path, capsy
     assert storage.get_study_user_attrs(storage.get_study_id_from_name("tiny"))[confirm_module.LAST_CONFIRM] == \
         attrs[confirm_module.LAST_CONFIRM]
     code, report_text, _ = run(capsys, "report", str(study_file), "--out", out)
-    assert code == 0 and "Confirmed: the front and the baselines re-trained for 1 epoch with seeds 1, 2, 3" in report_text
+    assert code == 0 and ("Confirmed: the front and the baselines re-trained for 1 epoch with seeds 1, 2, 3"
+                          in report_text)
     assert "Kendall's tau" in (tmp_path / "reports" / "tiny" / "report.md").read_text()
     # The search itself is untouched: no trial was added, the sampler never sees a confirm run.
     assert len(_load(location).trials) == 2

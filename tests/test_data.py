@@ -57,8 +57,10 @@ def test_fashion_mnist_under_the_data_root(empty_root, monkeypatch):
     folder.mkdir()
     images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
     labels = np.array([3, 7], dtype=np.uint8)
-    for name, array, magic in (("train-images-idx3-ubyte.gz", images, 0x803), ("t10k-images-idx3-ubyte.gz", images, 0x803),
-                               ("train-labels-idx1-ubyte.gz", labels, 0x801), ("t10k-labels-idx1-ubyte.gz", labels, 0x801)):
+    for name, array, magic in (("train-images-idx3-ubyte.gz", images, 0x803),
+                               ("t10k-images-idx3-ubyte.gz", images, 0x803),
+                               ("train-labels-idx1-ubyte.gz", labels, 0x801),
+                               ("t10k-labels-idx1-ubyte.gz", labels, 0x801)):
         header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
         (folder / name).write_bytes(gzip.compress(header + array.tobytes()))
     monkeypatch.setattr(data_module, "SYSTEM_FASHION_MNIST", empty_root / "nowhere")

@@ -128,7 +128,8 @@ def test_the_verdict_compares_the_deepest_with_the_shallowest():
         {"depth": 56, "kind": "residual", "network": "ResNet-56", "train_error": 0.12},
     ])
     verdict = effect(final)
-    assert verdict["plain"].startswith("plain-56 15.00% against plain-20 10.00%") and "as in the paper" in verdict["plain"]
+    assert (verdict["plain"].startswith("plain-56 15.00% against plain-20 10.00%")
+            and "as in the paper" in verdict["plain"])
     assert "not as in the paper" not in verdict["plain"]  # the deeper plain net trains worse: as the paper says
     assert "not as in the paper" in verdict["residual"]
 

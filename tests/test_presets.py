@@ -76,8 +76,8 @@ EXACT_PARAMS = {
 }
 
 # Nets whose construction alone takes seconds on 2 cores.
-LARGE = {"resnet101d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2", "resnet152", "resnet1202", "resnet1202_b",
-         "resnet1202_c", "preact_resnet1001", "resnext29_16x64d"}
+LARGE = {"resnet101d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2", "resnet152", "resnet1202",
+         "resnet1202_b", "resnet1202_c", "preact_resnet1001", "resnext29_16x64d"}
 
 
 def n_params(model: torch.nn.Module) -> int:

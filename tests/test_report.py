@@ -161,7 +161,8 @@ def test_the_cheapest_tie_is_decided_by_the_paired_test():
     # b: 15 images the best gets right and b not, 5 the other way: 89.0%, its Wilson interval overlaps the best's,
     # but the paired test tells them apart (p = 0.041). c: 8 against 4 (89.6%): p = 2 (1 + 12 + 66 + 220 + 495) /
     # 2^12 = 0.388, a tie.
-    vectors = {0: best, 1: _flipped(best, range(15), range(900, 905)), 2: _flipped(best, range(20, 28), range(910, 914))}
+    vectors = {0: best, 1: _flipped(best, range(15), range(900, 905)),
+               2: _flipped(best, range(20, 28), range(910, 914))}
     study = make_trials([
         {"number": 0, "val_accuracy": 0.900, "gflops": 4.0, "spec": "a"},
         {"number": 1, "val_accuracy": 0.890, "gflops": 1.0, "spec": "b"},
@@ -208,7 +209,8 @@ def test_front_summary_and_the_cheapest_network_tied_with_the_best():
                              "waiting": 0}
     assert report.best["number"] == 0 and report.tied["number"] == 1
     low, high = wilson_interval(890, 1000)
-    assert report.trials.loc[1, "val_low"] == pytest.approx(low) and report.trials.loc[1, "val_high"] == pytest.approx(high)
+    assert (report.trials.loc[1, "val_low"] == pytest.approx(low)
+            and report.trials.loc[1, "val_high"] == pytest.approx(high))
     # Reference (accuracy 0, the max_gflops constraint 5): 0.8 x 4.5 + (0.89 - 0.8) x 4 + (0.90 - 0.89) x 1.
     assert report.hypervolume == pytest.approx(0.8 * 4.5 + 0.09 * 4 + 0.01 * 1)
     assert report.reference.origin["gflops"] == "the constraint on gflops" and report.reference.comparable
@@ -242,7 +244,7 @@ def test_a_baseline_off_the_front_is_shown_under_it_and_measured_against_the_sea
     versus = dict(summary_lines(report))["vs resnet20"]
     assert "10.00 points more accurate" in versus and "4x fewer GFLOPs" in versus
     # At 80 columns the spec wraps between its fields only: every field of it is whole on some line.
-    from resnet_bench.cli.reporting import print_front
+    from resnet_bench.cli.output import print_front
     from resnet_bench.report.text import wrappable
 
     monkeypatch.setenv("COLUMNS", "80")

@@ -132,7 +132,8 @@ BAD = [
     (dict(block="preact_basic", zero_init_residual=True), ["zero_init_residual", "pre-activation"]),
     (dict(shortcut="none", zero_init_residual=True), ["zero_init_residual", "shortcut=none"]),
     (dict(shortcut="A", layers=(1, 1), widths=(64, 32)), ["shortcut=A", "64 to 32"]),
-    (dict(block="bottleneck", width_per_group=1, layers=(1, 1), widths=(16, 32)), ["width_per_group=1", "0 channels", ">= 4"]),
+    (dict(block="bottleneck", width_per_group=1, layers=(1, 1), widths=(16, 32)),
+     ["width_per_group=1", "0 channels", ">= 4"]),
     # the modern tweaks: out of range, or on a network that cannot take them
     (dict(se_ratio=-0.1), ["se_ratio=-0.1", "[0, 1)"]),
     (dict(se_ratio=1), ["se_ratio=1", "[0, 1)"]),

@@ -120,7 +120,8 @@ def test_what_changes_no_measurement_may_change_and_the_study_keeps_its_history(
     again = open_study(load_study_file(write(tmp_path, TINY_STUDY)), storage)  # unchanged: nothing to record
     assert len(again.user_attrs[SETTINGS_HISTORY]) == 1
     text = (TINY_STUDY.replace("n_trials = 2", "n_trials = 5").replace("max_params = 300000", "max_params = 200000")
-            .replace('name = "random"', 'name = "tpe"').replace('baselines = ["resnet20"]', 'baselines = ["resnet20", "resnet32"]')
+            .replace('name = "random"', 'name = "tpe"')
+            .replace('baselines = ["resnet20"]', 'baselines = ["resnet20", "resnet32"]')
             + "\n[report]\nreference_point = { val_accuracy = 0.0, params = 400000 }\n")
     resumed = open_study(load_study_file(write(tmp_path, text, "more.toml")), storage)
     history = resumed.user_attrs[SETTINGS_HISTORY]
@@ -160,7 +161,8 @@ def test_a_study_of_the_earlier_release_resumes_if_nothing_changed_and_opens_in_
 
 def test_baselines_share_the_base_recipe_while_candidates_sample_theirs(capsys, tmp_path, recipes_trained):
     text = TINY_STUDY.replace("batch_size = 256", "batch_size = 256\nlr = { low = 0.01, high = 0.05 }").replace(
-        'baselines = ["resnet20"]', 'baselines = ["resnet20", "resnet20,shortcut=B", "block=basic,layers=1-1,stem=cifar,stem_width=16"]'
+        'baselines = ["resnet20"]',
+        'baselines = ["resnet20", "resnet20,shortcut=B", "block=basic,layers=1-1,stem=cifar,stem_width=16"]'
     ).replace("width_multiplier = [1, 64]", "")  # a preset, a preset with a field replaced, a one-line spec
     path = write(tmp_path, text)
     storage = f"sqlite:///{tmp_path / 's.db'}"

@@ -105,7 +105,8 @@ def test_the_cpu_fashion_mnist_study_fits_its_promise():
     assert resnet20 == pytest.approx(0.030821248) and resnet20 <= config.constraints["max_gflops"] < 0.031
     assert config.reference_point["gflops"] == config.constraints["max_gflops"]
     largest = [r for r in grid(config) if r.get("block") == "basic" and r.get("stem_width") == 16
-               and r.get("stages") == 3 and all(r.get(f"blocks_{i}") == 3 for i in (1, 2, 3)) and r.get("shortcut") == "A"]
+               and r.get("stages") == 3 and all(r.get(f"blocks_{i}") == 3 for i in (1, 2, 3))
+               and r.get("shortcut") == "A"]
     assert len(largest) == 1  # resnet20 itself is one of its networks
 
 
@@ -178,7 +179,8 @@ def test_baseline_params_hold_the_modern_fields():
 
     config = parse_study({**minimal_study(), "space": {"shortcut": ["A", "B"], "se_ratio": [0.0, 0.0625],
                                                   "downsample": ["conv", "avgpool"], "pad": ["after", "both"]}})
-    assert baseline_params(rb.presets.get("resnet20_se"), config).items() >= {"se_ratio": 0.0625, "pad": "after"}.items()
+    assert (baseline_params(rb.presets.get("resnet20_se"), config).items()
+            >= {"se_ratio": 0.0625, "pad": "after"}.items())
     held = baseline_params(rb.presets.get("resnet20_d"), config)
     assert held["downsample"] == "avgpool" and held["se_ratio"] == 0.0 and "pad" not in held
 
@@ -468,7 +470,8 @@ def test_latency_is_never_measured_on_a_shared_device(capsys, tmp_path):
 def test_a_study_can_compile_its_candidates(tmp_path):
     from resnet_bench.search.space import sample_recipe
 
-    config = load_study_file(write(tmp_path, TINY_STUDY.replace("batch_size = 256", "batch_size = 256\ncompile = true")))
+    config = load_study_file(write(tmp_path, TINY_STUDY.replace("batch_size = 256",
+                                                                "batch_size = 256\ncompile = true")))
     trial = optuna.create_study().ask()
     assert sample_recipe(trial, config).compile is True
     with pytest.raises(StudyFileError, match="recipe.compile='yes'.*true or false"):

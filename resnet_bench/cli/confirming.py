@@ -1,4 +1,5 @@
-"""`resnet-bench confirm`: re-train a study's front and baselines with more seeds; how far the search's ranking holds."""
+"""`resnet-bench confirm`: re-train a study's front and baselines with more seeds; how far the search's ranking
+holds."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
+from resnet_bench.cli.output import StderrProgress, print_confirmation, print_records
 from resnet_bench.errors import BadInputError
 from resnet_bench.units import duration_text, plural
 
@@ -107,28 +108,6 @@ def chosen_trials(report: Any, name: str, *, top: int | None = None, trials: str
 def _attrs(storage: Any, location: Any, number: int) -> dict[str, Any]:
     study_id = storage.get_study_id_from_name(location.name)
     return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number)).user_attrs
-
-
-def print_confirmation(result: Any, caption: str | None = None) -> None:
-    """The confirmed networks as a rich table, with the tau (what `confirm` and `report` show)."""
-    from rich.table import Table
-
-    from resnet_bench.report.text import confirm_conditions, confirmed_rows, tau_text
-
-    console = stdout_console()
-    rows = confirmed_rows(result)
-    table = Table(title=f"Confirmed: the front and the baselines re-trained {confirm_conditions(result)} "
-                        "(mean ± sd in points; front: on the confirmed front)", title_justify="left", caption=caption)
-    for header in rows[0]:
-        if header == "network":
-            table.add_column(header, overflow="fold", ratio=1, min_width=12)
-        else:
-            table.add_column(header, justify="right", no_wrap=header != "seeds")
-    for row in rows:
-        row["network"] = row["network"].replace(",", ", ")
-        table.add_row(*row.values(), style="bold" if "(baseline" in row["network"] else None)
-    console.print(table)
-    console.print(tau_text(result))
 
 
 class _ConfirmProgress(StderrProgress):

@@ -30,7 +30,8 @@ def cmd_models(args: argparse.Namespace) -> None:
             published[name, dataset] = result
             key = dataset.replace("-", "_")
             row[f"top1_error_pct_{key}"] = result.error_pct if result else None
-            row[f"source_{key}"] = f"{result.source}, {result.location}; {result.notes}".rstrip("; ") if result else None
+            row[f"source_{key}"] = (f"{result.source}, {result.location}; {result.notes}".rstrip("; ")
+                                    if result else None)
         rows.append(row)
     if args.format != "table":
         print_records(rows, args.format)

@@ -124,10 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fashion-mnist, fashion-mnist-mini (default, ships with the package), cifar10, "
                             "cifar100 or imagefolder:PATH")
     train.add_argument("--recipe", default="fast",
-                       help="a named recipe, fast (default) or he2015, or a recipe as a JSON object (as a trial stores it)")
+                       help="a named recipe, fast (default) or he2015, or a recipe as a JSON object "
+                            "(as a trial stores it)")
     train.add_argument("--epochs", type=_positive_int("--epochs"), help="override the recipe's epochs")
     train.add_argument("--batch-size", type=_positive_int("--batch-size"), help="override the recipe's batch size")
-    train.add_argument("--lr", type=_positive_float("--lr"), help="override the recipe's learning rate (per 128 images of batch)")
+    train.add_argument("--lr", type=_positive_float("--lr"),
+                       help="override the recipe's learning rate (per 128 images of batch)")
     train.add_argument("--precision", choices=PRECISIONS,
                        help="auto (the recipe's default: bf16 on CUDA and on CPUs with native bf16, else fp32), "
                             "bf16 or fp32")
@@ -153,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                            f"{name} (default)" if name == "quickstart" else name for name in SHIPPED_STUDIES))
     sweep.add_argument("--n-trials", type=_positive_int("--n-trials"),
                        help="trained trials this command adds (default: the file's budget.n_trials)")
-    sweep.add_argument("--timeout", type=_positive_float("--timeout"), metavar="MINUTES", help="stop starting trials after this long")
+    sweep.add_argument("--timeout", type=_positive_float("--timeout"), metavar="MINUTES",
+                       help="stop starting trials after this long")
     sweep.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///OUT/<study>/study.db)")
     sweep.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
     sweep.add_argument("--out", default="reports", metavar="DIR",

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.cli.output import print_records, status_spinner, stdout_console
+from resnet_bench.cli.output import print_confirmation, print_front, print_records, status_spinner, stdout_console
 from resnet_bench.units import plural
 
 
@@ -67,8 +67,6 @@ def _render(report: Any, paths: dict[str, Path]) -> None:
     console.print(summary)
     print_front(report)
     if report.confirmed is not None:
-        from resnet_bench.cli.confirming import print_confirmation
-
         print_confirmation(report.confirmed)
     folders = {Path(p).parent for p in paths.values()}
     if len(folders) == 1:  # one line that wraps between names at the terminal's width
@@ -76,33 +74,3 @@ def _render(report: Any, paths: dict[str, Path]) -> None:
                       + ", ".join(Path(p).name for p in paths.values()), highlight=False)
     else:
         console.print("Wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
-
-
-def print_front(report: Any, caption: str | None = None) -> None:
-    """The front as a rich table, cheapest first, baselines in bold (what `report` and `sweep` show)."""
-    from rich.table import Table
-
-    from resnet_bench.report.text import baselines_off_front, front_rows, wrappable
-
-    console = stdout_console()
-    rows = front_rows(report, test_interval=False)
-    off = baselines_off_front(report, test_interval=False)
-    if not rows:
-        console.print("The front is empty: no trial has been trained yet.")
-        if caption:
-            console.print(caption)
-        return
-    objectives = ", ".join(f"{d} {m}" for m, d in report.study.objectives)
-    front = Table(title=f"Pareto front of {report.study.name}, cheapest first ({objectives}; baselines in bold)",
-                  title_justify="left", caption=caption)
-    for header in rows[0]:
-        if header == "network":
-            front.add_column(header, overflow="fold", ratio=1, min_width=12)
-        else:  # numbers stay on one line; the network's one-line form folds
-            front.add_column(header, justify="right", no_wrap=True)
-    for i, row in enumerate(rows + off):
-        if i == len(rows):  # the baselines the front leaves out, under it, so the search reads against them
-            front.add_section()
-        row["network"] = wrappable(row["network"])  # the one-line form wraps between its fields
-        front.add_row(*row.values(), style="bold" if "(baseline" in row["network"] else None)
-    console.print(front)

@@ -76,7 +76,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         print(json.dumps(summary.to_dict()), flush=True)
         return
     # The front as the report computes it, from the storage: all workers' trials, this command's and earlier ones.
-    from resnet_bench.cli.reporting import print_front, records
+    from resnet_bench.cli.output import print_front
+    from resnet_bench.cli.reporting import records
     from resnet_bench.report.analysis import build_report
     from resnet_bench.search.trials import load_trials
 

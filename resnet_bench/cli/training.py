@@ -116,7 +116,8 @@ def _print_training(summary: dict[str, Any], history: list[dict[str, Any]]) -> N
         f"validation accuracy {summary['val_accuracy']:.2%}, test accuracy {summary['test_accuracy']:.2%} "
         f"(test is reported, never used for selection); {plural(summary['epochs'], 'epoch')}, "
         f"{summary['train_seconds']:.1f} s of training, {summary['images_per_second']:,.0f} images/s on "
-        f"{summary['device']} ({plural(summary['threads'], 'thread')}, {summary['precision']}, {summary['memory_format']})"
+        f"{summary['device']} ({plural(summary['threads'], 'thread')}, {summary['precision']}, "
+        f"{summary['memory_format']})"
         + (f"; torch.compile took {summary['compile_seconds']:.1f} s apart" if summary["compile_seconds"] else ""),
         highlight=False,
     )

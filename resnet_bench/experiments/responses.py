@@ -108,7 +108,8 @@ def network_label(checkpoint: Checkpoint) -> str:
 
 
 def load_model(path: str) -> tuple[Checkpoint, nn.Module]:
-    """A checkpoint and its network with its weights; a state dict that does not fit the spec it carries is bad input."""
+    """A checkpoint and its network with its weights; a state dict that does not fit the spec it carries is bad
+    input."""
     from resnet_bench.models import build_model
 
     checkpoint = load_checkpoint(path)

@@ -60,7 +60,8 @@ def write_report(report: Report, folder: Path) -> dict[str, Path]:
 
 def summary(report: Report) -> dict[str, Any]:
     """The report's summary as plain JSON values: the summary's lines, the hypervolume (also against the training
-    seconds spent) and the rung estimates' rank correlations (the terminal's --format json prints the trials; this file holds what is said of them)."""
+    seconds spent) and the rung estimates' rank correlations (the terminal's --format json prints the trials; this
+    file holds what is said of them)."""
     return {
         "study": report.study.name, "hypervolume": report.hypervolume,
         "reference_point": report.reference.point if report.reference is not None else None,
@@ -97,10 +98,13 @@ def markdown(report: Report) -> str:
     parts += ["## Summary\n", "".join(f"- **{label}**: {text}\n" for label, text in summary_lines(report))]
     parts.append(f"## Pareto front, cheapest first ({plural(len(report.front), 'network')})\n")
     rows = front_rows(report)
-    parts.append(markdown_table(rows + baselines_off_front(report)) if rows else "The front is empty: no trial has been trained yet.\n")
+    parts.append(markdown_table(rows + baselines_off_front(report)) if rows
+                 else "The front is empty: no trial has been trained yet.\n")
     if report.confirmed is not None:
-        parts += [f"\n## {CONFIRMED}\n", f"{_confirmed_words(report)}\n\n", markdown_table(confirmed_rows(report.confirmed))]
-    parts.append("\n![Validation accuracy against GFLOPs](pareto.png)\n\n![Hypervolume after each trial and against training time]"
+        parts += [f"\n## {CONFIRMED}\n", f"{_confirmed_words(report)}\n\n",
+                  markdown_table(confirmed_rows(report.confirmed))]
+    parts.append("\n![Validation accuracy against GFLOPs](pareto.png)\n\n"
+                 "![Hypervolume after each trial and against training time]"
                  "(hypervolume.png)\n")
     published = published_rows(report)
     if published:

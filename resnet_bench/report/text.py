@@ -112,15 +112,16 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
                                      f"{duration_text(paused)}: between commands)" if paused >= 1 else "")))
     if report.stopped_at:
         rungs = ", ".join(f"{n} after epoch {epoch}" for epoch, n in report.stopped_at.items())
-        lines.append(("early stopping", f"{plural(sum(report.stopped_at.values()), 'trial')} stopped at a rung ({rungs}); "
-                      f"about {report.saved_seconds:,.0f} s of training saved against training each to its "
+        lines.append(("early stopping", f"{plural(sum(report.stopped_at.values()), 'trial')} stopped at a rung "
+                      f"({rungs}); about {report.saved_seconds:,.0f} s of training saved against training each to its "
                       "recipe's epochs (its seconds per epoch times the epochs it skipped)"))
     if report.rung_taus:
         lines.append(("rung estimates", rung_tau_text(report)))
     if report.confirmed is not None:
         c = report.confirmed.networks
         lines.append(("confirmed", f"{plural(len(c), 'network')} re-trained {confirm_conditions(report.confirmed)}; "
-                      f"{int(c['confirmed_front'].sum())} of them on the confirmed front; {tau_text(report.confirmed)}"))
+                      f"{int(c['confirmed_front'].sum())} of them on the confirmed front; "
+                      f"{tau_text(report.confirmed)}"))
     if study.baseline_recipe and bool(study.trials["is_baseline"].any()):
         lines.append(("baselines", f"each trained with the study's base recipe: {study.baseline_recipe}"))
     if report.reference is None or report.hypervolume is None:
@@ -229,4 +230,5 @@ def tau_text(result: Any) -> str:
     if result.kendall_tau is None:
         return "Kendall's tau: none (fewer than two networks with distinct accuracies)"
     return (f"Kendall's tau {result.kendall_tau:+.2f} between search-time and confirmed validation accuracy "
-            f"over {plural(len(result.networks), 'network')} (1: the search ranked them exactly as the re-training did)")
+            f"over {plural(len(result.networks), 'network')} "
+            "(1: the search ranked them exactly as the re-training did)")

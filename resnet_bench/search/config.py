@@ -44,7 +44,8 @@ def is_study_name(name: object) -> bool:
     return isinstance(name, str) and STUDY_NAME.fullmatch(name) is not None
 
 
-SHIPPED_STUDIES = ("quickstart", "quickstart_mo_asha", "quickstart_modern", "fashion_mnist", "fashion_mnist_cpu", "cifar10")
+SHIPPED_STUDIES = ("quickstart", "quickstart_mo_asha", "quickstart_modern", "fashion_mnist", "fashion_mnist_cpu",
+                   "cifar10")
 EARLY_STOPPING = ("off", "mo-asha")  # mo-asha: see search/early_stopping.py
 
 

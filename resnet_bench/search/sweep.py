@@ -154,7 +154,8 @@ class Sweep:
                 # trial stays running, and the heartbeat retries it in a later command once there is space.
                 if self.disk_full is None and not is_disk_full(exc):
                     raise
-                raise DiskFullError(self.disk_full or no_space_text(f"the storage {safe_url(self.location.storage)}")) from exc
+                raise DiskFullError(self.disk_full
+                                    or no_space_text(f"the storage {safe_url(self.location.storage)}")) from exc
             if self.disk_full is not None:
                 raise DiskFullError(self.disk_full)
         else:  # the other workers hold the whole budget

@@ -55,8 +55,8 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
     try:
         metrics = [metric for metric, _ in attrs[FINGERPRINT_PARTS]["objectives"]]
     except (KeyError, TypeError, ValueError):
-        raise BadInputError(f"study {study_name!r} in {safe_url(url)} was not made by `resnet-bench sweep`: it does not "
-                            "name its objectives") from None
+        raise BadInputError(f"study {study_name!r} in {safe_url(url)} was not made by `resnet-bench sweep`: it does "
+                            "not name its objectives") from None
     if config is None:
         config = stored_config(attrs.get(STUDY_FILE, ""))
     objectives = tuple((m, "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize")

@@ -193,4 +193,5 @@ def _run_workers(
     if any(codes):
         raise RuntimeError(f"{sum(1 for c in codes if c)} of {len(codes)} workers failed (exit codes {codes})")
     parts = [SweepSummary(**json.loads(text.strip().splitlines()[-1])) for text in outputs]
-    return SweepSummary.combine(parts, seconds=time.perf_counter() - started, stopped=f"budget ({len(workers)} workers)")
+    return SweepSummary.combine(parts, seconds=time.perf_counter() - started,
+                                stopped=f"budget ({len(workers)} workers)")
