@@ -19,7 +19,7 @@ import torch
 
 from resnet_bench.search import sweep as sweep_module
 from resnet_bench.search.config import load_study_file
-from resnet_bench.search.storage import FINGERPRINT, FINGERPRINT_PARTS, SETTINGS_HISTORY, STUDY_FILE
+from resnet_bench.search.storage import FINGERPRINT, FINGERPRINT_PARTS, SCHEMA_VERSION, SETTINGS_HISTORY, STUDY_FILE
 from resnet_bench.search.study import StudyMismatchError, open_study
 from resnet_bench.spec import ResNetSpec
 
@@ -148,13 +148,31 @@ def test_a_study_of_the_earlier_release_resumes_if_nothing_changed_and_opens_in_
     _earlier_release_study(old, config)
     code, out, err = run(capsys, "report", "--storage", old, "--out", str(tmp_path / "r"), "--format", "json")
     assert code == 0 and json.loads(out) == [], err
+    assert "schema_version" not in optuna.load_study(study_name="tiny", storage=old).user_attrs  # read, unchanged
     study = open_study(config, old)  # same conditions: resumed, and its fingerprint brought up to date
     assert study.user_attrs[FINGERPRINT] == config.fingerprint()
     assert set(study.user_attrs[FINGERPRINT_PARTS]) >= {"recipe", "seed", "val_size", "image_size"}
+    assert study.user_attrs["schema_version"] == SCHEMA_VERSION == 2  # upgraded once, and said so
     _earlier_release_study(older, config)
     longer = load_study_file(write(tmp_path, TINY_STUDY.replace("epochs = 1", "epochs = 30"), "longer.toml"))
     with pytest.raises(StudyMismatchError, match="recipe.epochs: 1 -> 30"):
         open_study(longer, older)
+
+
+def test_a_study_written_by_a_later_release_is_refused_by_every_command_untouched(capsys, tmp_path):
+    path = write(tmp_path, TINY_STUDY)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = open_study(load_study_file(path), storage)
+    assert study.user_attrs["schema_version"] == SCHEMA_VERSION  # a new study says its version
+    study.set_user_attr("schema_version", SCHEMA_VERSION + 1)
+    said = (f"study 'tiny' was written by a later release of resnet-bench (schema version {SCHEMA_VERSION + 1}; "
+            f"this release reads up to {SCHEMA_VERSION}): upgrade resnet-bench to read it")
+    for command in (["sweep", str(path), "--device", "cpu"], ["report", str(path), "--out", str(tmp_path / "r")],
+                    ["confirm", str(path), "--device", "cpu"]):
+        code, out, err = run(capsys, *command, "--storage", storage)
+        assert code == 2 and err.strip().splitlines()[-1] == f"resnet-bench {command[0]}: error: {said}", err
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert len(trials) == 1 and trials[0].state == optuna.trial.TrialState.WAITING  # the queued baseline, only
 
 
 # -- baselines train with the study's base recipe ----------------------------------------------------------------

@@ -30,6 +30,11 @@ FINGERPRINT, FINGERPRINT_PARTS, STUDY_FILE = "fingerprint", "fingerprint_parts",
 # The precision the study's `auto` recipe trains in, resolved once (search/study.py: study_precision).
 PRECISION = "precision"
 SETTINGS_HISTORY = "settings_history"  # [{at, n_trials, constraints, reference_point, ...}], one per change
+# The layout of what a study stores (its attributes and its trials' records), so that a release knows what it reads.
+# 1: every study made before the version was stored (2026-12-06); its fingerprint parts may lack the recipe, the
+#    seed, the validation size and the image size (the stored study file gives them: study.stored_conditions).
+# 2: the version stored; the fingerprint parts whole.
+SCHEMA_VERSION, SCHEMA_VERSION_KEY = 2, "schema_version"
 POSTGRES_FIX = "pip install 'resnet-bench[postgres]'"
 
 
@@ -84,6 +89,22 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL at all: it holds no password we could find either
         return url.split("@")[-1] if "@" in url else url
+
+
+def schema_version(attrs: dict[str, Any]) -> int:
+    """The schema version of a stored study, from its user attributes (1: made before versions were stored)."""
+    version = attrs.get(SCHEMA_VERSION_KEY, 1)
+    return version if isinstance(version, int) and not isinstance(version, bool) else 1
+
+
+def check_schema(attrs: dict[str, Any], name: str) -> int:
+    """The study's schema version; a study written by a later release (a higher version) is refused, exit 2: this
+    release would misread what it stores, or write over it in the old layout."""
+    version = schema_version(attrs)
+    if version > SCHEMA_VERSION:
+        raise BadInputError(f"study {name!r} was written by a later release of resnet-bench (schema version "
+                            f"{version}; this release reads up to {SCHEMA_VERSION}): upgrade resnet-bench to read it")
+    return version
 
 
 def _say_retry(retry: Callable[[optuna.Study, optuna.trial.FrozenTrial], None],

@@ -29,9 +29,13 @@ from resnet_bench.search.storage import (
     FINGERPRINT,
     FINGERPRINT_PARTS,
     PRECISION,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
     SETTINGS_HISTORY,
     STUDY_FILE,
+    check_schema,
     open_storage,
+    schema_version,
 )
 
 
@@ -77,10 +81,13 @@ def open_study(
         study.set_user_attr(FINGERPRINT, config.fingerprint())
         study.set_user_attr(FINGERPRINT_PARTS, now)
     else:
+        check_schema(study.user_attrs, name)
         check_same_conditions(config, stored_conditions(study.user_attrs, name), name)
         if study.user_attrs.get(FINGERPRINT_PARTS) != now:  # made by an earlier release: upgraded once
             study.set_user_attr(FINGERPRINT, config.fingerprint())
             study.set_user_attr(FINGERPRINT_PARTS, now)
+    if schema_version(study.user_attrs) < SCHEMA_VERSION or SCHEMA_VERSION_KEY not in study.user_attrs:
+        study.set_user_attr(SCHEMA_VERSION_KEY, SCHEMA_VERSION)  # made now, or upgraded above
     _record_settings(study, config)
     if study.metric_names is None:  # optuna-dashboard shows these instead of "Objective 0/1"
         with warnings.catch_warnings():
@@ -170,7 +177,7 @@ def stored_conditions(attrs: dict[str, Any], name: str) -> dict[str, Any]:
     file, parsed now, gives all of them.
     """
     stored = attrs.get(FINGERPRINT_PARTS, {})
-    if set(stored) >= {"recipe", "seed", "val_size", "image_size"}:
+    if schema_version(attrs) >= 2 or set(stored) >= {"recipe", "seed", "val_size", "image_size"}:
         return stored
     try:
         source = attrs.get(STUDY_FILE, "")

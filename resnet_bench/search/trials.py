@@ -26,7 +26,14 @@ from resnet_bench.search.records import (
     TrialRecord,
     trial_column_dtypes,
 )
-from resnet_bench.search.storage import FINGERPRINT_PARTS, STUDY_FILE, open_existing_storage, safe_url, study_names
+from resnet_bench.search.storage import (
+    FINGERPRINT_PARTS,
+    STUDY_FILE,
+    check_schema,
+    open_existing_storage,
+    safe_url,
+    study_names,
+)
 from resnet_bench.spec import ResNetSpec, SpecError
 
 _STATE = optuna.trial.TrialState
@@ -51,6 +58,7 @@ def load_trials(url: str, study_name: str, config: StudyConfig | None = None) ->
         raise NoSuchStudyError(f"no study {study_name!r} in {safe_url(url)}; {held} (choose one with --study-name)")
     study_id = storage.get_study_id_from_name(study_name)
     attrs = storage.get_study_user_attrs(study_id)
+    check_schema(attrs, study_name)
     directions = storage.get_study_directions(study_id)
     try:
         metrics = [metric for metric, _ in attrs[FINGERPRINT_PARTS]["objectives"]]
