@@ -121,9 +121,9 @@ def write_cifar(root, name: str, n_train: int, n_test: int, classes: int):
     return entries
 
 
-def small_splits(train: int, val: int):
-    """Real Fashion-MNIST images: the first `train` of the mini set's training split, `val` carved off to validate,
-    and the mini test set."""
+def small_splits(train: int | None, val: int):
+    """Real Fashion-MNIST images: the first `train` of the mini set's training split (None: all of it), `val`
+    carved off to validate, and the mini test set. What each module's `small` fixture is made of."""
     import dataclasses
 
     import torch
@@ -131,4 +131,4 @@ def small_splits(train: int, val: int):
     from resnet_bench.data import load_dataset, split
 
     data = split(load_dataset("fashion-mnist-mini"), val_size=val, seed=0)
-    return dataclasses.replace(data, train=data.train.subset(torch.arange(train)))
+    return data if train is None else dataclasses.replace(data, train=data.train.subset(torch.arange(train)))

@@ -13,7 +13,7 @@ import torch
 
 import resnet_bench as rb
 from resnet_bench.checkpoint import load_checkpoint, save_checkpoint
-from resnet_bench.data import DeviceBatches, load_dataset, split
+from resnet_bench.data import DeviceBatches
 from resnet_bench.experiments.degradation import (
     effect,
     network,
@@ -24,7 +24,7 @@ from resnet_bench.experiments.responses import layer_responses, network_label, r
 from resnet_bench.search.records import TrialRecord
 from resnet_bench.train import spec_for_data, train
 
-from .helpers import run, write_cifar
+from .helpers import run, small_splits, write_cifar
 
 MINI = "fashion-mnist-mini"
 
@@ -138,8 +138,8 @@ def test_the_verdict_compares_the_deepest_with_the_shallowest():
 
 @pytest.fixture(scope="module")
 def small():
-    data = split(load_dataset(MINI), val_size=500, seed=0)
-    return data
+    """The mini set's whole training split less 500 images to validate, and its test set."""
+    return small_splits(train=None, val=500)
 
 
 def trained(spec_line: str, data, tmp_path, name: str):

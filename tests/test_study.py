@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from resnet_bench.search.study import StudyMismatchError, open_study
 from resnet_bench.spec import ResNetSpec
 
 from .helpers import TINY_STUDY, run, write
+from .postgres import free_port
 
 
 @pytest.fixture
@@ -219,15 +219,10 @@ def test_the_dry_run_says_it_cannot_check_a_latency_bound(capsys, tmp_path):
 
 # -- storages that cannot be opened: bad input (2) or a failure (1) ------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.parametrize("command", ["sweep", "report"])
 def test_a_server_that_cannot_be_reached_is_exit_1_naming_the_host_but_never_the_password(capsys, tmp_path, command):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     url = f"postgresql://bench:hunter2@127.0.0.1:{port}/resnet_bench"
     code, out, err = run(capsys, command, str(write(tmp_path, TINY_STUDY)), "--storage", url, "--device", "cpu") \
         if command == "sweep" else run(capsys, command, "--storage", url, "--study-name", "tiny")

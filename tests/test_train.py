@@ -32,14 +32,15 @@ from resnet_bench.train import (
     train,
 )
 
+from .helpers import small_splits
+
 TINY = ResNetSpec(layers=(1, 1), stem="cifar", stem_width=8)
 
 
 @pytest.fixture(scope="module")
 def small():
     """Real Fashion-MNIST images: 1,024 to train on, 500 to validate, the mini test set."""
-    data = split(load_dataset("fashion-mnist-mini"), val_size=500, seed=0)
-    return dataclasses.replace(data, train=data.train.subset(torch.arange(1024)))
+    return small_splits(train=1024, val=500)
 
 
 def tiny_model(data, seed=0):
