@@ -430,11 +430,10 @@ def test_worker_processes_are_spread_over_the_gpus():
 ])
 def test_workers_on_gpus_see_the_gpus_the_command_names(capsys, tmp_path, monkeypatch, device, visible, given):
     """Stands in for four GPUs and for the worker processes: what each worker is started with."""
-    import json as json_module
-
     import torch
 
     from resnet_bench.search import workers as workers_module
+    from resnet_bench.search.sweep import SweepSummary
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
@@ -445,10 +444,11 @@ def test_workers_on_gpus_see_the_gpus_the_command_names(capsys, tmp_path, monkey
 
         def __init__(self, command, env, **kwargs):
             started.append((command, env.get("CUDA_VISIBLE_DEVICES")))
+            self.summary = command[command.index("--summary") + 1]
 
-        def communicate(self):
-            return json_module.dumps({"study_name": "tiny", "storage": "s", "trained": 0, "infeasible": 0,
-                                      "failed": 0, "seconds": 0.0, "stopped": "budget"}) + "\n", None
+        def wait(self):  # the worker's report to its parent, as data
+            SweepSummary(study_name="tiny", storage="s", trained=0, infeasible=0, failed=0, seconds=0.0,
+                         stopped="budget").write(self.summary)
 
     monkeypatch.setattr(workers_module.subprocess, "Popen", Worker)
     code, _, err = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY)), "--device", device, "--trials-per-gpu", "2",

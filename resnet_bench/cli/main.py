@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a worker silent for twice this long is presumed dead: its trial is retried (30)")
     sweep.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     sweep.add_argument("--tickets", default=None, help=argparse.SUPPRESS)  # the parent's shared budget
+    sweep.add_argument("--summary", default=None, help=argparse.SUPPRESS)  # where a worker writes its summary
     sweep.add_argument("--dry-run", action="store_true", help="sample the space and measure costs; train nothing")
     sweep.add_argument("--dry-run-samples", type=_positive_int("--dry-run-samples"), default=100,
                        help="candidates the dry run samples (100)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -72,8 +71,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                 _say_held(sweep.study, args.heartbeat)
             summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout,
                                 take_ticket=TrialTickets(args.tickets).take if args.tickets else None)
-    if args.worker_index:  # a worker reports to the command that started it, and builds no report
-        print(json.dumps(summary.to_dict()), flush=True)
+    if args.worker_index:  # a worker reports to the command that started it, as data, and builds no report
+        if args.summary:
+            summary.write(args.summary)
         return
     # The front as the report computes it, from the storage: all workers' trials, this command's and earlier ones.
     from resnet_bench.cli.output import print_front

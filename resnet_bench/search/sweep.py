@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import math
 import time
@@ -28,7 +29,7 @@ from resnet_bench.data import Splits, load_dataset, split
 from resnet_bench.devices import device_name, resolve_device, resolve_precision
 from resnet_bench.errors import BadInputError, DiskFullError
 from resnet_bench.estimates import estimate_value, trainer_needs
-from resnet_bench.files import is_disk_full, no_space_text
+from resnet_bench.files import atomic_path, is_disk_full, no_space_text
 from resnet_bench.models import build_model
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.profiling import count_cost, count_on_meta, measure_speed
@@ -75,8 +76,17 @@ class SweepSummary:
     duplicates: int = 0  # proposals of a network and recipe already trained: not trained again, not counted
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON values (what a worker process reports to the command that started it)."""
+        """Plain JSON values."""
         return dataclasses.asdict(self)
+
+    def write(self, path: str | Path) -> None:
+        """What a worker process reports to the command that started it: a JSON file, written whole."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict()), encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: str | Path) -> SweepSummary:
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
     @classmethod
     def combine(cls, parts: list[SweepSummary], *, seconds: float, stopped: str) -> SweepSummary:

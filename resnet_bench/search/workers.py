@@ -7,7 +7,6 @@ Optuna's own distributed mode; this module only starts them here and adds up wha
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import subprocess
@@ -150,9 +149,9 @@ def run_workers(
     """Start one worker process per entry of `plan`, sharing `budget` as they go (TrialTickets), and add up their
     summaries.
 
-    The caller has made the study (and enqueued its baselines) already; the workers join it. Each worker prints
-    its own summary as one JSON line, so the total counts this command's trials only, never another command's
-    on the same study.
+    The caller has made the study (and enqueued its baselines) already; the workers join it. Each worker writes
+    its own summary to a JSON file beside the tickets (data, not a printout to parse), so the total counts this
+    command's trials only, never another command's on the same study.
     """
     folder = tempfile.mkdtemp(prefix="resnet-bench-tickets-")
     try:
@@ -174,15 +173,18 @@ def _run_workers(
         command = [sys.executable, "-m", "resnet_bench", "sweep", *([study_file] if study_file else []),
                    "--storage", location.storage, "--study-name", location.name, "--out", out,
                    "--n-trials", str(budget), "--tickets", str(tickets.path), "--device", "cuda" if named else device,
-                   "--threads", str(plan.threads), "--heartbeat", str(heartbeat), "--worker-index", str(i + 1)]
+                   "--threads", str(plan.threads), "--heartbeat", str(heartbeat), "--worker-index", str(i + 1),
+                   "--summary", str(tickets.path.parent / f"summary-{i + 1}.json")]
         if timeout_minutes:
             command += ["--timeout", str(timeout_minutes)]
         env = dict(os.environ, **{WORKER_ENV: str(i + 1)})
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = named if named is not None else str(gpu)
-        workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True))
+        # A worker's stdout joins the parent's stderr: the parent's stdout carries its results only (--format json).
+        workers.append(subprocess.Popen(command, env=env, stdout=2))
     try:
-        outputs = [w.communicate()[0] for w in workers]
+        for w in workers:
+            w.wait()
     except KeyboardInterrupt:  # the workers got the same Ctrl-C: let them mark their trials failed
         for w in workers:
             w.wait()
@@ -192,6 +194,6 @@ def _run_workers(
         raise KeyboardInterrupt
     if any(codes):
         raise RuntimeError(f"{sum(1 for c in codes if c)} of {len(codes)} workers failed (exit codes {codes})")
-    parts = [SweepSummary(**json.loads(text.strip().splitlines()[-1])) for text in outputs]
+    parts = [SweepSummary.read(tickets.path.parent / f"summary-{i + 1}.json") for i in range(len(workers))]
     return SweepSummary.combine(parts, seconds=time.perf_counter() - started,
                                 stopped=f"budget ({len(workers)} workers)")
