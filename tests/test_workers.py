@@ -130,7 +130,7 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(postgres_url, tmp_path):
     assert not state.exists()  # removed when the retried trial ended
 
 
-def test_ctrl_c_marks_the_trial_failed_and_exits_130(tmp_path):
+def test_ctrl_c_marks_the_trial_failed_exits_130_and_the_same_command_resumes_it_from_its_last_epoch(tmp_path):
     path = study_file(tmp_path, "interrupted", epochs=6)
     storage = f"sqlite:///{tmp_path / 'i.db'}"
     # A shell without job control starts background commands with SIGINT ignored, and Python then keeps it
@@ -147,7 +147,16 @@ def test_ctrl_c_marks_the_trial_failed_and_exits_130(tmp_path):
     assert len(done) == 1 and done[0].state == optuna.trial.TrialState.FAIL
     record = TrialRecord.from_attrs(done[0].user_attrs)
     assert record.status == "failed" and record.reason == "interrupted (Ctrl-C)" and record.spec
-    assert not state.exists()
+    assert state.is_file()  # kept for the resume
+
+    again = subprocess.run(sweep(path, storage, tmp_path, "--n-trials", "1"), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr
+    retry = trials("interrupted", storage)[1]
+    resumed = TrialRecord.from_attrs(retry.user_attrs)
+    assert retry.user_attrs["retry_of"] == 0 and retry.params == done[0].params
+    assert resumed.status == "trained" and resumed.resumed_from_epoch >= 1 and resumed.epochs == 6
+    assert not state.exists()  # removed when the resumed trial ended
 
 
 def test_workers_that_meet_an_empty_database_at_once_all_open_it(postgres_url):

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from resnet_bench.files import NO_SPACE
 from resnet_bench.recipe import precision_trained
 
 # A trial's status, beside Optuna's own state: trained (complete, the recipe's every epoch), stopped (early
@@ -21,6 +22,14 @@ from resnet_bench.recipe import precision_trained
 # a trial already trained: not trained again, its values taken from that trial), failed (an error while training).
 TRAINED, STOPPED, INFEASIBLE, DUPLICATE, FAILED = "trained", "stopped", "infeasible", "duplicate", "failed"
 STATUSES = (TRAINED, STOPPED, INFEASIBLE, DUPLICATE, FAILED)
+
+INTERRUPTED = "interrupted (Ctrl-C)"  # the reason of a trial that Ctrl-C (SIGINT) ended
+
+
+def retried_by_the_next_command(reason: str | None) -> bool:
+    """A failed trial that the next sweep queues again, from its last training state: one that Ctrl-C or a full disk
+    ended (its network did nothing wrong); a trial that failed by itself (diverged, out of memory) is not."""
+    return reason == INTERRUPTED or str(reason or "").startswith(NO_SPACE)
 
 
 @dataclass

@@ -20,9 +20,9 @@ from typing import Any
 import optuna
 
 from resnet_bench.errors import BadInputError
-from resnet_bench.files import NO_SPACE
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.search.config import StudyConfig, StudyFileError, changed_fields, parse_study
+from resnet_bench.search.records import retried_by_the_next_command
 from resnet_bench.search.space import BASELINE_PARAMS, baseline_params
 from resnet_bench.search.storage import (
     DEFAULT_HEARTBEAT_SECONDS,
@@ -95,7 +95,7 @@ def open_study(
             study.set_metric_names([o.metric for o in config.objectives])
     study.set_user_attr(STUDY_FILE, config.source)  # the latest file; its settings' history is kept apart
     _queue_baselines(study, config)
-    _queue_disk_full_retries(study)
+    _queue_retries(study)
     return study
 
 
@@ -120,14 +120,14 @@ def _queue_baselines(study: optuna.Study, config: StudyConfig) -> None:
 RETRY_OF = "retry_of"  # a queued retry's user attribute: the number of the trial it retries
 
 
-def _queue_disk_full_retries(study: optuna.Study) -> None:
-    """Queue again, once per command, each searched trial that a full disk failed and that no trial retries yet:
-    the same network and recipe (its parameters), resuming from its last training state."""
+def _queue_retries(study: optuna.Study) -> None:
+    """Queue again, once per command, each searched trial that Ctrl-C or a full disk ended and that no trial retries
+    yet: the same network and recipe (its parameters), resuming from its last training state."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF) for t in trials}
     for t in trials:
         if t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("baseline") and t.number not in retried \
-                and str(t.user_attrs.get("reason", "")).startswith(NO_SPACE):
+                and retried_by_the_next_command(t.user_attrs.get("reason")):
             attrs: dict[str, Any] = {RETRY_OF: t.number}
             state = t.user_attrs.get("state_file")
             if state and Path(state).exists():

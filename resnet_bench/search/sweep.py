@@ -36,7 +36,16 @@ from resnet_bench.profiling import count_cost, count_on_meta, measure_speed
 from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import CONSTRAINTS, StudyConfig
 from resnet_bench.search.early_stopping import MOASHA, rung_epochs
-from resnet_bench.search.records import DUPLICATE, FAILED, INFEASIBLE, STOPPED, TRAINED, TrialRecord
+from resnet_bench.search.records import (
+    DUPLICATE,
+    FAILED,
+    INFEASIBLE,
+    INTERRUPTED,
+    STOPPED,
+    TRAINED,
+    TrialRecord,
+    retried_by_the_next_command,
+)
 from resnet_bench.search.space import (
     architecture_count,
     recipe_count,
@@ -253,7 +262,7 @@ class Sweep:
             if self.config.checkpoints:
                 record.checkpoint = str(self.save_checkpoint(trial.number, model, spec, result))
         except (Exception, KeyboardInterrupt) as exc:
-            reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            reason = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
             if is_disk_full(exc):
                 reason = self.disk_full = no_space_text(str(Path(record.state_file).parent))
             record.status, record.reason = FAILED, reason
@@ -263,9 +272,9 @@ class Sweep:
             except Exception:
                 if not is_disk_full(exc):  # a storage on the full disk too: the trial stays running, to be retried
                     raise
-            if not record.baseline and self.disk_full is None:
-                # A failed baseline, or a trial a full disk failed, is queued again by the next command, from this
-                # state (the last epoch's, written whole: see files.atomic_path).
+            if not record.baseline and not retried_by_the_next_command(reason):
+                # A failed baseline, or a trial that Ctrl-C or a full disk ended, is queued again by the next
+                # command, from this state (the last epoch's, written whole: see files.atomic_path).
                 Path(record.state_file).unlink(missing_ok=True)
             raise
         # Only a killed worker (or a failed baseline) leaves its state behind, for the retry.
