@@ -448,14 +448,16 @@ def test_workers_on_gpus_see_the_gpus_the_command_names(capsys, tmp_path, monkey
 
         def wait(self):  # the worker's report to its parent, as data
             SweepSummary(study_name="tiny", storage="s", trained=0, infeasible=0, failed=0, seconds=0.0,
-                         stopped="budget").write(self.summary)
+                         stopped="timeout").write(self.summary)
 
     monkeypatch.setattr(workers_module.subprocess, "Popen", Worker)
-    code, _, err = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY)), "--device", device, "--trials-per-gpu", "2",
+    code, out, err = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY)), "--device", device, "--trials-per-gpu", "2",
                        "--n-trials", "8", "--out", str(tmp_path / "out"))
     assert code == 0, err
     assert [env for _, env in started] == visible
     assert all(command[command.index("--device") + 1] == given for command, _ in started)
+    # Why the command stopped is what its workers said (the wall clock here), not always "budget".
+    assert f"stoppedbytimeout({len(visible)}workers)" in "".join(out.split())
 
 
 def test_latency_is_never_measured_on_a_shared_device(capsys, tmp_path):

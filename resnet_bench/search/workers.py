@@ -196,4 +196,4 @@ def _run_workers(
         raise RuntimeError(f"{sum(1 for c in codes if c)} of {len(codes)} workers failed (exit codes {codes})")
     parts = [SweepSummary.read(tickets.path.parent / f"summary-{i + 1}.json") for i in range(len(workers))]
     return SweepSummary.combine(parts, seconds=time.perf_counter() - started,
-                                stopped=f"budget ({len(workers)} workers)")
+                                stopped=f"{' and '.join(sorted({p.stopped for p in parts}))} ({len(workers)} workers)")
