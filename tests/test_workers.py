@@ -130,6 +130,43 @@ def test_a_killed_worker_is_retried_from_its_checkpoint(postgres_url, tmp_path):
     assert not state.exists()  # removed when the retried trial ended
 
 
+def test_a_worker_killed_on_one_machine_resumes_on_another_from_the_shared_state(postgres_url, tmp_path):
+    """Two "machines": two --out folders (each its own disk), one PostgreSQL study and one shared --artifacts
+    folder. Machine A is killed mid-trial and its disk lost; machine B retries the trial from A's last epoch."""
+    import shutil
+
+    path = study_file(tmp_path, "moved", epochs=6)
+    shared, disk_a, disk_b = tmp_path / "shared", tmp_path / "a", tmp_path / "b"
+    first = subprocess.Popen(sweep(path, postgres_url, disk_a, "--n-trials", "1", "--heartbeat", "1",
+                                   "--artifacts", str(shared)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(shared.glob("moved-trial-*.state")):
+        assert first.poll() is None and time.monotonic() < deadline, "no epoch's state was shared in time"
+        time.sleep(0.2)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    shutil.rmtree(disk_a)  # machine A is gone, and its files with it
+    time.sleep(2.5)  # past the grace period (twice the heartbeat)
+
+    done = subprocess.run(sweep(path, postgres_url, disk_b, "--n-trials", "1", "--heartbeat", "1",
+                                "--artifacts", str(shared)), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    after = trials("moved", postgres_url)
+    retry = next(t for t in after if t.system_attrs.get("failed_trial") == 0)
+    record = TrialRecord.from_attrs(retry.user_attrs)
+    assert record.status == "trained" and record.resumed_from_epoch >= 1 and record.epochs == 6
+    assert Path(record.state_file).parent == disk_b / "moved" / "states"  # machine B's own file
+    assert not list(shared.iterdir())  # the shared state removed when the trial ended
+
+
+def test_artifacts_must_be_a_folder(capsys, tmp_path):
+    from .helpers import run
+
+    path = study_file(tmp_path, "bad", epochs=1)
+    code, _, err = run(capsys, "sweep", str(path), "--artifacts", "s3://bucket/states", "--out", str(tmp_path))
+    assert code == 2 and "--artifacts 's3://bucket/states' is not accepted" in err and len(err.splitlines()) == 1
+
+
 def test_ctrl_c_marks_the_trial_failed_exits_130_and_the_same_command_resumes_it_from_its_last_epoch(tmp_path):
     path = study_file(tmp_path, "interrupted", epochs=6)
     storage = f"sqlite:///{tmp_path / 'i.db'}"

@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(sweep, "the physical cores divided among the workers")
     sweep.add_argument("--heartbeat", type=_positive_int("--heartbeat"), default=30, metavar="SECONDS",
                        help="a worker silent for twice this long is presumed dead: its trial is retried (30)")
+    sweep.add_argument("--artifacts", metavar="DIR", default=None,
+                       help="a folder every worker's machine mounts, where training states are shared so that a trial "
+                            "retried on another machine resumes from its last epoch (default: each machine's own)")
     sweep.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     sweep.add_argument("--tickets", default=None, help=argparse.SUPPRESS)  # the parent's shared budget
     sweep.add_argument("--summary", default=None, help=argparse.SUPPRESS)  # where a worker writes its summary

@@ -6,9 +6,11 @@ import argparse
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
+from resnet_bench.errors import BadInputError
 from resnet_bench.units import duration_text, plural
 
 
@@ -50,6 +52,11 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         if args.storage:
             open_storage(args.storage)  # a bad URL, a missing driver or an unreachable server
     check_writable(location.folder)  # the states and the report go there: exit 2 now, not after training
+    if args.artifacts:
+        if "://" in args.artifacts:
+            raise BadInputError(f"--artifacts {args.artifacts!r} is not accepted; give a folder that every worker's "
+                                "machine mounts (a URL such as s3:// is not supported)")
+        check_writable(Path(args.artifacts), "--artifacts")
     use_threads(plan.threads)
     if plan.workers > 1:
         # The parent makes the study (and enqueues the baselines) once; the workers join it.
@@ -60,13 +67,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             f"{plural(plan.workers, 'worker process', 'worker processes')} of {plural(plan.threads, 'thread')} each: "
             f"{plan.why} (--workers and --threads to choose)", highlight=False, soft_wrap=True)
         summary = run_workers(args.study_file, location, args.out, budget, plan, device=args.device,
-                              heartbeat=args.heartbeat, timeout_minutes=args.timeout)
+                              heartbeat=args.heartbeat, timeout_minutes=args.timeout, artifacts=args.artifacts)
     else:
         timeout = args.timeout if args.timeout is not None else config.timeout_minutes
         with _SweepProgress(budget, worker=args.worker_index, timeout_minutes=timeout) as progress:
             sweep = Sweep(config, location, device=args.device, worker=args.worker_index,
                           heartbeat_seconds=args.heartbeat, on_trial_start=progress.trial_start,
-                          on_epoch=progress.epoch, on_trial_end=progress.trial_end, on_batch=progress.batch)
+                          on_epoch=progress.epoch, on_trial_end=progress.trial_end, on_batch=progress.batch,
+                          artifacts=args.artifacts)
             if not args.worker_index:
                 _say_held(sweep.study, args.heartbeat)
             summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout,

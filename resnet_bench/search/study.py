@@ -24,6 +24,7 @@ from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.search.config import StudyConfig, StudyFileError, changed_fields, parse_study
 from resnet_bench.search.records import retried_by_the_next_command
 from resnet_bench.search.space import BASELINE_PARAMS, baseline_params
+from resnet_bench.search.states import STATE_ARTIFACT
 from resnet_bench.search.storage import (
     DEFAULT_HEARTBEAT_SECONDS,
     FINGERPRINT,
@@ -111,10 +112,20 @@ def _queue_baselines(study: optuna.Study, config: StudyConfig) -> None:
             continue
         params = baseline_params(resolve_model(baseline), config)
         attrs = {"baseline": baseline, BASELINE_PARAMS: sorted(params)}
-        state = failed[baseline].user_attrs.get("state_file") if baseline in failed else None
-        if state and Path(state).exists():
-            attrs["state_file"] = state
+        if baseline in failed:
+            attrs.update(_kept_state(failed[baseline]))
         study.enqueue_trial(params, user_attrs=attrs)
+
+
+def _kept_state(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """What a failed trial's retry resumes from: its state file where this machine has it, its shared state."""
+    attrs = {}
+    state = trial.user_attrs.get("state_file")
+    if state and Path(state).exists():
+        attrs["state_file"] = state
+    if trial.user_attrs.get(STATE_ARTIFACT):
+        attrs[STATE_ARTIFACT] = trial.user_attrs[STATE_ARTIFACT]
+    return attrs
 
 
 RETRY_OF = "retry_of"  # a queued retry's user attribute: the number of the trial it retries
@@ -128,11 +139,7 @@ def _queue_retries(study: optuna.Study) -> None:
     for t in trials:
         if t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("baseline") and t.number not in retried \
                 and retried_by_the_next_command(t.user_attrs.get("reason")):
-            attrs: dict[str, Any] = {RETRY_OF: t.number}
-            state = t.user_attrs.get("state_file")
-            if state and Path(state).exists():
-                attrs["state_file"] = state
-            study.enqueue_trial(t.params, user_attrs=attrs)
+            study.enqueue_trial(t.params, user_attrs={RETRY_OF: t.number, **_kept_state(t)})
 
 
 def study_precision(study: optuna.Study, resolve: Callable[[], str]) -> str:

@@ -54,6 +54,7 @@ from resnet_bench.search.space import (
     space_size,
     suggest_baseline,
 )
+from resnet_bench.search.states import SharedStates
 from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation, safe_url
 from resnet_bench.search.study import open_study, study_precision
 from resnet_bench.spec import ResNetSpec, SpecError
@@ -116,9 +117,11 @@ class Sweep:
         on_trial_start: Callable[[int, str], None] | None = None,
         on_epoch: Callable[[int, EpochMetrics, int], None] | None = None,
         on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-        on_batch: Callable[[int, int, int, Any], None] | None = None,
+        on_batch: Callable[[int, int, int, Any], None] | None = None, artifacts: str | None = None,
     ) -> None:
         self.config = config
+        # Training states every worker's machine can read (search/states.py), or None: this machine's files only.
+        self.shared = SharedStates(artifacts) if artifacts else None
         self.location = location
         self.device = resolve_device(device)
         location.make_folder()
@@ -244,8 +247,12 @@ class Sweep:
                          started: float) -> list[float]:
         """Train a feasible candidate, saving its state after every epoch, and store what it measured."""
         # A retried trial inherits its attributes, this file among them, and resumes from it.
-        record.state_file = trial.user_attrs.get("state_file") or str(
-            self.location.states / f"trial-{trial.number}-{uuid.uuid4().hex[:8]}.state")
+        fresh = str(self.location.states / f"trial-{trial.number}-{uuid.uuid4().hex[:8]}.state")
+        record.state_file = trial.user_attrs.get("state_file") or fresh
+        if self.shared is not None and not Path(record.state_file).exists():
+            # Retried on another machine: a file of this one, from the state every machine can read.
+            record.state_file = fresh
+            self.shared.fetch(trial.user_attrs, Path(fresh))
         _store(trial, record)
         if self.on_trial_start is not None:
             self.on_trial_start(trial.number, record.spec)
@@ -275,10 +282,10 @@ class Sweep:
             if not record.baseline and not retried_by_the_next_command(reason):
                 # A failed baseline, or a trial that Ctrl-C or a full disk ended, is queued again by the next
                 # command, from this state (the last epoch's, written whole: see files.atomic_path).
-                Path(record.state_file).unlink(missing_ok=True)
+                self._forget_state(trial, record)
             raise
         # Only a killed worker (or a failed baseline) leaves its state behind, for the retry.
-        Path(record.state_file).unlink(missing_ok=True)
+        self._forget_state(trial, record)
         record.val_accuracy, record.test_accuracy = result.val_accuracy, result.test_accuracy
         record.val_images, record.test_images = len(self.data.val), len(self.data.test)
         record.val_correct = result.val_correct
@@ -293,6 +300,12 @@ class Sweep:
         record.overhead_seconds = record.trial_seconds - training
         _store(trial, record)
         return [float(getattr(record, o.metric)) for o in self.config.objectives]
+
+    def _forget_state(self, trial: optuna.Trial, record: TrialRecord) -> None:
+        """The trial ended and no retry will read its training state: removed here and from the shared store."""
+        Path(record.state_file).unlink(missing_ok=True)
+        if self.shared is not None:
+            self.shared.discard(trial)
 
     def save_checkpoint(self, number: int, model: torch.nn.Module, spec: ResNetSpec, result: Any) -> Path:
         """The trained weights under the study's folder, as `resnet-bench train --save` writes them."""
@@ -337,6 +350,8 @@ class Sweep:
         seconds = [saved_seconds]
 
         def after_epoch(epoch: int, metrics: EpochMetrics) -> bool:
+            if self.shared is not None:  # the state the trainer saved after this epoch, for any machine
+                self.shared.publish(trial, Path(record.state_file), epoch)
             seconds[0] += metrics.seconds
             history.append(dataclasses.asdict(metrics))
             if self.on_epoch is not None:

@@ -144,7 +144,7 @@ def worker_plan(*, workers: int | None, trials_per_gpu: int | None, threads: int
 
 def run_workers(
     study_file: str | None, location: StudyLocation, out: str, budget: int, plan: WorkerPlan, *,
-    device: str, heartbeat: int, timeout_minutes: float | None,
+    device: str, heartbeat: int, timeout_minutes: float | None, artifacts: str | None = None,
 ) -> SweepSummary:
     """Start one worker process per entry of `plan`, sharing `budget` as they go (TrialTickets), and add up their
     summaries.
@@ -156,14 +156,15 @@ def run_workers(
     folder = tempfile.mkdtemp(prefix="resnet-bench-tickets-")
     try:
         return _run_workers(study_file, location, out, TrialTickets.create(folder, budget), budget, plan,
-                            device=device, heartbeat=heartbeat, timeout_minutes=timeout_minutes)
+                            device=device, heartbeat=heartbeat, timeout_minutes=timeout_minutes,
+                            artifacts=artifacts)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_workers(
     study_file: str | None, location: StudyLocation, out: str, tickets: TrialTickets, budget: int,
-    plan: WorkerPlan, *, device: str, heartbeat: int, timeout_minutes: float | None,
+    plan: WorkerPlan, *, device: str, heartbeat: int, timeout_minutes: float | None, artifacts: str | None,
 ) -> SweepSummary:
     started = time.perf_counter()
     workers = []
@@ -177,6 +178,8 @@ def _run_workers(
                    "--summary", str(tickets.path.parent / f"summary-{i + 1}.json")]
         if timeout_minutes:
             command += ["--timeout", str(timeout_minutes)]
+        if artifacts:
+            command += ["--artifacts", artifacts]
         env = dict(os.environ, **{WORKER_ENV: str(i + 1)})
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = named if named is not None else str(gpu)
