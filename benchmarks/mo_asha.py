@@ -81,7 +81,7 @@ from resnet_bench.search.config import StudyConfig, load_study_file
 from resnet_bench.search import replay as replay_module
 from resnet_bench.search.early_stopping import rung_epochs
 from resnet_bench.search.space import baseline_params, sample_recipe, sample_spec
-from resnet_bench.search.sweep import constraint_values
+from resnet_bench.search.config import constraint_values
 from resnet_bench.spec import ResNetSpec, SpecError
 from resnet_bench.train import EpochMetrics, spec_for_data, train
 

@@ -129,7 +129,7 @@ def _report_command(args: argparse.Namespace, location: Any) -> str:
 
 
 def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
-    from resnet_bench.search.sweep import dry_run
+    from resnet_bench.search.dry_run import dry_run
 
     with StderrProgress() as progress:
         task = progress.progress.add_task(f"sampling candidates of {config.name}", total=args.dry_run_samples,

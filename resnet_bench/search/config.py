@@ -538,3 +538,9 @@ def _domain(table: dict[str, Any], key: str, path: str, kind: str, check: Any, a
     if not check(value):
         raise StudyFileError(f"{where}={value!r} is not accepted; it must be one of the {accepted}")
     return Fixed(value)
+
+
+def constraint_values(config: StudyConfig, cost: dict[str, float | None]) -> dict[str, float]:
+    """Optuna's constraint values, <= 0 where satisfied, for the bounds whose metric was measured."""
+    return {key: float(cost[metric]) - bound for key, bound in config.constraints.items()
+            if cost.get(metric := CONSTRAINTS[key]) is not None}
