@@ -13,8 +13,7 @@ from resnet_bench import presets
 from resnet_bench.errors import BadInputError
 from resnet_bench.profiling import Cost, Profile, Speed, count_cost, measure_speed, profile
 from resnet_bench.spec import ResNetSpec, SpecError
-
-__version__ = "0.1.0"
+from resnet_bench.version import __version__
 
 __all__ = [
     "BadInputError", "Cost", "Profile", "ResNet", "ResNetSpec", "SpecError", "Speed", "__version__", "build_model",

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from resnet_bench import __version__
+from resnet_bench.version import __version__
 from resnet_bench.errors import BadInputError
 from resnet_bench.files import atomic_path
 from resnet_bench.recipe import Recipe

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_bench import __version__
+from resnet_bench.version import __version__
 from resnet_bench.correctness import pack_correct
 from resnet_bench.data import DeviceBatches, ImageSet, Splits
 from resnet_bench.devices import (

@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from resnet_bench import __version__
+from resnet_bench.version import __version__
 from resnet_bench.cli.confirming import cmd_confirm
 from resnet_bench.cli.cost import cmd_models, cmd_profile
 from resnet_bench.cli.experiments import add_experiment_commands

@@ -171,7 +171,7 @@ def train_run(config: Any, data: Any, run: ConfirmRun, device: str, states: Path
     state stays until the caller has stored the record, so that a kill between the two loses no training."""
     import torch
 
-    from resnet_bench import __version__
+    from resnet_bench.version import __version__
     from resnet_bench.devices import device_name, resolve_device
     from resnet_bench.models import build_model
     from resnet_bench.recipe import Recipe

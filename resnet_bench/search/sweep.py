@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 import torch
 
-from resnet_bench import __version__
+from resnet_bench.version import __version__
 from resnet_bench.data import Splits, load_dataset, split
 from resnet_bench.devices import device_name, resolve_device, resolve_precision
 from resnet_bench.errors import BadInputError, DiskFullError
