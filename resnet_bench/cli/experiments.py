@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from resnet_bench.cli.arguments import add_device, add_format, add_storage, add_threads, positive_int
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
 from resnet_bench.units import plural
 
@@ -101,7 +102,7 @@ def cmd_responses(args: argparse.Namespace) -> None:
         console.print(f"  {path}", highlight=False, soft_wrap=True)
 
 
-def add_experiment_commands(sub: argparse._SubParsersAction, add_format, add_threads, positive_int) -> None:  # type: ignore[no-untyped-def]
+def add_experiment_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`reproduce degradation` and `responses`."""
     from resnet_bench.experiments.degradation import DEFAULT_DATASET, DEFAULT_DEPTHS
 
@@ -124,8 +125,8 @@ def add_experiment_commands(sub: argparse._SubParsersAction, add_format, add_thr
                              help="validation images held out of the training set (5000; 2000 on the mini set)")
     degradation.add_argument("--out", default="reports", metavar="DIR",
                              help="the runs' study, figure and tables go under DIR/degradation/ (reports)")
-    degradation.add_argument("--storage", help="an Optuna storage URL (default: a SQLite file in the study's folder)")
-    degradation.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_storage(degradation, default="a SQLite file in the study's folder", study_name=False)
+    add_device(degradation)
     add_threads(degradation)
     add_format(degradation)
     degradation.set_defaults(func=cmd_degradation, command="reproduce degradation")
@@ -138,7 +139,7 @@ def add_experiment_commands(sub: argparse._SubParsersAction, add_format, add_thr
     responses.add_argument("--dataset", help="the test set to measure on (default: each checkpoint's data set)")
     responses.add_argument("--out", default="reports/responses", metavar="DIR",
                            help="responses.png and responses.csv go here (reports/responses)")
-    responses.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device(responses)
     add_threads(responses)
     add_format(responses)
     responses.set_defaults(func=cmd_responses)

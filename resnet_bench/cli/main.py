@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 from resnet_bench.version import __version__
+from resnet_bench.cli.arguments import (
+    add_device,
+    add_format,
+    add_storage,
+    add_threads,
+    positive_float,
+    positive_int,
+)
 from resnet_bench.cli.confirming import cmd_confirm
 from resnet_bench.cli.cost import cmd_models, cmd_profile
 from resnet_bench.cli.experiments import add_experiment_commands
@@ -18,12 +25,9 @@ from resnet_bench.cli.reporting import cmd_report
 from resnet_bench.cli.sweeping import cmd_sweep
 from resnet_bench.cli.training import cmd_evaluate, cmd_train
 from resnet_bench.errors import (
-    EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, BadInputError, check_positive_int,
+    EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, BadInputError,
 )
 from resnet_bench.search.config import SHIPPED_STUDIES
-
-FORMATS = ("table", "json", "csv")
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (and the exit code 2 that argparse already uses)."""
@@ -31,48 +35,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(EXIT_BAD_INPUT)
-
-
-def _format_arg(value: str) -> str:
-    if value not in FORMATS:
-        raise argparse.ArgumentTypeError(f"--format {value!r} is not accepted; use one of: {', '.join(FORMATS)}")
-    return value
-
-
-def _add_format(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--format", type=_format_arg, default="table", metavar="{table,json,csv}",
-        help="table: rich table; json: one JSON document on stdout; csv: rows on stdout",
-    )
-
-
-def _positive_int(flag: str) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            return check_positive_int(flag, int(value) if value.strip().lstrip("+-").isdigit() else value)
-        except BadInputError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
-def _positive_float(flag: str) -> Callable[[str], float]:
-    """A finite number > 0 (not nan, not inf), or argparse's one-line error naming the flag."""
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not (math.isfinite(number) and number > 0):
-            raise argparse.ArgumentTypeError(f"{flag} {value!r} is not accepted; it must be a finite number > 0")
-        return number
-
-    return parse
-
-
-def _add_threads(parser: argparse.ArgumentParser, default: str = "the machine's physical cores") -> None:
-    parser.add_argument("--threads", type=_positive_int("--threads"),
-                        help=f"torch's CPU threads (intra-op; inter-op is 1) (default: {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the presets with parameters, GFLOPs and published errors")
     models.add_argument("--family", help="only this family (torchvision, cifar-resnet, wrn, ...)")
-    _add_format(models)
+    add_format(models)
     models.set_defaults(func=cmd_models)
 
     profile = sub.add_parser("profile", help="cost of one or more models, side by side")
@@ -98,24 +60,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("--by-stage", action="store_true", help="also the cost of the stem, each stage and the head")
     profile.add_argument(
-        "--input-size", type=_positive_int("--input-size"), metavar="PIXELS",
+        "--input-size", type=positive_int("--input-size"), metavar="PIXELS",
         help="input height = width (default: 224 for the imagenet stem, 32 for the cifar stem)",
     )
     profile.add_argument(
-        "--in-channels", type=_positive_int("--in-channels"), metavar="N", help="input channels (default: the spec's)"
+        "--in-channels", type=positive_int("--in-channels"), metavar="N", help="input channels (default: the spec's)"
     )
     speed = profile.add_argument_group("measured speed")
     speed.add_argument("--latency", action="store_true", help="measure latency (batch 1) and throughput")
     speed.add_argument("--train", action="store_true", help="also measure training throughput (implies --latency)")
-    speed.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    speed.add_argument("--batch-size", type=_positive_int("--batch-size"), default=64, help="for throughput (64)")
+    add_device(speed, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    speed.add_argument("--batch-size", type=positive_int("--batch-size"), default=64, help="for throughput (64)")
     speed.add_argument("--dtype", choices=DTYPES, default="float32",
                        help="float32 (default), an autocast dtype, or auto: what training would use here")
     speed.add_argument("--memory-format", choices=MEMORY_FORMATS, default="nchw",
                        help="nchw (default), channels_last, or auto: what training would use here")
-    _add_threads(speed)
-    speed.add_argument("--runs", type=_positive_int("--runs"), default=10, help="timed runs per figure (10)")
-    _add_format(profile)
+    add_threads(speed)
+    speed.add_argument("--runs", type=positive_int("--runs"), default=10, help="timed runs per figure (10)")
+    add_format(profile)
     profile.set_defaults(func=cmd_profile)
 
     train = sub.add_parser("train", help="train one candidate and print its metrics")
@@ -126,50 +88,49 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--recipe", default="fast",
                        help="a named recipe, fast (default) or he2015, or a recipe as a JSON object "
                             "(as a trial stores it)")
-    train.add_argument("--epochs", type=_positive_int("--epochs"), help="override the recipe's epochs")
-    train.add_argument("--batch-size", type=_positive_int("--batch-size"), help="override the recipe's batch size")
-    train.add_argument("--lr", type=_positive_float("--lr"),
+    train.add_argument("--epochs", type=positive_int("--epochs"), help="override the recipe's epochs")
+    train.add_argument("--batch-size", type=positive_int("--batch-size"), help="override the recipe's batch size")
+    train.add_argument("--lr", type=positive_float("--lr"),
                        help="override the recipe's learning rate (per 128 images of batch)")
     train.add_argument("--precision", choices=PRECISIONS,
                        help="auto (the recipe's default: bf16 on CUDA and on CPUs with native bf16, else fp32), "
                             "bf16 or fp32")
     train.add_argument("--memory-format", choices=MEMORY_FORMATS,
                        help="auto (the recipe's default: the device's faster one), channels_last or nchw")
-    _add_threads(train)
+    add_threads(train)
     train.add_argument("--compile", action="store_true",
                        help="torch.compile the model (its compile time is reported apart from training time)")
     train.add_argument("--seed", type=int, default=0, help="weights, validation split, shuffling (0)")
-    train.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N")
-    train.add_argument("--val-size", type=_positive_int("--val-size"), default=2000,
+    add_device(train)
+    train.add_argument("--val-size", type=positive_int("--val-size"), default=2000,
                        help="validation images carved from the training set (2000)")
-    train.add_argument("--image-size", type=_positive_int("--image-size"), default=32,
+    train.add_argument("--image-size", type=positive_int("--image-size"), default=32,
                        help="imagefolder only: images are decoded once at this size (32)")
     train.add_argument("--test-curve", action="store_true", help="also measure the test error after every epoch")
     train.add_argument("--save", metavar="PATH", help="write a checkpoint (weights, spec, recipe, metrics)")
-    _add_format(train)
+    add_format(train)
     train.set_defaults(func=cmd_train)
 
     sweep = sub.add_parser("sweep", help="run (or resume) a study; no file: the quickstart study")
     sweep.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
                        help="a study file (.toml), or a shipped study: " + ", ".join(
                            f"{name} (default)" if name == "quickstart" else name for name in SHIPPED_STUDIES))
-    sweep.add_argument("--n-trials", type=_positive_int("--n-trials"),
+    sweep.add_argument("--n-trials", type=positive_int("--n-trials"),
                        help="trained trials this command adds (default: the file's budget.n_trials)")
-    sweep.add_argument("--timeout", type=_positive_float("--timeout"), metavar="MINUTES",
+    sweep.add_argument("--timeout", type=positive_float("--timeout"), metavar="MINUTES",
                        help="stop starting trials after this long")
-    sweep.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///OUT/<study>/study.db)")
-    sweep.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
+    add_storage(sweep)
     sweep.add_argument("--out", default="reports", metavar="DIR",
                        help="the folder of studies: a study S keeps its default storage, training states and "
                             "report in DIR/S/ (reports)")
-    sweep.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    sweep.add_argument("--workers", type=_positive_int("--workers"),
+    add_device(sweep)
+    sweep.add_argument("--workers", type=positive_int("--workers"),
                        help="worker processes on this machine sharing the study, pinned round-robin to the GPUs "
                             "(default: chosen from the cores, the GPUs and the study's max_gflops, see the README)")
-    sweep.add_argument("--trials-per-gpu", type=_positive_int("--trials-per-gpu"), metavar="K",
+    sweep.add_argument("--trials-per-gpu", type=positive_int("--trials-per-gpu"), metavar="K",
                        help="K worker processes on each GPU, training side by side (instead of --workers)")
-    _add_threads(sweep, "the physical cores divided among the workers")
-    sweep.add_argument("--heartbeat", type=_positive_int("--heartbeat"), default=30, metavar="SECONDS",
+    add_threads(sweep, "the physical cores divided among the workers")
+    sweep.add_argument("--heartbeat", type=positive_int("--heartbeat"), default=30, metavar="SECONDS",
                        help="a worker silent for twice this long is presumed dead: its trial is retried (30)")
     sweep.add_argument("--artifacts", metavar="DIR", default=None,
                        help="a folder every worker's machine mounts, where training states are shared so that a trial "
@@ -178,21 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--tickets", default=None, help=argparse.SUPPRESS)  # the parent's shared budget
     sweep.add_argument("--summary", default=None, help=argparse.SUPPRESS)  # where a worker writes its summary
     sweep.add_argument("--dry-run", action="store_true", help="sample the space and measure costs; train nothing")
-    sweep.add_argument("--dry-run-samples", type=_positive_int("--dry-run-samples"), default=100,
+    sweep.add_argument("--dry-run-samples", type=positive_int("--dry-run-samples"), default=100,
                        help="candidates the dry run samples (100)")
-    _add_format(sweep)
+    add_format(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
     report = sub.add_parser("report", help="the Pareto report of a study: tables, CSV, Markdown, HTML and charts")
     report.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
                         help="the study's file (.toml) or a shipped study; it names the study (default: the one "
                              "study in --storage, else quickstart)")
-    report.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///OUT/<study>/study.db)")
-    report.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
+    add_storage(report)
     report.add_argument("--out", default="reports", metavar="DIR",
                         help="the folder of studies, as for sweep: reads DIR/S/study.db by default and writes the "
                              "report of study S into DIR/S/ (reports)")
-    _add_format(report)
+    add_format(report)
     report.set_defaults(func=cmd_report)
 
     confirm = sub.add_parser(
@@ -200,34 +160,33 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
                          help="the study's file (.toml) or a shipped study; it names the study (default: the one "
                               "study in --storage, else quickstart)")
-    confirm.add_argument("--seeds", type=_positive_int("--seeds"), default=3, metavar="N",
+    confirm.add_argument("--seeds", type=positive_int("--seeds"), default=3, metavar="N",
                          help="seeds 1..N beyond the search's seed, one run each (3)")
-    confirm.add_argument("--epochs", type=_positive_int("--epochs"),
+    confirm.add_argument("--epochs", type=positive_int("--epochs"),
                          help="epochs of each run (default: each trial's own recipe)")
     which = confirm.add_mutually_exclusive_group()
-    which.add_argument("--top", type=_positive_int("--top"), metavar="K",
+    which.add_argument("--top", type=positive_int("--top"), metavar="K",
                        help="the K most accurate networks of the front, and the baselines (default: the whole front)")
     which.add_argument("--trials", metavar="N,M", help="these trained trials only, by number (12,31)")
-    confirm.add_argument("--workers", type=_positive_int("--workers"),
+    confirm.add_argument("--workers", type=positive_int("--workers"),
                          help="worker processes that train runs side by side (default: as the sweep chooses)")
-    confirm.add_argument("--storage", help="an Optuna storage URL (default: sqlite:///OUT/<study>/study.db)")
-    confirm.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
+    add_storage(confirm)
     confirm.add_argument("--out", default="reports", metavar="DIR",
                          help="the folder of studies, as for sweep: study S lives in DIR/S/ (reports)")
-    confirm.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    _add_threads(confirm)
-    _add_format(confirm)
+    add_device(confirm)
+    add_threads(confirm)
+    add_format(confirm)
     confirm.set_defaults(func=cmd_confirm)
 
     evaluate = sub.add_parser("evaluate", help="re-measure a saved model")
     evaluate.add_argument("checkpoint", metavar="CHECKPOINT",
                           help="a file that `resnet-bench train --save PATH` wrote (weights, spec, recipe, metrics)")
-    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    _add_threads(evaluate)
-    _add_format(evaluate)
+    add_device(evaluate)
+    add_threads(evaluate)
+    add_format(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
-    add_experiment_commands(sub, _add_format, _add_threads, _positive_int)
+    add_experiment_commands(sub)
     for command in sub.choices.values():  # `--debug` after the command too (the default stays the main parser's)
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an error")
