@@ -302,10 +302,10 @@ def test_the_sweeps_progress_restarts_each_trials_clock_and_moves_with_batches(m
     from rich.console import Console
 
     from resnet_bench.cli import output
-    from resnet_bench.cli.sweeping import _SweepProgress
+    from resnet_bench.cli.output import SweepProgress
 
     monkeypatch.setattr(output, "os", SimpleNamespace(environ={}))  # not a worker
-    progress = _SweepProgress(3)
+    progress = SweepProgress(3)
     progress.console = Console(file=io.StringIO(), force_terminal=True, width=120)
     progress.progress.disable = False  # as on a terminal
     epochs = progress.progress.tasks[progress.epochs]
@@ -329,11 +329,11 @@ def test_the_sweeps_progress_says_the_time_left_of_its_budget_on_each_trials_lin
     from rich.console import Console
 
     from resnet_bench.cli import output
-    from resnet_bench.cli.sweeping import _SweepProgress
+    from resnet_bench.cli.output import SweepProgress
 
     monkeypatch.setattr(output, "os", SimpleNamespace(environ={"RESNET_BENCH_WORKER": "1"}))  # a worker: no bars
     now = [1000.0]
-    progress = _SweepProgress(200, worker=1, timeout_minutes=65, clock=lambda: now[0])
+    progress = SweepProgress(200, worker=1, timeout_minutes=65, clock=lambda: now[0])
     progress.console = Console(file=io.StringIO(), width=100)
     trial = SimpleNamespace(number=7, user_attrs={"status": "trained", "val_accuracy": 0.8788, "gflops": 0.0016,
                                                   "params": 4962,
@@ -347,7 +347,7 @@ def test_the_sweeps_progress_says_the_time_left_of_its_budget_on_each_trials_lin
     assert lines[0] == ("worker 1: trial 7 trained in 412 s: block=preact_basic val 87.88%, 0.0016 GFLOPs, 4,962 "
                         "params; 43 min of the 1 h 05 min budget left")
     assert lines[1].endswith("; the 1 h 05 min budget is spent: no new trial starts")
-    untimed = _SweepProgress(2)  # no budget on the wall clock: nothing said of one
+    untimed = SweepProgress(2)  # no budget on the wall clock: nothing said of one
     untimed.console = Console(file=io.StringIO(), width=100)
     untimed.trial_end(trial)
     assert untimed.console.file.getvalue().strip().endswith("4,962 params")

@@ -89,3 +89,14 @@ def test_no_module_of_the_package_imports_itself_back_through_others():
     graph = imports_of_the_package()
     assert "resnet_bench.search.sweep" in graph and "resnet_bench.profiling" in graph["resnet_bench.search.sweep"]
     assert circles(graph) == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A name with a leading underscore is its module's own; what another module needs is made public."""
+    found = []
+    for path in (REPO / "resnet_bench").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("resnet_bench"):
+                found += [f"{path.relative_to(REPO)}:{node.lineno} {node.module}.{alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert found == []

@@ -11,7 +11,7 @@ from resnet_bench.units import plural
 
 
 def cmd_degradation(args: argparse.Namespace) -> None:
-    from resnet_bench.cli.sweeping import _SweepProgress
+    from resnet_bench.cli.output import SweepProgress
     from resnet_bench.cpu import use_threads
     from resnet_bench.devices import resolve_device
     from resnet_bench.experiments.degradation import FILES, DegradationRun, effect, parse_depths
@@ -31,7 +31,7 @@ def cmd_degradation(args: argparse.Namespace) -> None:
     if elsewhere:
         note.print(f"running in another command (or killed less than two heartbeats ago; run again after): "
                    f"{', '.join(elsewhere)}", highlight=False, soft_wrap=True)
-    with _SweepProgress(max(len(run.queued), 1)) as progress:
+    with SweepProgress(max(len(run.queued), 1)) as progress:
         result = run.run(on_trial_start=progress.trial_start, on_epoch=progress.epoch,
                          on_trial_end=progress.trial_end, on_batch=progress.batch)
     rows = result.final.to_dict("records")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
+from resnet_bench.cli.output import StderrProgress, SweepProgress, print_records, stdout_console
 from resnet_bench.errors import BadInputError
-from resnet_bench.units import duration_text, plural
+from resnet_bench.units import plural
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -70,7 +68,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                               heartbeat=args.heartbeat, timeout_minutes=args.timeout, artifacts=args.artifacts)
     else:
         timeout = args.timeout if args.timeout is not None else config.timeout_minutes
-        with _SweepProgress(budget, worker=args.worker_index, timeout_minutes=timeout) as progress:
+        with SweepProgress(budget, worker=args.worker_index, timeout_minutes=timeout) as progress:
             sweep = Sweep(config, location, device=args.device, worker=args.worker_index,
                           heartbeat_seconds=args.heartbeat, on_trial_start=progress.trial_start,
                           on_epoch=progress.epoch, on_trial_end=progress.trial_end, on_batch=progress.batch,
@@ -162,84 +160,3 @@ def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
         console.print(f"{key} = {config.constraints[key]:g} is not checked by the dry run: latency is measured per "
                       "candidate, alone on its device, when the sweep runs; the share inside the constraints is an "
                       "upper bound", highlight=False)
-
-
-class _SweepProgress(StderrProgress):
-    """Trials done and to go (with the time left at the pace so far), the current trial's spec, epochs and batches
-    (its own clock), and the best validation accuracy, on stderr. With a wall-clock budget, the time left of it: a
-    bar of its own, and on each trial's line (the line a worker of `sweep --workers` prints)."""
-
-    REFRESH_SECONDS = 0.25  # a batch's loss is read from the device at most this often
-
-    def __init__(self, trials: int, worker: int = 0, timeout_minutes: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        from rich.progress import TimeRemainingColumn
-
-        super().__init__()
-        self.progress.columns = (*self.progress.columns, TimeRemainingColumn())
-        self.prefix = f"worker {worker}: " if worker else ""
-        self.trials = self.progress.add_task("trials", total=trials, note="")
-        self.epochs = self.progress.add_task("epochs", total=None, note="")
-        self.clock, self.started = clock, clock()
-        self.budget_seconds = timeout_minutes * 60 if timeout_minutes else None
-        if self.budget_seconds:
-            self.budget = self.progress.add_task("budget", total=self.budget_seconds,
-                                                 note=f"no trial starts after {duration_text(self.budget_seconds)}")
-        self.best: float | None = None
-        self.done = 0
-        self.last_read = 0.0
-
-    def budget_left(self) -> str:
-        """The wall-clock budget's time left, as a trial's line says it ('' without a budget)."""
-        if not self.budget_seconds:
-            return ""
-        spent = self.clock() - self.started
-        if not self.progress.disable:
-            self.progress.update(self.budget, completed=min(spent, self.budget_seconds))
-        if spent >= self.budget_seconds:
-            return f"; the {duration_text(self.budget_seconds)} budget is spent: no new trial starts"
-        return f"; {duration_text(self.budget_seconds - spent)} of the {duration_text(self.budget_seconds)} budget left"
-
-    def trial_start(self, number: int, spec_line: str) -> None:
-        from resnet_bench.report.text import network_name
-
-        self.spec = network_name({"spec": spec_line})[:60]  # shown beside each epoch's accuracy
-        self.progress.reset(self.epochs, total=None, description=f"trial {number}", note=self.spec)
-
-    def batch(self, epoch: int, step: int, steps: int, loss: Any) -> None:
-        if self.progress.disable:
-            return
-        now = time.monotonic()
-        if now - self.last_read >= self.REFRESH_SECONDS or step == steps:  # a sync a few times a second at most
-            self.last_read = now
-            self.progress.update(self.epochs, completed=epoch - 1 + step / steps,
-                                 note=f"{self.spec} epoch {epoch} loss {loss.item():.3f}")
-            self.budget_left()
-
-    def epoch(self, number: int, metrics: Any, epochs: int) -> None:
-        self.progress.update(self.epochs, completed=metrics.epoch, total=epochs,
-                             note=f"{self.spec} val {metrics.val_accuracy:.2%}")
-        self.budget_left()
-
-    def trial_end(self, trial: Any) -> None:
-        attrs = trial.user_attrs
-        status = attrs.get("status", "failed")
-        if status not in ("infeasible", "duplicate"):
-            self.done += 1
-        if status in ("trained", "stopped"):
-            if status == "trained":  # a stopped trial's accuracy is a rung's, not the recipe's
-                self.best = max(self.best or 0.0, attrs["val_accuracy"])
-            line = f"val {attrs['val_accuracy']:.2%}, {attrs['gflops']:.4f} GFLOPs, {attrs['params']:,} params"
-            if status == "stopped":
-                line += f" (stopped after epoch {attrs['epochs']}: not in its rung's top)"
-        else:
-            line = attrs.get("reason", "")
-        from resnet_bench.report.text import network_name
-
-        name = network_name(attrs)  # what the search chose: not the data set's channels and classes
-        seconds = f" in {attrs['trial_seconds']:.0f} s" if attrs.get("trial_seconds") else ""
-        # Wrapped at a terminal's width; one line per trial in a log (a file or a pipe), for grep.
-        self.console.print(f"{self.prefix}trial {trial.number} {status}{seconds}: {name} {line}{self.budget_left()}",
-                           highlight=False, soft_wrap=not self.console.is_terminal)
-        best = f"best val {self.best:.2%}" if self.best is not None else ""
-        self.progress.update(self.trials, completed=self.done, note=best)

@@ -169,8 +169,7 @@ class DegradationRun:
     def run(self, **progress: Callable[..., Any]) -> Degradation:
         """Train what the storage lacks (`progress`: the Sweep's on_trial_start, on_epoch, on_trial_end and
         on_batch), then read every run of these depths back and write the figure, the curves and the summary."""
-        for key, callback in progress.items():
-            setattr(self.sweep, key, callback)
+        self.sweep.show_progress(**progress)
         trained_now = self.sweep.run(n_trials=len(self.queued)).trained if self.queued else 0
         curves, final = read_curves(self.sweep.study, self.depths)
         self.location.folder.mkdir(parents=True, exist_ok=True)

@@ -122,6 +122,16 @@ class Sweep:
         self.on_batch = on_batch  # (epoch, step, steps per epoch, loss on the device): progress within an epoch
         self.disk_full: str | None = None  # set when a write met a full disk: the command stops, exit 1
 
+    def show_progress(
+        self, on_trial_start: Callable[[int, str], None] | None = None,
+        on_epoch: Callable[[int, EpochMetrics, int], None] | None = None,
+        on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+        on_batch: Callable[[int, int, int, Any], None] | None = None,
+    ) -> None:
+        """What the sweep calls as it goes (the constructor's callbacks), for a sweep made before its display."""
+        self.on_trial_start, self.on_epoch, self.on_trial_end = on_trial_start, on_epoch, on_trial_end
+        self.on_batch = on_batch
+
     def run(self, n_trials: int | None = None, timeout_minutes: float | None = None,
             take_ticket: Callable[[], bool] | None = None) -> SweepSummary:
         """Run until n_trials more trials are trained (or failed), the timeout passes, or the space proves infeasible.
