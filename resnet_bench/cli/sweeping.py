@@ -9,7 +9,7 @@ from typing import Any
 
 from resnet_bench.cli.output import StderrProgress, SweepProgress, print_records, stdout_console
 from resnet_bench.errors import BadInputError
-from resnet_bench.units import plural
+from resnet_bench.units import duration_text, plural
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -92,9 +92,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         print_records(records(report.front), args.format)
         return
     print_front(report, caption=(
-        f"this command: {summary.trained} trained ({summary.stopped_early} stopped early, {summary.failed} failed), "
-        f"{summary.infeasible} infeasible and {plural(summary.duplicates, 'duplicate')} (not trained again) in "
-        f"{summary.seconds:.0f} s, stopped by {summary.stopped}; storage {safe_url(summary.storage)}"))
+        # Short lines, broken where the sense breaks: a count is never parted from its noun at 80 columns.
+        f"this command: {summary.trained} trained ({summary.stopped_early} stopped early, {summary.failed} failed)\n"
+        f"{summary.infeasible} infeasible, {plural(summary.duplicates, 'duplicate')} (not trained again)\n"
+        f"in {duration_text(summary.seconds)}, stopped by {summary.stopped}\nstorage {safe_url(summary.storage)}"))
     # A command to copy: whole, on its own line, never wrapped or centred.
     stdout_console().print(f"The whole report:\n{_report_command(args, location)}", soft_wrap=True, highlight=False)
 
