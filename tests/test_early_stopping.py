@@ -166,7 +166,7 @@ def test_a_proposal_already_trained_is_not_trained_again(capsys, tmp_path, curve
         assert attrs["duplicate_of"] == 0 and "as trial 0" in attrs["reason"] and twin.values == first.values
         assert attrs["val_accuracy"] == first.user_attrs["val_accuracy"] and attrs["spec"] == first.user_attrs["spec"]
     said = "".join(out.split())
-    assert "1trained(0stoppedearly,0failed),0infeasibleand4duplicates" in said and "nonewcandidates" in said
+    assert "1trained(0stoppedearly,0failed)0infeasible,4duplicates" in said and "nonewcandidates" in said
     code, out, _ = run(capsys, "report", str(path), "--storage", storage, "--out", str(tmp_path / "r"),
                        "--format", "json")
     rows = json.loads(out)
@@ -248,7 +248,7 @@ def test_a_resumed_trial_judges_its_rung_on_the_epochs_before_its_resume_too(tmp
                 "train_seconds": 4.0}, state)
     judged = []
     sweep = object.__new__(sweep_module.Sweep)
-    sweep.config, sweep.on_epoch = config, None
+    sweep.config, sweep.on_epoch, sweep.shared = config, None, None
     sweep._goes_on = lambda trial, record, n, history, seconds: judged.append((n, list(history), seconds)) or True
     record = sweep_module.TrialRecord(state_file=str(state))
     after_epoch = sweep._epoch_callback(type("Trial", (), {"number": 0})(), recipe, record)
