@@ -105,7 +105,7 @@ def _say_held(study: Any, heartbeat: int) -> None:
     silent one is retried (a killed worker's trial waits out the heartbeat's grace before anyone retries it)."""
     from resnet_bench.search.storage import silent_workers
 
-    for number, seconds in sorted(silent_workers(study._storage, study).items()):
+    for number, seconds in sorted(silent_workers(study).items()):
         StderrProgress().console.print(
             f"trial {number} is held by a worker last heard from {seconds:.0f} s ago (running elsewhere, or "
             f"killed): once silent for {2 * heartbeat} s (twice --heartbeat) it is failed and trained again from "

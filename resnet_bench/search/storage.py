@@ -117,10 +117,10 @@ def _say_retry(retry: Callable[[optuna.Study, optuna.trial.FrozenTrial], None],
     return retry_and_say
 
 
-def silent_workers(storage: optuna.storages.BaseStorage, study: optuna.Study) -> dict[int, float]:
+def silent_workers(study: optuna.Study) -> dict[int, float]:
     """The study's running trials and the seconds since their worker's last heartbeat (trial number -> seconds),
     read from Optuna's own tables; empty for a storage without heartbeats."""
-    storage = getattr(storage, "_backend", storage)  # a study holds its RDBStorage behind Optuna's cache
+    storage = getattr(study._storage, "_backend", study._storage)  # its RDBStorage, behind Optuna's cache
     if not isinstance(storage, optuna.storages.RDBStorage) or storage.heartbeat_interval is None:
         return {}
     import sqlalchemy

@@ -87,7 +87,7 @@ def open_study(
         if study.user_attrs.get(FINGERPRINT_PARTS) != now:  # made by an earlier release: upgraded once
             study.set_user_attr(FINGERPRINT, config.fingerprint())
             study.set_user_attr(FINGERPRINT_PARTS, now)
-    if schema_version(study.user_attrs) < SCHEMA_VERSION or SCHEMA_VERSION_KEY not in study.user_attrs:
+    if schema_version(study.user_attrs) < SCHEMA_VERSION:  # none stored reads as 1
         study.set_user_attr(SCHEMA_VERSION_KEY, SCHEMA_VERSION)  # made now, or upgraded above
     _record_settings(study, config)
     if study.metric_names is None:  # optuna-dashboard shows these instead of "Objective 0/1"

@@ -118,8 +118,7 @@ class Sweep:
         self.data: Splits = split(
             load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size, seed=config.seed
         )
-        self.on_trial_start, self.on_epoch, self.on_trial_end = on_trial_start, on_epoch, on_trial_end
-        self.on_batch = on_batch  # (epoch, step, steps per epoch, loss on the device): progress within an epoch
+        self.show_progress(on_trial_start, on_epoch, on_trial_end, on_batch)
         self.disk_full: str | None = None  # set when a write met a full disk: the command stops, exit 1
 
     def show_progress(
@@ -128,7 +127,8 @@ class Sweep:
         on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
         on_batch: Callable[[int, int, int, Any], None] | None = None,
     ) -> None:
-        """What the sweep calls as it goes (the constructor's callbacks), for a sweep made before its display."""
+        """What the sweep calls as it goes (the constructor's callbacks, also for a sweep made before its display);
+        on_batch: (epoch, step, steps per epoch, loss on the device), progress within an epoch."""
         self.on_trial_start, self.on_epoch, self.on_trial_end = on_trial_start, on_epoch, on_trial_end
         self.on_batch = on_batch
 
@@ -265,22 +265,24 @@ class Sweep:
             if self.config.checkpoints:
                 record.checkpoint = str(self.save_checkpoint(trial.number, model, spec, result))
         except (Exception, KeyboardInterrupt) as exc:
+            full = is_disk_full(exc)
             reason = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-            if is_disk_full(exc):
+            if full:
                 reason = self.disk_full = no_space_text(str(Path(record.state_file).parent))
             record.status, record.reason = FAILED, reason
             record.trial_seconds = time.perf_counter() - started
             try:
                 _store(trial, record)
             except Exception:
-                if not is_disk_full(exc):  # a storage on the full disk too: the trial stays running, to be retried
+                if not full:  # a storage on the full disk too: the trial stays running, to be retried
                     raise
             if not record.baseline and not retried_by_the_next_command(reason):
                 # A failed baseline, or a trial that Ctrl-C or a full disk ended, is queued again by the next
                 # command, from this state (the last epoch's, written whole: see files.atomic_path).
                 self._forget_state(trial, record)
             raise
-        # Only a killed worker (or a failed baseline) leaves its state behind, for the retry.
+        # Only a killed worker, a failed baseline and a trial that Ctrl-C or a full disk ended leave their state
+        # behind, for the retry.
         self._forget_state(trial, record)
         record.val_accuracy, record.test_accuracy = result.val_accuracy, result.test_accuracy
         record.val_images, record.test_images = len(self.data.val), len(self.data.test)
