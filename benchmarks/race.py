@@ -54,7 +54,7 @@ class SyneTuneStopper:
     def __init__(self, rule: Any) -> None:
         self.rule, self.added = rule, set()
 
-    def is_rung(self, epoch: int) -> bool:
+    def is_rung(self, epoch: int, trial: Any = None) -> bool:
         return True  # it sees every epoch and decides itself
 
     def should_stop(self, study: Any, trial: Any, epoch: int, values: list[float]) -> bool:
@@ -71,6 +71,9 @@ def strategies(config: Any, rules: bool) -> dict[str, dict[str, Any]]:
         out[f"{sampler}"] = {"sampler": sampler, "early_stopping": False}
         out[f"{sampler} + MO-ASHA"] = {"sampler": sampler, "early_stopping": True}
         out[f"{sampler} + MO-ASHA, revival"] = {"sampler": sampler, "early_stopping": True, "revive": True}
+        for brackets in (2, 3):  # asynchronous Hyperband: some trials judged from the second rung, or never
+            out[f"{sampler} + MO-ASHA, {brackets} brackets"] = {"sampler": sampler, "early_stopping": True,
+                                                                 "brackets": brackets}
     if rules:
         for rule in PROMOTION_RULES:
             for estimate in RUNG_ESTIMATES:

@@ -8,7 +8,7 @@ import multiprocessing
 import optuna
 import pytest
 
-from resnet_bench.search.early_stopping import MOASHA, promoted
+from resnet_bench.search.early_stopping import MOASHA, bracket_weights, promoted
 
 from .helpers import TINY_STUDY, run, write
 
@@ -18,7 +18,8 @@ MAX_MIN = ["maximize", "minimize"]
 @pytest.mark.parametrize("kwargs, named", [
     ({"min_epochs": 0}, "min_epochs"), ({"reduction_factor": 1}, "reduction_factor"),
     ({"directions": ["up"]}, "directions"), ({"directions": []}, "directions"), ({"rule": "half"}, "rule"),
-    ({"max_epochs": 0}, "max_epochs"),
+    ({"max_epochs": 0}, "max_epochs"), ({"brackets": 0}, "brackets"), ({"brackets": True}, "brackets"),
+    ({"brackets": 4, "max_epochs": 9}, "brackets"),  # rungs 1 and 3 before epoch 9: three brackets at most
 ])
 def test_bad_settings_name_the_argument(kwargs, named):
     settings = {"min_epochs": 1, "reduction_factor": 3, "directions": MAX_MIN, **kwargs}
@@ -42,6 +43,43 @@ def test_rungs_and_rules_by_hand():
     assert len(eta) == 2 and len(promoted(points, MAX_MIN, 3, "eta+1")) == 3
     front = promoted(points, MAX_MIN, 3, "front")
     assert front[:2] == eta and sorted(front) == [0, 1, 3, 4]  # every front point, up to 2 more
+
+
+def test_bracket_weights_are_hyperbands_counts():
+    """Three brackets, eta 3 (Hyperband with s_max 2): 9, 3 * 3/2 and 1 * 3 configurations, normalised."""
+    assert bracket_weights(3, 3) == pytest.approx([9 / 16.5, 4.5 / 16.5, 3 / 16.5])
+    assert bracket_weights(2, 3) == pytest.approx([0.6, 0.4]) and bracket_weights(1, 3) == [1.0]
+
+
+def test_a_trial_of_the_second_bracket_is_judged_from_the_second_rung_against_its_own_bracket():
+    """Brackets kept in the trials' attributes: three of bracket 0 fill rung 1 (the third stops there); a trial of
+    bracket 1 is not judged at epoch 1 (nothing stored) and at epoch 3 meets only its own bracket (alone: goes on),
+    although three trials of bracket 0 stored better values at rung 3."""
+    stopper = MOASHA(min_epochs=1, reduction_factor=3, directions=MAX_MIN, max_epochs=9, brackets=2, rule="eta")
+    study = optuna.create_study(directions=MAX_MIN)
+    decided = []
+    for values in ([0.9, 1.0], [0.8, 1.0], [0.7, 1.0]):
+        trial = study.ask()
+        trial.set_user_attr("bracket", 0)
+        decided.append(stopper.should_stop(study, trial, 1, values))
+        if not decided[-1]:
+            decided.append(stopper.should_stop(study, trial, 3, [v + 0.05 for v in values]))
+    assert decided == [False, False, False, False, True]  # n // eta = 1 of three at rung 1: the third stops
+    late = study.ask()
+    late.set_user_attr("bracket", 1)
+    assert stopper.is_rung(1) and not stopper.is_rung(1, late) and stopper.is_rung(3, late)
+    assert stopper.should_stop(study, late, 1, [0.1, 1.0]) is False and "rungs" not in late.user_attrs
+    assert stopper.should_stop(study, late, 3, [0.2, 1.0]) is False and late.user_attrs["rungs"] == {"3": [0.2, 1.0]}
+
+
+def test_a_trial_draws_its_bracket_once_and_keeps_it():
+    stopper = MOASHA(min_epochs=1, reduction_factor=3, directions=MAX_MIN, max_epochs=9, brackets=3, seed=7)
+    study = optuna.create_study(directions=MAX_MIN)
+    trials = [study.ask() for _ in range(200)]
+    drawn = [stopper.bracket(t) for t in trials]
+    assert [t.user_attrs["bracket"] for t in trials] == drawn == [stopper.bracket(t) for t in trials]
+    shares = [drawn.count(b) / 200 for b in range(3)]
+    assert shares == pytest.approx(bracket_weights(3, 3), abs=0.1) and min(shares) > 0
 
 
 def toy(trial, stopper):
@@ -96,10 +134,11 @@ def test_two_workers_on_one_sqlite_storage(tmp_path):
 
 
 @pytest.mark.parametrize("line, named", [('rung_estimate = "median"', "rung_estimate='median'"),
-                                         ('promotion = "half"', "promotion='half'")])
+                                         ('promotion = "half"', "promotion='half'"),
+                                         ("brackets = 0", "brackets=0"), ("brackets = 9", "brackets=9")])
 def test_bad_budget_keys_exit_2_with_one_line(tmp_path, capsys, line, named):
     path = write(tmp_path, TINY_STUDY.replace("n_trials = 2", f"n_trials = 2\n{line}"))
     code, _, err = run(capsys, "sweep", str(path), "--out", str(tmp_path), "--device", "cpu")
     assert code == 2 and named in err
-    assert "val_accuracy, ema, probe, loss_sum" in err or "eta, eta+1, front" in err
+    assert "val_accuracy, ema, probe, loss_sum" in err or "eta, eta+1, front" in err or "an integer from 1 to" in err
     assert len(err.strip().splitlines()) <= 2

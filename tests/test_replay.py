@@ -138,3 +138,18 @@ def test_a_stopped_network_proposed_again_is_revived_when_it_now_ranks_in_its_ru
     assert [round(p.hypervolume, 9) for p in result.anytime] == [2.1, 2.4, 2.6]
     plain = replay(curves, wider, ReplaySettings(**{**settings.__dict__, "revive": False, "skip_missing": True}))
     assert plain.revived == 0 and plain.duplicates >= 1 and 2.6 not in [round(p.hypervolume, 9) for p in plain.anytime]
+
+
+def test_brackets_judge_a_trial_of_the_second_bracket_never_when_its_first_rung_is_the_last_epoch():
+    """Two brackets, eta 3, 3 epochs: bracket 1's first rung would be epoch 3, the last, so its trials train to the
+    end unjudged. With seed 3 the draws (early_stopping.draw_bracket) put trial 2, C, the late bloomer, in bracket 1
+    and the others in bracket 0: A and B go on (fewer than 3 at the rung), D is third of three at the rung of bracket
+    0 and stops. C is trained whole and found: 3 + 3 + 3 + 1 s; hypervolume 0.8 * 3 + 0.1 * 2."""
+    from resnet_bench.search.early_stopping import bracket_weights, draw_bracket
+
+    assert [draw_bracket(3, n, bracket_weights(2, 3)) for n in range(4)] == [0, 0, 1, 0]
+    settings = ReplaySettings(sampler="random", workers=1, order=(0, 1, 2, 3), max_trials=4, brackets=2, seed=3)
+    result = replay(CURVES, config(), settings)
+    assert result.decisions == [(0, 1, True), (1, 1, True), (3, 1, False)]
+    assert (result.full, result.stopped, result.seconds) == (3, 1, 10.0)
+    assert result.anytime[-1].hypervolume == pytest.approx(2.4 + 0.1 * 2)

@@ -21,7 +21,7 @@ from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
 from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
 from resnet_bench.estimates import DEFAULT_RUNG_ESTIMATE, EstimateError, check_estimate
-from resnet_bench.search.early_stopping import DEFAULT_PROMOTION_RULE, PROMOTION_RULES
+from resnet_bench.search.early_stopping import DEFAULT_PROMOTION_RULE, PROMOTION_RULES, rung_epochs
 from resnet_bench.recipe import PRECISIONS, RECIPES, Recipe, RecipeError, get_recipe
 from resnet_bench.spec import BLOCKS, DOWNSAMPLES, PADS, SHORTCUTS, STEMS, STRIDE_ON
 
@@ -169,6 +169,7 @@ class StudyConfig:
     reduction_factor: int = 3  # eta: the top 1/eta of the trials at a rung go on
     rung_estimate: str = DEFAULT_RUNG_ESTIMATE  # what a trial reports at a rung for its accuracy (estimates.py)
     promotion: str = DEFAULT_PROMOTION_RULE  # how many of a rung go on (search/early_stopping.PROMOTION_RULES)
+    brackets: int = 1  # asynchronous Hyperband's brackets (search/early_stopping.MOASHA); 1: plain MO-ASHA
     # What a trained trial keeps beyond its final metrics (changes no measurement): the test error after every epoch
     # in its history (learning curves; never read for selection), and its weights as a checkpoint file.
     curves: bool = False
@@ -225,6 +226,7 @@ class StudyConfig:
             "baselines": list(self.baselines), "early_stopping": self.early_stopping, "min_epochs": self.min_epochs,
             "reduction_factor": self.reduction_factor, "curves": self.curves, "checkpoints": self.checkpoints,
             "rung_estimate": self.rung_estimate, "promotion": self.promotion, "record_estimates": self.record_estimates,
+            **({"brackets": self.brackets} if self.brackets != 1 else {}),  # a study of one bracket reads as before
         }
 
 
@@ -365,7 +367,7 @@ def _extreme(domain: Domain, low: bool) -> Any:
 def _budget(table: dict[str, Any]) -> tuple[int, float | None]:
     """[budget]: trained trials one sweep command adds, and its optional wall-clock limit."""
     _known(table, ("n_trials", "timeout_minutes", "early_stopping", "min_epochs", "reduction_factor",
-                   "rung_estimate", "promotion"), "budget.")
+                   "rung_estimate", "promotion", "brackets"), "budget.")
     n_trials = _positive(table, "n_trials", 20, path="budget.")
     timeout = table.get("timeout_minutes")
     if timeout is not None and (not _is_number(timeout) or timeout <= 0):
@@ -389,6 +391,11 @@ def _early_stopping(table: dict[str, Any], recipe_name: str, recipe: dict[str, D
         if min_epochs >= fewest:
             raise StudyFileError(f"budget.min_epochs={min_epochs} is not accepted with early_stopping={mode!r}: the "
                                  f"first rung must come before the recipe's last epoch ({fewest}); use fewer")
+    brackets = _get(table, "brackets", int, "an integer >= 1", default=1, path="budget.")
+    most = len(rung_epochs(min_epochs, eta, fewest)) + 1 if mode != "off" else 1  # a bracket per rung, one unjudged
+    if not 1 <= brackets <= most:
+        raise StudyFileError(f"budget.brackets={brackets} is not accepted; it must be an integer from 1 to {most} "
+                             f"(1: no brackets; more need early_stopping = \"mo-asha\" and a rung each)")
     estimate = table.get("rung_estimate", DEFAULT_RUNG_ESTIMATE)
     try:
         check_estimate(estimate)
@@ -398,7 +405,7 @@ def _early_stopping(table: dict[str, Any], recipe_name: str, recipe: dict[str, D
     if promotion not in PROMOTION_RULES:
         raise StudyFileError(f"budget.promotion={promotion!r} is not accepted; use one of {', '.join(PROMOTION_RULES)}")
     return {"early_stopping": mode, "min_epochs": min_epochs, "reduction_factor": eta, "rung_estimate": estimate,
-            "promotion": promotion}
+            "promotion": promotion, "brackets": brackets}
 
 
 def _sampler(table: dict[str, Any]) -> tuple[str, dict[str, int]]:

@@ -20,6 +20,7 @@ Plain numpy: no Optuna, no torch (the MOASHA class takes any object with Optuna'
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,6 +101,21 @@ def goes_on(mine: int, points: Sequence[Sequence[float]], directions: Sequence[s
 
 
 RUNGS_ATTR = "rungs"  # the trial attribute that holds its rung values: {"epoch": [objective values]}
+BRACKET_ATTR = "bracket"  # the trial attribute that holds its bracket (absent: bracket 0, the only one of one)
+
+
+def bracket_weights(brackets: int, reduction_factor: int) -> list[float]:
+    """The share of trials each bracket gets, bracket 0 (judged from the first rung) first: Hyperband's counts of
+    configurations (Li et al. 2018, with s_max = brackets - 1), so that each bracket spends about the same training:
+    bracket b starts brackets / (brackets - b) * eta**(brackets - 1 - b) of them, normalised."""
+    counts = [brackets / (brackets - b) * reduction_factor ** (brackets - 1 - b) for b in range(brackets)]
+    return [c / sum(counts) for c in counts]
+
+
+def draw_bracket(seed: int | None, number: int, weights: Sequence[float]) -> int:
+    """Trial `number`'s bracket, drawn with these weights from the study's seed and the number alone, so that a
+    replay and the sweep of the same seed draw alike."""
+    return random.Random(f"{seed}:{number}").choices(range(len(weights)), weights)[0]
 
 
 class MOASHA:
@@ -110,10 +126,17 @@ class MOASHA:
     attribute, reads every trial's values at that rung from the study's storage (any storage, any number of
     workers), and answers whether this trial stops. Between rungs it answers False. The stopped trial's values
     are the caller's to return (the values at its rung, say).
+
+    With `brackets` > 1 it is asynchronous Hyperband (Li et al. 2020): each trial is drawn into a bracket b (in
+    Hyperband's proportions, `bracket_weights`, from the trial's number and `seed`, and kept in its `bracket` user
+    attribute) and is judged only from rung b on, against the trials of its own bracket; bracket 0 is plain MO-ASHA,
+    and a bracket past the last rung trains every trial to the end. A network the first rung would wrongly stop
+    can then still be found, at the price of training some trials longer before they are judged.
     """
 
     def __init__(self, *, min_epochs: int, reduction_factor: int, directions: Sequence[str],
-                 max_epochs: int | None = None, rule: str = DEFAULT_PROMOTION_RULE) -> None:
+                 max_epochs: int | None = None, rule: str = DEFAULT_PROMOTION_RULE, brackets: int = 1,
+                 seed: int | None = None) -> None:
         if not is_positive_int(min_epochs):
             raise ValueError(f"min_epochs={min_epochs!r} is not accepted; it must be an integer >= 1")
         if isinstance(reduction_factor, bool) or not isinstance(reduction_factor, int) or reduction_factor < 2:
@@ -126,29 +149,47 @@ class MOASHA:
             raise ValueError(f"max_epochs={max_epochs!r} is not accepted; it must be an integer >= 1 or None")
         if rule not in PROMOTION_RULES:
             raise ValueError(f"rule={rule!r} is not accepted; use one of {', '.join(PROMOTION_RULES)}")
+        most = len(rung_epochs(min_epochs, reduction_factor, max_epochs)) + 1 if max_epochs is not None else None
+        if not is_positive_int(brackets) or (most is not None and brackets > most):
+            raise ValueError(f"brackets={brackets!r} is not accepted; it must be an integer from 1 to "
+                             f"{most if most is not None else 'the number of rungs + 1'} (1: no brackets)")
         self.min_epochs, self.reduction_factor, self.rule = min_epochs, reduction_factor, rule
         self.directions, self.max_epochs = list(directions), max_epochs
+        self.brackets, self.seed = brackets, seed
+        self._weights = bracket_weights(brackets, reduction_factor)
 
-    def is_rung(self, epoch: int) -> bool:
-        """Whether a trial is judged after this epoch: min_epochs * eta**k, before max_epochs."""
+    def is_rung(self, epoch: int, trial: Any = None) -> bool:
+        """Whether a trial is judged after this epoch: min_epochs * eta**k, before max_epochs; given the trial, only
+        from its bracket's first rung on (min_epochs * eta**bracket)."""
         if self.max_epochs is not None and epoch >= self.max_epochs:
             return False
-        rung = self.min_epochs
+        rung = self.min_epochs * self.reduction_factor ** (self.bracket(trial) if trial is not None else 0)
         while rung < epoch:
             rung *= self.reduction_factor
         return rung == epoch
+
+    def bracket(self, trial: Any) -> int:
+        """The trial's bracket: kept in its user attributes once drawn (a retry that copies them keeps it)."""
+        if self.brackets == 1:
+            return 0
+        kept = trial.user_attrs.get(BRACKET_ATTR)
+        if kept is not None:
+            return int(kept)
+        drawn = draw_bracket(self.seed, trial.number, self._weights)
+        trial.set_user_attr(BRACKET_ATTR, drawn)
+        return drawn
 
     def should_stop(self, study: Any, trial: Any, epoch: int, values: Sequence[float]) -> bool:
         """Store the trial's values at a rung epoch, then decide from every trial's values at that rung."""
         if len(values) != len(self.directions):
             raise ValueError(f"values has {len(values)} objectives where directions has {len(self.directions)}")
-        if not self.is_rung(epoch):
+        if not self.is_rung(epoch, trial):
             return False
         key = str(epoch)
         rungs = dict(trial.user_attrs.get(RUNGS_ATTR) or {})
         rungs[key] = [float(v) for v in values]
         trial.set_user_attr(RUNGS_ATTR, rungs)
-        return not self._goes_on(study, trial.number, epoch, rungs[key])
+        return not self._goes_on(study, trial.number, epoch, rungs[key], self.bracket(trial))
 
     def promotable(self, study: Any, number: int, epoch: int) -> bool:
         """Whether trial `number`, stopped at rung `epoch`, would go on now that more trials have reached that rung
@@ -156,12 +197,14 @@ class MOASHA:
         stopped network that the sampler proposes again."""
         trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
         values = ((trial.user_attrs.get(RUNGS_ATTR) or {}) if trial is not None else {}).get(str(epoch))
-        return values is not None and self._goes_on(study, number, epoch, values)
+        return values is not None and self._goes_on(study, number, epoch, values,
+                                                    int(trial.user_attrs.get(BRACKET_ATTR, 0)))
 
-    def _goes_on(self, study: Any, number: int, epoch: int, values: Sequence[float]) -> bool:
+    def _goes_on(self, study: Any, number: int, epoch: int, values: Sequence[float], bracket: int = 0) -> bool:
         key = str(epoch)
         at_rung = sorted((t.number, t.user_attrs[RUNGS_ATTR][key]) for t in study.get_trials(deepcopy=False)
-                         if key in (t.user_attrs.get(RUNGS_ATTR) or {}))
+                         if key in (t.user_attrs.get(RUNGS_ATTR) or {})
+                         and int(t.user_attrs.get(BRACKET_ATTR, 0)) == bracket)
         numbers = [n for n, _ in at_rung]
         if number not in numbers:  # a storage that has not seen this trial's write yet: judge it as written
             at_rung.append((number, list(values)))

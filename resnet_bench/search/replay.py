@@ -68,6 +68,7 @@ class ReplayResult:
     anytime: list[AnytimePoint] = field(default_factory=list)
     decisions: list[tuple[int, int, bool]] = field(default_factory=list)  # (trial number, rung epoch, goes on)
     epochs: dict[int, int] = field(default_factory=dict)  # trial number -> epochs it trained
+    proposed: dict[int, str] = field(default_factory=dict)  # trial number -> the network proposed ("" infeasible)
     wall_seconds: float = 0.0  # simulated time when the last trial ended
     full: int = 0  # trials trained to the full budget
     stopped: int = 0  # trials stopped at a rung
@@ -99,6 +100,7 @@ class ReplaySettings:
     early_stopping: bool = True
     rung_estimate: str = "val_accuracy"
     promotion: str = "eta"
+    brackets: int = 1  # asynchronous Hyperband's brackets (MOASHA); 1: plain MO-ASHA
     min_epochs: int = 1
     reduction_factor: int = 3
     budget_seconds: float = math.inf  # no trial starts once this much training is spent
@@ -114,7 +116,7 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
            stopper: Any = None) -> ReplayResult:
     """Replay a search of `config`'s space on the recorded curves (see the module's docstring).
 
-    `stopper` replaces the settings' MOASHA with any object of its two methods, `is_rung(epoch)` and
+    `stopper` replaces the settings' MOASHA with any object of its two methods, `is_rung(epoch, trial)` and
     `should_stop(study, trial, epoch, values)` (another scheduler, driven after each epoch it asks for)."""
     if settings.workers < 1:
         raise BadInputError(f"workers={settings.workers} is not accepted; it must be an integer >= 1")
@@ -132,7 +134,8 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
     shape = ResNetSpec.parse(curves[0].spec)  # the data set's channels and classes, as the table trained them
     if stopper is None and settings.early_stopping:
         stopper = MOASHA(min_epochs=settings.min_epochs, reduction_factor=settings.reduction_factor,
-                         directions=directions, max_epochs=epochs, rule=settings.promotion)
+                         directions=directions, max_epochs=epochs, rule=settings.promotion,
+                         brackets=settings.brackets, seed=settings.seed)
     result, finished, front_points = ReplayResult(), {}, []
     stopped_at: dict[str, tuple[int, int]] = {}  # spec -> (the stopped trial's number, its rung)
     started = 0
@@ -141,7 +144,7 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
 
     def train_epoch(now: float, trial: optuna.Trial, curve: Curve, epoch: int) -> None:
         """The epoch's end, as an event at the time it ends."""
-        heapq.heappush(events, (now + _epoch_seconds(curve, epoch, stopper, settings), next(tie), "epoch",
+        heapq.heappush(events, (now + _epoch_seconds(trial, curve, epoch, stopper, settings), next(tie), "epoch",
                                 (trial, curve, epoch)))
 
     def values(curve: Curve, epoch: int) -> list[float]:
@@ -154,9 +157,11 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
             try:
                 spec = sample_spec(trial, config)
             except (SpecError, BadInputError):
+                result.proposed[trial.number] = ""
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             line = dataclasses.replace(spec, in_channels=shape.in_channels, num_classes=shape.num_classes).format()
+            result.proposed[trial.number] = line
             curve = curves[queue.popleft()] if queue else by_spec.get(line)
             if curve is None and settings.skip_missing:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -189,7 +194,7 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
             train_epoch(now, trial, curve, first)
             continue
         trial, curve, epoch = payload
-        result.seconds += _epoch_seconds(curve, epoch, stopper, settings)
+        result.seconds += _epoch_seconds(trial, curve, epoch, stopper, settings)
         result.epochs[trial.number], result.wall_seconds = epoch, now
         if epoch == epochs:
             finished[curve.spec] = values(curve, epoch)
@@ -198,7 +203,7 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
             front_points.append(finished[curve.spec])
             result.anytime.append(AnytimePoint(result.seconds, hypervolume(front_points, reference, directions),
                                                result.full))
-        elif stopper is not None and stopper.is_rung(epoch):
+        elif stopper is not None and stopper.is_rung(epoch, trial):
             estimate = [estimate_value(settings.rung_estimate, curve.history[:epoch]) if m == "val_accuracy"
                         else v for m, v in zip(metrics, values(curve, epoch), strict=True)]
             goes = not stopper.should_stop(study, trial, epoch, estimate)
@@ -217,10 +222,10 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
     return result
 
 
-def _epoch_seconds(curve: Curve, epoch: int, stopper: Any, settings: ReplaySettings) -> float:
+def _epoch_seconds(trial: optuna.Trial, curve: Curve, epoch: int, stopper: Any, settings: ReplaySettings) -> float:
     """An epoch's recorded training seconds, plus the rung estimate's own seconds where it is measured."""
     seconds = curve.history[epoch - 1]["seconds"]
-    if stopper is not None and stopper.is_rung(epoch):
+    if stopper is not None and stopper.is_rung(epoch, trial):
         seconds += extra_seconds(settings.rung_estimate, curve.history[epoch - 1])
     return seconds
 

@@ -22,6 +22,7 @@ import optuna
 from resnet_bench.errors import BadInputError
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.search.config import StudyConfig, StudyFileError, changed_fields, parse_study
+from resnet_bench.search.early_stopping import BRACKET_ATTR
 from resnet_bench.search.records import retried_by_the_next_command
 from resnet_bench.search.space import BASELINE_PARAMS, baseline_params
 from resnet_bench.search.states import STATE_ARTIFACT
@@ -125,6 +126,8 @@ def _kept_state(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         attrs["state_file"] = state
     if trial.user_attrs.get(STATE_ARTIFACT):
         attrs[STATE_ARTIFACT] = trial.user_attrs[STATE_ARTIFACT]
+    if BRACKET_ATTR in trial.user_attrs:  # judged at the same rungs as before (early_stopping.MOASHA)
+        attrs[BRACKET_ATTR] = trial.user_attrs[BRACKET_ATTR]
     return attrs
 
 

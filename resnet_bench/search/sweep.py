@@ -317,7 +317,8 @@ class Sweep:
     def stopper(self) -> MOASHA:
         """The study's early stopping, as any Optuna study can use it (search/early_stopping.py)."""
         return MOASHA(min_epochs=self.config.min_epochs, reduction_factor=self.config.reduction_factor,
-                      directions=[o.direction for o in self.config.objectives], rule=self.config.promotion)
+                      directions=[o.direction for o in self.config.objectives], rule=self.config.promotion,
+                      brackets=self.config.brackets, seed=self.config.seed)
 
     def rungs(self, recipe: Recipe) -> tuple[int, ...]:
         """The epochs after which a trial of this recipe is judged (none without early stopping)."""
@@ -354,7 +355,8 @@ class Sweep:
             history.append(dataclasses.asdict(metrics))
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, metrics, recipe.epochs)
-            return epoch in rungs and not self._goes_on(trial, record, epoch, history, seconds[0])
+            return epoch in rungs and self.stopper.is_rung(epoch, trial) and not self._goes_on(
+                trial, record, epoch, history, seconds[0])
 
         return after_epoch
 
