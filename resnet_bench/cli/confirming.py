@@ -13,17 +13,16 @@ from resnet_bench.units import duration_text, plural
 
 
 def cmd_confirm(args: argparse.Namespace) -> None:
-    from resnet_bench.cli.reporting import study_to_read
     from resnet_bench.report.analysis import build_report
     from resnet_bench.report.confirmation import confirmation
     from resnet_bench.report.text import confirmed_rows
     from resnet_bench.search.confirm import confirm, plan_runs
     from resnet_bench.search.records import TrialRecord
-    from resnet_bench.search.storage import STUDY_FILE, open_existing_storage
+    from resnet_bench.search.storage import STUDY_FILE, open_existing_storage, study_to_read
     from resnet_bench.search.study import check_same_conditions, stored_conditions
     from resnet_bench.search.trials import load_trials, stored_config
 
-    given, location = study_to_read(args)
+    given, location = study_to_read(args.study_file, study_name=args.study_name, storage=args.storage, out=args.out)
     study = load_trials(location.storage, location.name, given)
     # The data, split and seed come from the study file stored with the study: what its trials were measured under.
     storage = open_existing_storage(location.storage)

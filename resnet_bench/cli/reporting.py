@@ -11,25 +11,11 @@ from resnet_bench.cli.output import print_confirmation, print_front, print_recor
 from resnet_bench.units import plural
 
 
-def study_to_read(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The study file given (or None) and the location of the study a reading command reads: --study-name, else
-    the study file's name, else the one study in --storage, else the quickstart."""
-    from resnet_bench.search.config import load_study_file
-    from resnet_bench.search.storage import locate_study, only_study
-
-    config = load_study_file(args.study_file) if args.study_file else None
-    if args.study_name or config is not None:
-        name = args.study_name or config.name
-    elif args.storage:
-        name = only_study(args.storage)
-    else:
-        name = load_study_file(None).name
-    return config, locate_study(name, storage=args.storage, out=args.out)
-
-
 def cmd_report(args: argparse.Namespace) -> None:
     # The study's constraints and reference point: the study file given here, else the one stored with the study.
-    config, location = study_to_read(args)
+    from resnet_bench.search.storage import study_to_read
+
+    config, location = study_to_read(args.study_file, study_name=args.study_name, storage=args.storage, out=args.out)
     name = location.name
     from resnet_bench.files import check_writable
     from resnet_bench.report.analysis import build_report

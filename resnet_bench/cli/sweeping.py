@@ -14,7 +14,7 @@ from resnet_bench.units import duration_text, plural
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from resnet_bench.search.config import load_study_file
-    from resnet_bench.search.storage import locate_study, safe_url
+    from resnet_bench.search.storage import safe_url, study_to_write
 
     config = load_study_file(args.study_file)
     if args.dry_run:
@@ -41,7 +41,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                            needs_latency=config.needs_latency, n_trials=budget,
                            idle=None if args.threads else idle_cores())
         check_latency_alone(config, plan, gpus)
-    location = locate_study(args.study_name or config.name, storage=args.storage, out=args.out)
+    location = study_to_write(config, study_name=args.study_name, storage=args.storage, out=args.out)
     if not args.worker_index:  # everything checked before anything is made: no folder, no study, no queued baseline
         from resnet_bench.data import load_dataset
         from resnet_bench.search.storage import open_storage

@@ -144,7 +144,7 @@ class DegradationRun:
 
         from resnet_bench.recipe import get_recipe
         from resnet_bench.search.config import parse_study
-        from resnet_bench.search.storage import locate_study
+        from resnet_bench.search.storage import study_to_write
         from resnet_bench.search.sweep import Sweep
 
         epochs = epochs if epochs is not None else get_recipe("he2015").epochs
@@ -154,7 +154,7 @@ class DegradationRun:
         val = val_size if val_size is not None else default_val_size(dataset)
         text = study_text(dataset, depths, epochs, seed, val)
         self.config = parse_study(tomllib.loads(text), source=text)
-        self.location = locate_study(self.config.name, storage=storage, out=Path(out) / "degradation")
+        self.location = study_to_write(self.config, storage=storage, out=Path(out) / "degradation")
         self.sweep = Sweep(self.config, self.location, device=device)
         # A run killed more than two heartbeats ago: failed now and queued again, to resume from its saved state.
         with warnings.catch_warnings():

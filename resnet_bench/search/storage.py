@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from resnet_bench.errors import BadInputError
-from resnet_bench.search.config import STUDY_NAME_RULE, is_study_name
+from resnet_bench.search.config import STUDY_NAME_RULE, StudyConfig, is_study_name, load_study_file
 
 REPORTS = Path("reports")  # the default --out
 STUDY_DB = "study.db"
@@ -74,6 +74,27 @@ def locate_study(name: str, *, storage: str | None = None, out: str | Path | Non
         raise BadInputError(f"study name {name!r} is not accepted; use {STUDY_NAME_RULE}")
     folder = Path(out if out is not None else REPORTS) / name
     return StudyLocation(storage=storage or sqlite_url(folder / STUDY_DB), name=name, folder=folder)
+
+
+def study_to_read(study_file: str | None, *, study_name: str | None = None, storage: str | None = None,
+                  out: str | Path | None = None) -> tuple[StudyConfig | None, StudyLocation]:
+    """The study file given (or None) and the location of the study a reading command reads (report, confirm):
+    `study_name`, else the study file's name, else the one study in `storage`, else the quickstart's."""
+    config = load_study_file(study_file) if study_file else None
+    if study_name or config is not None:
+        name = study_name or config.name
+    elif storage:
+        name = only_study(storage)
+    else:
+        name = load_study_file(None).name
+    return config, locate_study(name, storage=storage, out=out)
+
+
+def study_to_write(config: StudyConfig, *, study_name: str | None = None, storage: str | None = None,
+                   out: str | Path | None = None) -> StudyLocation:
+    """The location of the study a writing command makes or resumes (sweep, the experiments): `study_name`, else
+    the study file's name."""
+    return locate_study(study_name or config.name, storage=storage, out=out)
 
 
 def sqlite_url(path: Path) -> str:
