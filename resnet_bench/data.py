@@ -293,6 +293,12 @@ def _decode_folder(folder: Path, size: int, classes: list[str] | None) -> tuple[
 
 # -- the validation split --------------------------------------------------------------------------------
 
+def study_splits(study: Any) -> Splits:
+    """A study's data (its `dataset` at its `image_size`) and its validation split (`val_size`, fixed by its `seed`):
+    what every trial of the study, and every confirm run of it, is measured on."""
+    return split(load_dataset(study.dataset, image_size=study.image_size), val_size=study.val_size, seed=study.seed)
+
+
 def split(dataset: Dataset, *, val_size: int = DEFAULT_VAL_SIZE, seed: int = 0) -> Splits:
     """Carve a class-balanced validation split, fixed by the seed, from the training set."""
     n = len(dataset.train)

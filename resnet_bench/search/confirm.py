@@ -159,10 +159,9 @@ def confirm(
 
 
 def _study_data(config: Any) -> Any:
-    from resnet_bench.data import load_dataset, split
+    from resnet_bench.data import study_splits
 
-    return split(load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size,
-                 seed=config.seed)
+    return study_splits(config)
 
 
 def train_run(config: Any, data: Any, run: ConfirmRun, device: str, states: Path,
@@ -171,12 +170,12 @@ def train_run(config: Any, data: Any, run: ConfirmRun, device: str, states: Path
     state stays until the caller has stored the record, so that a kill between the two loses no training."""
     import torch
 
-    from resnet_bench.version import __version__
-    from resnet_bench.devices import device_name, resolve_device
+    from resnet_bench.devices import resolve_device
     from resnet_bench.models import build_model
     from resnet_bench.recipe import Recipe
     from resnet_bench.spec import ResNetSpec
     from resnet_bench.train import train
+    from resnet_bench.version import __version__
 
     resolved = resolve_device(device)
     recipe = Recipe.from_dict(run.recipe)
@@ -187,13 +186,8 @@ def train_run(config: Any, data: Any, run: ConfirmRun, device: str, states: Path
     record = TrialRecord(
         status=TRAINED, baseline=run.baseline, spec=run.spec, recipe=recipe.to_dict(), seed=run.seed,
         split_seed=config.seed, confirms=run.number, dataset=data.dataset_name, val_size=data.val_size,
-        input_size=data.image_size, val_accuracy=result.val_accuracy, val_images=len(data.val),
-        val_correct=result.val_correct, test_accuracy=result.test_accuracy, test_images=len(data.test),
-        epochs=result.epochs, resumed_from_epoch=result.resumed_from_epoch, train_seconds=result.train_seconds,
-        images_per_second=result.images_per_second, compile_seconds=result.compile_seconds,
-        device=device_name(resolved), threads=torch.get_num_threads(), torch_version=str(torch.__version__),
-        resnet_bench_version=__version__, precision=result.precision, memory_format=result.memory_format,
-    )
+        input_size=data.image_size, torch_version=str(torch.__version__), resnet_bench_version=__version__)
+    record.add_training(result, data)
     return record  # the caller stores it, then removes the state
 
 

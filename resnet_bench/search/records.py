@@ -90,6 +90,17 @@ class TrialRecord:
         meant then: auto was bf16 autocast on CUDA and fp32 on the CPU; "" when it never trained."""
         return precision_trained(self.precision, (self.recipe or {}).get("precision", "auto"), self.device)
 
+    def add_training(self, result: Any, data: Any) -> None:
+        """What one training measured (train.TrainResult) on the study's data (data.Splits), into the record: the
+        sweep's trials and confirm's runs record it alike."""
+        self.val_accuracy, self.test_accuracy = result.val_accuracy, result.test_accuracy
+        self.val_images, self.test_images, self.val_correct = len(data.val), len(data.test), result.val_correct
+        self.epochs, self.train_seconds = result.epochs, result.train_seconds
+        self.resumed_from_epoch, self.compile_seconds = result.resumed_from_epoch, result.compile_seconds
+        self.images_per_second, self.device, self.threads = result.images_per_second, result.device, result.threads
+        self.precision, self.memory_format = result.precision, result.memory_format
+        self.history = result.history_rows()
+
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
         """The record in a trial's attributes (unknown attributes are ignored)."""

@@ -25,7 +25,7 @@ import optuna
 import torch
 
 from resnet_bench.version import __version__
-from resnet_bench.data import Splits, load_dataset, split
+from resnet_bench.data import Splits, study_splits
 from resnet_bench.devices import device_name, resolve_device, resolve_precision
 from resnet_bench.errors import BadInputError, DiskFullError
 from resnet_bench.estimates import estimate_value, trainer_needs
@@ -115,9 +115,7 @@ class Sweep:
                                 heartbeat_seconds=heartbeat_seconds)
         # What `precision = "auto"` trains in, the same for every trial of the study, whichever machine runs it.
         self.precision = study_precision(self.study, lambda: resolve_precision("auto", self.device))
-        self.data: Splits = split(
-            load_dataset(config.dataset, image_size=config.image_size), val_size=config.val_size, seed=config.seed
-        )
+        self.data: Splits = study_splits(config)
         self.show_progress(on_trial_start, on_epoch, on_trial_end, on_batch)
         self.disk_full: str | None = None  # set when a write met a full disk: the command stops, exit 1
 
@@ -284,15 +282,7 @@ class Sweep:
         # Only a killed worker, a failed baseline and a trial that Ctrl-C or a full disk ended leave their state
         # behind, for the retry.
         self._forget_state(trial, record)
-        record.val_accuracy, record.test_accuracy = result.val_accuracy, result.test_accuracy
-        record.val_images, record.test_images = len(self.data.val), len(self.data.test)
-        record.val_correct = result.val_correct
-        record.epochs, record.train_seconds = result.epochs, result.train_seconds
-        record.resumed_from_epoch = result.resumed_from_epoch
-        record.images_per_second, record.device = result.images_per_second, result.device
-        record.compile_seconds = result.compile_seconds
-        record.precision, record.memory_format, record.threads = result.precision, result.memory_format, result.threads
-        record.history = result.history_rows()
+        record.add_training(result, self.data)
         record.status = STOPPED if result.stopped_early else TRAINED
         record.trial_seconds = time.perf_counter() - started
         record.overhead_seconds = record.trial_seconds - training
