@@ -4,6 +4,7 @@ shipped study files' fingerprints unchanged by reading their [space] from the ta
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -20,7 +21,8 @@ from resnet_bench.fields import (
     SPEC_FIELDS,
     Field,
 )
-from resnet_bench.search.config import SPACE_KEYS, StudyFileError, load_study_file, parse_study
+from resnet_bench.recipe import RECIPE_FIELDS, Recipe, RecipeError
+from resnet_bench.search.config import RECIPE_KEYS, SPACE_KEYS, StudyFileError, load_study_file, parse_study
 from resnet_bench.spec import ResNetSpec, SpecError
 
 from .helpers import REPO
@@ -117,3 +119,25 @@ def test_the_shipped_study_files_keep_their_fingerprints():
     assert sorted(p.stem for p in (REPO / "studies").glob("*.toml")) == sorted(FINGERPRINTS)
     for name, fingerprint in FINGERPRINTS.items():
         assert load_study_file(REPO / "studies" / f"{name}.toml").fingerprint() == fingerprint, name
+
+
+def test_the_study_files_keys_keep_their_order_which_its_messages_list():
+    assert SPACE_KEYS == ("stages", "blocks", "stem", "stem_width", "base_width", "width_multiplier", "block", "groups",
+                          "width_per_group", "stride_on", "shortcut", "dropout", "zero_init_residual", "downsample",
+                          "pad", "se_ratio", "drop_path")
+    assert RECIPE_KEYS == ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "warmup_epochs",
+                           "schedule", "label_smoothing", "precision", "channels_last", "compile")
+
+
+def test_every_field_of_the_recipe_has_a_row_read_by_the_recipe_and_the_study_file():
+    assert [f.name for f in dataclasses.fields(Recipe)] == [f.name for f in RECIPE_FIELDS]
+    study = {"name": "s", "dataset": "fashion-mnist-mini", "objectives": [{"metric": "params"}]}
+    for f in RECIPE_FIELDS:
+        if f.rule:  # Recipe checks it
+            with pytest.raises(RecipeError, match=f"^recipe {f.name}=.*; {re.escape(f.rule)}$"):
+                Recipe(**{f.name: "no-such-value" if f.kind != "tuple" else (2,)})
+        if f.accepted:  # a study file may give it
+            with pytest.raises(StudyFileError, match=f"^recipe.{f.name}=.*{re.escape(f.accepted)}$"):
+                parse_study({**study, "recipe": {f.name: "no-such-value" if f.kind != "str" else 1}})
+    rules = {f.name: f.rule for f in RECIPE_FIELDS}
+    assert rules["schedule"] == "schedule must be one of step, cosine, linear, constant"  # from recipe.SCHEDULES
