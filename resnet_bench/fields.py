@@ -61,8 +61,7 @@ class Field:
             return value in self.choices
         if self.kind == FLAG:
             return isinstance(value, bool)
-        return (isinstance(value, (tuple, list)) and len(value) > 0
-                and all(is_positive_int(v) for v in value))
+        return isinstance(value, (tuple, list)) and len(value) > 0 and all(is_positive_int(v) for v in value)
 
     def takes(self, block: str, shortcut: str) -> bool:
         """Whether a network of this block and shortcut takes the field (elsewhere it keeps its default)."""

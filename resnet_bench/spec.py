@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from resnet_bench.errors import BadInputError, is_positive_int
+
+# The accepted values (BLOCKS, STEMS, ...) stay importable from here, where they were defined before fields.py.
 from resnet_bench.fields import (
     BLOCKS as BLOCKS,
     BOTTLENECK_BLOCKS,
