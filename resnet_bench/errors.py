@@ -23,6 +23,11 @@ def is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def is_number(value: Any) -> bool:
+    """An int or a float (a bool is not one); NaN and the infinities are numbers."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_positive_int(name: str, value: Any, *, error: type[BadInputError] = BadInputError) -> int:
     """`value` when it is an integer >= 1 (never a bool); otherwise `error` naming the field and the value."""
     if not is_positive_int(value):

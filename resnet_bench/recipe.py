@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from resnet_bench.errors import BadInputError, check_positive_int
+from resnet_bench.errors import BadInputError, is_number, is_positive_int
 
 SCHEDULES = ("step", "cosine", "linear", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -26,7 +26,10 @@ class RecipeError(BadInputError):
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a candidate is trained; defaults are He et al. 2015's CIFAR recipe (§4.2), shortened to 30 epochs."""
+    """How a candidate is trained; defaults are He et al. 2015's CIFAR recipe (§4.2), shortened to 30 epochs.
+
+    What each field accepts is its row in RECIPE_FIELDS, read by Recipe and by the study file's [recipe].
+    """
 
     epochs: int = 30  # passes over the training split
     batch_size: int = 128  # images per step
@@ -48,22 +51,10 @@ class Recipe:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        def bad(name: str, accepted: str) -> RecipeError:
-            return RecipeError(f"recipe {name}={getattr(self, name)!r} is not accepted; {name} must be {accepted}")
-
-        for name in ("epochs", "batch_size"):
-            check_positive_int(f"recipe {name}", getattr(self, name), error=RecipeError)
-        for name, low, high in (("lr", 0, math.inf), ("momentum", 0, 1), ("weight_decay", 0, math.inf),
-                                ("warmup_epochs", 0, math.inf), ("label_smoothing", 0, 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise bad(name, f"a number in [{low}, {high}]")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"one of {', '.join(SCHEDULES)}")
-        if self.precision not in PRECISIONS:
-            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
-        if not all(0 < m < 1 for m in self.milestones):
-            raise bad("milestones", "fractions of training in (0, 1)")
+        for f in RECIPE_FIELDS:
+            value = getattr(self, f.name)
+            if f.rule and not f.accepts(value):
+                raise RecipeError(f"recipe {f.name}={value!r} is not accepted; {f.rule}")
         if self.warmup_epochs >= self.epochs:
             raise RecipeError(f"recipe warmup_epochs={self.warmup_epochs:g} does not fit in epochs={self.epochs}: the "
                               "run would end before its schedule starts; give warmup_epochs < epochs")
@@ -83,6 +74,57 @@ class Recipe:
         if unknown:
             raise RecipeError(f"unknown recipe field {unknown[0]!r}; accepted: {', '.join(names)}")
         return cls(**{k: tuple(v) if k == "milestones" else v for k, v in data.items()})
+
+
+@dataclass(frozen=True)
+class RecipeField:
+    """How one recipe field is checked: by Recipe itself and by a study file's [recipe]."""
+
+    name: str
+    kind: str  # int, float, str, bool or tuple: what a study file may give (an int or float also as a range)
+    accepts: Callable[[Any], bool]
+    rule: str  # what Recipe's message says after "is not accepted; " ("": Recipe takes any value)
+    accepted: str  # the accepted values in the plural, as the study file's messages end ("": not a study key)
+
+
+def _count(name: str) -> RecipeField:
+    """An integer >= 1."""
+    return RecipeField(name, "int", is_positive_int, "it must be an integer >= 1", "integers >= 1")
+
+
+def _number(name: str, low: float, high: float) -> RecipeField:
+    """A number in [low, high] (high may be math.inf)."""
+    return RecipeField(name, "float", lambda v: is_number(v) and low <= v <= high, f"{name} must be a number in "
+                       f"[{low}, {high}]", f"numbers >= {low}" if high == math.inf else f"numbers in [{low}, {high}]")
+
+
+def _flag(name: str) -> RecipeField:
+    """True or false: the study file checks it; Recipe reads any value as true or false."""
+    return RecipeField(name, "bool", lambda v: isinstance(v, bool), "", "true or false")
+
+
+def _choice(name: str, choices: tuple[str, ...], accepted: str) -> RecipeField:
+    return RecipeField(name, "str", lambda v: v in choices, f"{name} must be one of {', '.join(choices)}", accepted)
+
+
+# In Recipe's order; Recipe checks its fields in this order, the study file's [recipe] takes those with `accepted`.
+RECIPE_FIELDS: tuple[RecipeField, ...] = (
+    _count("epochs"),
+    _count("batch_size"),
+    _number("lr", 0, math.inf),
+    _number("momentum", 0, 1),
+    _flag("nesterov"),
+    _number("weight_decay", 0, math.inf),
+    _number("warmup_epochs", 0, math.inf),
+    _choice("schedule", SCHEDULES, f"{', '.join(SCHEDULES[:-1])} or {SCHEDULES[-1]}"),
+    RecipeField("milestones", "tuple", lambda v: all(0 < m < 1 for m in v),
+                "milestones must be fractions of training in (0, 1)", ""),
+    _number("label_smoothing", 0, 1),
+    RecipeField("seed", "int", lambda v: True, "", ""),  # any integer; the study file's seed is its own key
+    _choice("precision", PRECISIONS, ", ".join(PRECISIONS)),
+    _flag("channels_last"),  # None too: the device's faster format (devices.resolve_channels_last)
+    _flag("compile"),
+)
 
 
 RECIPES: dict[str, Recipe] = {

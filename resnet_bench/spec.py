@@ -10,16 +10,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
+from resnet_bench.errors import BadInputError, is_positive_int
 
-BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
-STEMS = ("imagenet", "cifar", "deep", "deep_tiered")
-SHORTCUTS = ("A", "B", "C", "none")
-DOWNSAMPLES = ("conv", "avgpool")
-PADS = ("after", "both")
-STRIDE_ON = ("3x3", "1x1")
-# A bottleneck with stride_on unset strides in its 3x3 conv, as torchvision's ResNet "v1.5".
-DEFAULT_STRIDE_ON = "3x3"
+# The accepted values (BLOCKS, STEMS, ...) stay importable from here, where they were defined before fields.py.
+from resnet_bench.fields import (
+    BLOCKS as BLOCKS,
+    BOTTLENECK_BLOCKS,
+    CHOICE,
+    DEFAULT_STRIDE_ON,
+    DEFAULTS,
+    DOWNSAMPLES as DOWNSAMPLES,
+    FIELDS,
+    FLAG,
+    FRACTION,
+    INT,
+    INT_TUPLE,
+    PADS as PADS,
+    PREACT_BLOCKS,
+    SHORTCUTS as SHORTCUTS,
+    SPEC_FIELDS,
+    STEMS as STEMS,
+    STRIDE_ON as STRIDE_ON,
+    Field,
+)
 
 # A bottleneck widens its output by this factor over its planes (He et al. 2015, Fig. 5).
 BOTTLENECK_EXPANSION = 4
@@ -38,33 +51,39 @@ class ResNetSpec:
     one-line forms are, e.g. widths=None and the widths that None implies.
     """
 
-    block: str = "basic"  # residual unit: basic, bottleneck, preact_basic or preact_bottleneck
-    layers: tuple[int, ...] = (2, 2, 2, 2)  # blocks per stage; every stage after the first halves the resolution
-    widths: tuple[int, ...] | None = None  # planes per stage (a bottleneck outputs 4x); None: stem_width * 2**stage
+    # Each default, the values each field accepts and the networks that take it are its row in fields.py.
+    block: str = DEFAULTS["block"]  # residual unit: basic, bottleneck, preact_basic or preact_bottleneck
+    layers: tuple[int, ...] = DEFAULTS["layers"]  # blocks per stage; every stage after the first halves the resolution
+    # planes per stage (a bottleneck outputs 4x); None: stem_width * 2**stage
+    widths: tuple[int, ...] | None = DEFAULTS["widths"]
     # imagenet: 7x7/2 conv + 3x3/2 max-pool; cifar: 3x3/1 conv; deep: three 3x3 convs (the first /2, widths
     # stem_width/2, stem_width/2, stem_width) + max-pool, ResNet-C of He et al. 2019; deep_tiered: timm's "t" stem
     # (3/8, 1/2, 1 of stem_width)
-    stem: str = "imagenet"
-    stem_width: int = 64  # output channels of the stem (of its last convolution)
-    groups: int = 1  # cardinality: groups of a bottleneck's 3x3 conv (ResNeXt's C)
-    width_per_group: int = 64  # bottleneck inner width = int(planes * width_per_group / 64) * groups
-    stride_on: str | None = None  # bottleneck only: the strided conv, 3x3 (torchvision v1.5; default) or 1x1 (paper)
-    shortcut: str = "B"  # A: zero-padded identity; B: projection where shape changes; C: always; none: plain net
+    stem: str = DEFAULTS["stem"]
+    stem_width: int = DEFAULTS["stem_width"]  # output channels of the stem (of its last convolution)
+    groups: int = DEFAULTS["groups"]  # cardinality: groups of a bottleneck's 3x3 conv (ResNeXt's C)
+    # bottleneck inner width = int(planes * width_per_group / 64) * groups
+    width_per_group: int = DEFAULTS["width_per_group"]
+    # bottleneck only: the strided conv, 3x3 (torchvision v1.5; default) or 1x1 (paper)
+    stride_on: str | None = DEFAULTS["stride_on"]
+    # A: zero-padded identity; B: projection where shape changes; C: always; none: plain net
+    shortcut: str = DEFAULTS["shortcut"]
     # shortcut B or C: conv, a strided 1x1 conv + BN; avgpool, a 2x2/2 average pool then a 1x1 conv + BN (ResNet-D)
-    downsample: str = "conv"
+    downsample: str = DEFAULTS["downsample"]
     # shortcut A: the zero channels go after the identity (fb.resnet.torch) or half on each side (the CIFAR
     # reimplementation whose pretrained ResNet-20..1202 weights are widely used)
-    pad: str = "after"
-    dropout: float = 0.0  # dropout probability between the convolutions of a block (WRN uses 0.3)
+    pad: str = DEFAULTS["pad"]
+    dropout: float = DEFAULTS["dropout"]  # dropout probability between the convolutions of a block (WRN uses 0.3)
     # squeeze-and-excitation reduction, timm's rd_ratio: the SE's hidden width is the block's output width times
     # this, rounded to a multiple of 8 (at least 8); 0: no SE (Hu et al. 2018 use 1/16)
-    se_ratio: float = 0.0
+    se_ratio: float = DEFAULTS["se_ratio"]
     # stochastic depth: the chance of dropping a block's residual branch, per sample in training, rising linearly
     # from 0 at the first block to this at the last (Huang et al. 2016); 0: off
-    drop_path: float = 0.0
-    in_channels: int = 3  # channels of the input image: 1 for grey, 3 for RGB
-    num_classes: int = 1000  # outputs of the final linear layer
-    zero_init_residual: bool = False  # start the last BN of each branch at 0, so each block starts as identity
+    drop_path: float = DEFAULTS["drop_path"]
+    in_channels: int = DEFAULTS["in_channels"]  # channels of the input image: 1 for grey, 3 for RGB
+    num_classes: int = DEFAULTS["num_classes"]  # outputs of the final linear layer
+    # start the last BN of each branch at 0, so each block starts as identity
+    zero_init_residual: bool = DEFAULTS["zero_init_residual"]
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -82,12 +101,12 @@ class ResNetSpec:
     @property
     def is_bottleneck(self) -> bool:
         """True for bottleneck and pre-activation bottleneck blocks."""
-        return self.block in ("bottleneck", "preact_bottleneck")
+        return self.block in BOTTLENECK_BLOCKS
 
     @property
     def is_preact(self) -> bool:
         """True for the pre-activation blocks of He et al. 2016."""
-        return self.block.startswith("preact_")
+        return self.block in PREACT_BLOCKS
 
     @property
     def expansion(self) -> int:
@@ -171,10 +190,10 @@ class ResNetSpec:
 
     def format(self) -> str:
         """The one-line form: block and layers, then every field that differs from its default."""
-        # widths and stride_on are written as resolved, so a spec that gives its defaults formats as one that does not.
-        resolved = {name: getattr(self, name) for name in FIELD_NAMES}
-        resolved.update(widths=self.stage_widths, stride_on=self.strided_conv)
-        implied = dict(_FIELD_DEFAULTS)
+        # Fields are written as resolved (widths, stride_on), so a spec that gives its defaults formats as one that
+        # does not.
+        resolved = {f.name: getattr(self, f.attribute) for f in SPEC_FIELDS}
+        implied = dict(DEFAULTS)
         implied.update(
             widths=_doubling_widths(self.stem_width, len(self.layers)),
             stride_on=DEFAULT_STRIDE_ON if self.is_bottleneck else None,
@@ -203,15 +222,7 @@ class ResNetSpec:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ResNetSpec))
-_FIELD_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ResNetSpec)}
-_INT_FIELDS = ("stem_width", "groups", "width_per_group", "in_channels", "num_classes")
-_TUPLE_FIELDS = ("layers", "widths")
-# probability-like fields: numbers in [0, 1), stored as floats; 0 is off
-_FRACTION_FIELDS = {
-    "dropout": "dropout must be a number in [0, 1)",
-    "se_ratio": "se_ratio must be a number in [0, 1) (0: no squeeze-and-excitation; timm's SE-ResNets: 0.0625)",
-    "drop_path": "drop_path must be a number in [0, 1) (0: no stochastic depth)",
-}
+_TUPLE_FIELDS = tuple(f.name for f in SPEC_FIELDS if f.kind == INT_TUPLE)
 
 
 def _items(line: str) -> dict[str, Any]:
@@ -229,7 +240,7 @@ def _items(line: str) -> dict[str, Any]:
             raise SpecError(f"unknown spec field {key!r} in {line!r}; accepted: {', '.join(FIELD_NAMES)}")
         if key in values:
             raise SpecError(f"spec field {key!r} is given twice in {line!r}")
-        values[key] = _parse_value(key, raw)
+        values[key] = _parse_value(FIELDS[key], raw)
     return values
 
 
@@ -243,16 +254,13 @@ def _doubling_widths(stem_width: int, stages: int) -> tuple[int, ...]:
     return tuple(stem_width * 2**i for i in range(stages))
 
 
-def _choice(name: str, value: Any, accepted: tuple[str, ...]) -> None:
-    if value not in accepted:
-        raise SpecError(f"{name}={value!r} is not accepted; {name} must be one of: {', '.join(accepted)}")
-
-
-def _fraction(name: str, value: Any) -> float:
-    """A probability-like field: a number in [0, 1), as a float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0 <= value < 1:
-        raise SpecError(f"{name}={value!r} is not accepted; {_FRACTION_FIELDS[name]}")
-    return float(value)
+def _rule(f: Field) -> str:
+    """What a field accepts, in words, as its messages end."""
+    if f.kind == CHOICE:
+        return f"{f.name} must be one of: {', '.join(f.choices)}"
+    if f.kind == FRACTION:
+        return f"{f.name} must be a number in [0, 1)" + (f" ({f.note})" if f.note else "")
+    return "it must be true or false" if f.kind == FLAG else "it must be an integer >= 1"
 
 
 def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
@@ -269,90 +277,81 @@ def _coerce_sequence(name: str, value: Any) -> Any:
     return tuple(value) if name in _TUPLE_FIELDS and isinstance(value, list) else value
 
 
+def _checked(spec: ResNetSpec, f: Field) -> Any:
+    """A field's value in its type (tuples, floats), or SpecError naming the field, the value and what it accepts."""
+    value = getattr(spec, f.name)
+    if f.kind == INT_TUPLE:
+        return _int_tuple(f.name, value)
+    if not f.accepts(value):
+        raise SpecError(f"{f.name}={value!r} is not accepted; {_rule(f)}")
+    return float(value) if f.kind == FRACTION else value
+
+
 def _validate(spec: ResNetSpec) -> None:
-    """Check every field; normalise layers, widths and dropout to their types, never store a derived value."""
-    set_field = object.__setattr__  # the dataclass is frozen; this runs once, inside __post_init__
-    _choice("block", spec.block, BLOCKS)
-    set_field(spec, "layers", _int_tuple("layers", spec.layers))
-    _choice("stem", spec.stem, STEMS)
-    check_positive_int("stem_width", spec.stem_width, error=SpecError)
-    if spec.widths is not None:
-        set_field(spec, "widths", _int_tuple("widths", spec.widths))
+    """Check every field, then what the fields ask of each other; normalise layers, widths and the fractions to
+    their types, never store a derived value."""
+    for f in SPEC_FIELDS:
+        # An unset field is resolved from the others; set on a block that does not take it, _check_taken refuses it.
+        if getattr(spec, f.name) is None and f.default is None or f.default is None and spec.block not in f.blocks:
+            continue
+        object.__setattr__(spec, f.name, _checked(spec, f))  # the dataclass is frozen; this runs in __post_init__
+    _check_stages(spec)
+    for f in SPEC_FIELDS:
+        _check_taken(spec, f)
+    _check_stem_and_shortcut(spec)
+
+
+def _check_taken(spec: ResNetSpec, f: Field) -> None:
+    """A field that differs from its default on a network whose block or shortcut does not take it is refused."""
+    value = getattr(spec, f.name)
+    if value == f.default or f.takes(spec.block, spec.shortcut):
+        return
+    shown = _format_value(value) if isinstance(value, bool) else repr(value)
+    if spec.block not in f.blocks and f.why_not_block:
+        raise SpecError(f"{f.name}={shown} is not accepted with block={spec.block}: {f.why_not_block}")
+    if spec.block not in f.blocks:
+        default = _format_value(f.default) if f.default is not None else "(unset)"
+        raise SpecError(
+            f"{f.name}={shown} is a {f.blocks[0]} option; block={spec.block} accepts only {f.name}={default}; "
+            f"use {' or '.join(f'block={b}' for b in f.blocks)}"
+        )
+    raise SpecError(f"{f.name}={shown} is not accepted with shortcut={spec.shortcut}: {f.why_not_shortcut}")
+
+
+def _check_stages(spec: ResNetSpec) -> None:
+    """One width per stage, and a bottleneck of at least one channel in every stage."""
     widths = spec.stage_widths
     if len(widths) != len(spec.layers):
         raise SpecError(
             f"widths={'-'.join(map(str, widths))} has {len(widths)} stages but layers="
             f"{'-'.join(map(str, spec.layers))} has {len(spec.layers)}; give one width per stage"
         )
-    for name in ("groups", "width_per_group", "in_channels", "num_classes"):
-        check_positive_int(name, getattr(spec, name), error=SpecError)
-    _choice("shortcut", spec.shortcut, SHORTCUTS)
-    _choice("downsample", spec.downsample, DOWNSAMPLES)
-    _choice("pad", spec.pad, PADS)
-    for name in _FRACTION_FIELDS:
-        set_field(spec, name, _fraction(name, getattr(spec, name)))
-    if not isinstance(spec.zero_init_residual, bool):
-        raise SpecError(
-            f"zero_init_residual={spec.zero_init_residual!r} is not accepted; it must be true or false"
-        )
+    if not spec.is_bottleneck:
+        return
+    for stage, planes in enumerate(widths):
+        if _inner_width(planes, spec.width_per_group, spec.groups) < 1:
+            raise SpecError(
+                f"width_per_group={spec.width_per_group} gives stage {stage + 1} (planes {planes}) a "
+                f"bottleneck of 0 channels; width_per_group must be >= {math.ceil(64 / planes)}"
+            )
 
-    if spec.is_bottleneck:
-        if spec.stride_on is not None:
-            _choice("stride_on", spec.stride_on, STRIDE_ON)
-        for stage, planes in enumerate(widths):
-            if _inner_width(planes, spec.width_per_group, spec.groups) < 1:
-                raise SpecError(
-                    f"width_per_group={spec.width_per_group} gives stage {stage + 1} (planes {planes}) a "
-                    f"bottleneck of 0 channels; width_per_group must be >= {math.ceil(64 / planes)}"
-                )
-    else:
-        for name, default in (("groups", 1), ("width_per_group", 64), ("stride_on", None)):
-            if getattr(spec, name) != default:
-                raise SpecError(
-                    f"{name}={getattr(spec, name)!r} is a bottleneck option; block={spec.block} accepts "
-                    f"only {name}={_format_value(default) if default is not None else '(unset)'}; "
-                    "use block=bottleneck or block=preact_bottleneck"
-                )
 
+def _check_stem_and_shortcut(spec: ResNetSpec) -> None:
+    """A deep stem keeps a channel in every convolution; shortcut A can only widen."""
     if spec.stem in ("deep", "deep_tiered"):
         least = 8 if spec.stem == "deep_tiered" else 2  # every convolution of the stem keeps a channel
         if spec.stem_width < least:
             raise SpecError(
                 f"stem_width={spec.stem_width} is not accepted with stem={spec.stem}; it must be >= {least}"
             )
-    if spec.downsample != "conv" and spec.shortcut not in ("B", "C"):
-        raise SpecError(
-            f"downsample={spec.downsample!r} is not accepted with shortcut={spec.shortcut}: it shapes a projection "
-            "shortcut; use shortcut=B or C, or downsample=conv"
-        )
-    if spec.pad != "after" and spec.shortcut != "A":
-        raise SpecError(
-            f"pad={spec.pad!r} is not accepted with shortcut={spec.shortcut}: it places the zero channels of "
-            "shortcut A; use shortcut=A, or pad=after"
-        )
-    if spec.drop_path and spec.shortcut == "none":
-        raise SpecError(
-            f"drop_path={spec.drop_path} is not accepted with shortcut=none: a dropped branch would leave the "
-            "block no output; use drop_path=0 or a shortcut"
-        )
     if spec.shortcut == "A":
         channels = (spec.stem_width, *spec.stage_channels)
-        for stage in range(len(widths)):
+        for stage in range(len(spec.layers)):
             if channels[stage + 1] < channels[stage]:
                 raise SpecError(
                     f"shortcut=A pads channels with zeros and cannot narrow stage {stage + 1} from "
                     f"{channels[stage]} to {channels[stage + 1]} channels; use shortcut=B or C"
                 )
-    if spec.zero_init_residual and spec.is_preact:
-        raise SpecError(
-            f"zero_init_residual=true is not accepted with block={spec.block}: a pre-activation branch "
-            "ends in a convolution, not a BN; use block=basic or block=bottleneck"
-        )
-    if spec.zero_init_residual and spec.shortcut == "none":
-        raise SpecError(
-            "zero_init_residual=true is not accepted with shortcut=none: with no shortcut every block "
-            "would start by outputting zeros"
-        )
 
 
 def _format_value(value: Any) -> str:
@@ -367,30 +366,25 @@ _TRUE = ("true", "yes", "1")
 _FALSE = ("false", "no", "0")
 
 
-def _parse_value(key: str, raw: str) -> Any:
-    if key in _TUPLE_FIELDS:
+def _parse_value(f: Field, raw: str) -> Any:
+    """A field's value from its text in a one-line form; the checks come when the spec is built."""
+    if f.kind == INT_TUPLE:
         try:
             return tuple(int(part) for part in raw.split("-"))
         except ValueError:
             raise SpecError(
-                f"{key}={raw!r} is not accepted; {key} is integers joined by '-', e.g. {key}=3-4-6-3"
+                f"{f.name}={raw!r} is not accepted; {f.name} is integers joined by '-', e.g. {f.name}=3-4-6-3"
             ) from None
-    if key in _INT_FIELDS:
+    if f.kind in (INT, FRACTION):
         try:
-            return int(raw)
+            return int(raw) if f.kind == INT else float(raw)
         except ValueError:
-            raise SpecError(f"{key}={raw!r} is not accepted; {key} must be an integer >= 1") from None
-    if key in _FRACTION_FIELDS:
-        try:
-            return float(raw)
-        except ValueError:
-            raise SpecError(f"{key}={raw!r} is not accepted; {_FRACTION_FIELDS[key]}") from None
-    if key == "zero_init_residual":
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        raise SpecError(f"zero_init_residual={raw!r} is not accepted; it must be true or false")
-    if key == "shortcut" and raw.lower() in ("a", "b", "c"):
+            rule = f"{f.name} must be an integer >= 1" if f.kind == INT else _rule(f)
+            raise SpecError(f"{f.name}={raw!r} is not accepted; {rule}") from None
+    if f.kind == FLAG:
+        if raw.lower() in _TRUE + _FALSE:
+            return raw.lower() in _TRUE
+        raise SpecError(f"{f.name}={raw!r} is not accepted; {_rule(f)}")
+    if len(raw) == 1 and raw.upper() in f.choices:  # a one-letter choice in either case: shortcut=a is shortcut=A
         return raw.upper()
     return raw

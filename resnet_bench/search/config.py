@@ -19,11 +19,11 @@ from typing import Any
 
 from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
-from resnet_bench.errors import BadInputError, check_positive_int, is_positive_int
+from resnet_bench.errors import BadInputError, check_positive_int, is_number
 from resnet_bench.estimates import DEFAULT_RUNG_ESTIMATE, EstimateError, check_estimate
 from resnet_bench.search.early_stopping import DEFAULT_PROMOTION_RULE, PROMOTION_RULES, rung_epochs
-from resnet_bench.recipe import PRECISIONS, RECIPES, Recipe, RecipeError, get_recipe
-from resnet_bench.spec import BLOCKS, DOWNSAMPLES, PADS, SHORTCUTS, STEMS, STRIDE_ON
+from resnet_bench.fields import FIRST_SPACE_KEYS, SPACE, SpaceKey
+from resnet_bench.recipe import RECIPE_FIELDS, RECIPES, Recipe, RecipeError, RecipeField, get_recipe
 
 SAMPLERS = ("tpe", "nsga2", "random")
 DEFAULT_SAMPLER = "tpe"  # measured against nsga2 and random: see README, "Choosing the sampler"
@@ -84,53 +84,13 @@ class Range:
 
 Domain = Fixed | Choice | Range
 
-# space key: (kind, check, accepted text, default)
-_INT = ("int", is_positive_int, "integers >= 1")
-_SPACE: dict[str, tuple[str, Any, str, Any]] = {
-    "stages": (*_INT, 3),
-    "blocks": (*_INT, 2),
-    "stem": ("str", lambda v: v in STEMS, f"one of {', '.join(STEMS)}", "cifar"),
-    "stem_width": (*_INT, 16),
-    "base_width": (*_INT, None),
-    "width_multiplier": ("float", lambda v: _is_number(v) and v > 0, "numbers > 0", 1),
-    "block": ("str", lambda v: v in BLOCKS, f"one of {', '.join(BLOCKS)}", "basic"),
-    "groups": (*_INT, 1),
-    "width_per_group": (*_INT, 64),
-    "stride_on": ("str", lambda v: v in STRIDE_ON, f"one of {', '.join(STRIDE_ON)}", "3x3"),
-    "shortcut": ("str", lambda v: v in SHORTCUTS, f"one of {', '.join(SHORTCUTS)}", "B"),
-    "dropout": ("float", lambda v: _is_number(v) and 0 <= v < 1, "numbers in [0, 1)", 0.0),
-    "zero_init_residual": ("bool", lambda v: isinstance(v, bool), "true or false", False),
-    "downsample": ("str", lambda v: v in DOWNSAMPLES, f"one of {', '.join(DOWNSAMPLES)}", "conv"),
-    "pad": ("str", lambda v: v in PADS, f"one of {', '.join(PADS)}", "after"),
-    "se_ratio": ("float", lambda v: _is_number(v) and 0 <= v < 1, "numbers in [0, 1)", 0.0),
-    "drop_path": ("float", lambda v: _is_number(v) and 0 <= v < 1, "numbers in [0, 1)", 0.0),
-}
-SPACE_KEYS = tuple(_SPACE)
-# Keys added after studies were stored: fixed at their default (the networks of before), a key is left out of the
-# fingerprint, so that a study stored before it existed resumes.
-_LATER_SPACE_KEYS = ("downsample", "pad", "se_ratio", "drop_path")
+# The [space] keys, in the order messages list them; fields.SPACE gives each its kind, check, accepted values and
+# default, from the field table.
+SPACE_KEYS = tuple(SPACE)
 
-# recipe key: (kind, check, accepted text); values are checked again by Recipe itself
-_RECIPE: dict[str, tuple[str, Any, str]] = {
-    "epochs": _INT, "batch_size": _INT,
-    "lr": ("float", lambda v: _is_number(v) and v >= 0, "numbers >= 0"),
-    "momentum": ("float", lambda v: _is_number(v) and 0 <= v <= 1, "numbers in [0, 1]"),
-    "nesterov": ("bool", lambda v: isinstance(v, bool), "true or false"),
-    "weight_decay": ("float", lambda v: _is_number(v) and v >= 0, "numbers >= 0"),
-    "warmup_epochs": ("float", lambda v: _is_number(v) and v >= 0, "numbers >= 0"),
-    "schedule": ("str", lambda v: v in ("step", "cosine", "linear", "constant"), "step, cosine, linear or constant"),
-    "label_smoothing": ("float", lambda v: _is_number(v) and 0 <= v <= 1, "numbers in [0, 1]"),
-    "precision": ("str", lambda v: v in PRECISIONS, ", ".join(PRECISIONS)),
-    "channels_last": ("bool", lambda v: isinstance(v, bool), "true or false"),
-    "compile": ("bool", lambda v: isinstance(v, bool), "true or false"),
-}
-
-
+# recipe key -> its kind, check and accepted text: the recipe's rows (recipe.py) that a study file may give
+_RECIPE: dict[str, RecipeField] = {f.name: f for f in RECIPE_FIELDS if f.accepted}
 RECIPE_KEYS = tuple(_RECIPE)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -201,8 +161,10 @@ class StudyConfig:
         """
         named = self.base_recipe().to_dict()
         return {
+            # A key added after studies were stored stays out while fixed at its default (the networks of before),
+            # so that a study stored before it existed resumes.
             "space": {k: _domain_json(v) for k, v in sorted(self.space.items())
-                      if not (k in _LATER_SPACE_KEYS and v == Fixed(_SPACE[k][3]))},
+                      if k in FIRST_SPACE_KEYS or v != Fixed(SPACE[k].default)},
             "objectives": [[o.metric, o.direction] for o in self.objectives],
             "dataset": self.dataset,
             "recipe": {"name": self.recipe_name,
@@ -326,15 +288,14 @@ def _top_level(data: dict[str, Any]) -> dict[str, Any]:
 def _space(table: dict[str, Any]) -> dict[str, Domain]:
     """[space]: every key of SPACE_KEYS, each fixed, a choice or a range; missing keys take their defaults."""
     _known(table, SPACE_KEYS, "space.")
-    return {k: _domain(table, k, "space.", kind, check, accepted, default)
-            for k, (kind, check, accepted, default) in _SPACE.items()}
+    return {k: _domain(table, k, "space.", key, key.default) for k, key in SPACE.items()}
 
 
 def _constraints(table: dict[str, Any]) -> dict[str, float]:
     """[constraints]: upper bounds on cost, each a number > 0."""
     _known(table, tuple(CONSTRAINTS), "constraints.")
     for key, value in table.items():
-        if not _is_number(value) or value <= 0:
+        if not is_number(value) or value <= 0:
             raise StudyFileError(f"constraints.{key}={value!r} is not accepted; it must be a number > 0")
     return {key: float(value) for key, value in table.items()}
 
@@ -345,7 +306,7 @@ def _recipe(table: dict[str, Any]) -> tuple[str, dict[str, Domain]]:
     name = _get(table, "name", str, f"one of {', '.join(RECIPES)}", default="fast", path="recipe.")
     if name not in RECIPES:
         raise StudyFileError(f"recipe.name={name!r} is not accepted; use one of {', '.join(RECIPES)}")
-    domains = {k: _domain(table, k, "recipe.", *spec, None) for k, spec in _RECIPE.items() if k in table}
+    domains = {k: _domain(table, k, "recipe.", f, None) for k, f in _RECIPE.items() if k in table}
     # The recipe must fit at the extremes of what the file allows: the fewest epochs with the longest warm-up.
     extremes = {k: _extreme(d, low=k == "epochs") for k, d in domains.items() if k in ("epochs", "warmup_epochs")}
     fixed = {k: d.value for k, d in domains.items() if isinstance(d, Fixed)}
@@ -370,7 +331,7 @@ def _budget(table: dict[str, Any]) -> tuple[int, float | None]:
                    "rung_estimate", "promotion", "brackets"), "budget.")
     n_trials = _positive(table, "n_trials", 20, path="budget.")
     timeout = table.get("timeout_minutes")
-    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+    if timeout is not None and (not is_number(timeout) or timeout <= 0):
         raise StudyFileError(f"budget.timeout_minutes={timeout!r} is not accepted; it must be a number > 0")
     return n_trials, float(timeout) if timeout is not None else None
 
@@ -447,7 +408,7 @@ def _reference_point(report: dict[str, Any], objectives: tuple[Objective, ...]) 
     metrics = tuple(o.metric for o in objectives)
     _known(point, metrics, "report.reference_point.")
     for key, value in point.items():
-        if not _is_number(value) or not math.isfinite(value):
+        if not is_number(value) or not math.isfinite(value):
             raise StudyFileError(f"report.reference_point.{key}={value!r} is not accepted; it must be a finite number")
     return {k: float(v) for k, v in point.items()}
 
@@ -508,8 +469,10 @@ def _objectives(value: Any) -> tuple[Objective, ...]:
     return tuple(out)
 
 
-def _domain(table: dict[str, Any], key: str, path: str, kind: str, check: Any, accepted: str, default: Any) -> Domain:
-    where = f"{path}{key}"
+def _domain(table: dict[str, Any], key: str, path: str, rule: SpaceKey | RecipeField, default: Any) -> Domain:
+    """A key's value: fixed, a choice or a range, each value checked by the key's rule (its kind, check and
+    accepted values in words)."""
+    where, kind, check, accepted = f"{path}{key}", rule.kind, rule.accepts, rule.accepted
     if key not in table:
         return Fixed(default)
     value = table[key]
@@ -535,7 +498,7 @@ def _domain(table: dict[str, Any], key: str, path: str, kind: str, check: Any, a
         if low > high:
             raise StudyFileError(f"{where} is an empty range: low={low} > high={high}")
         step, log = value.get("step"), value.get("log", False)
-        if step is not None and (not _is_number(step) or step <= 0):
+        if step is not None and (not is_number(step) or step <= 0):
             raise StudyFileError(f"{where}.step={step!r} is not accepted; it must be a number > 0")
         if not isinstance(log, bool) or (log and (low <= 0 or step is not None)):
             raise StudyFileError(f"{where}.log={log!r} is not accepted; log needs low > 0 and no step")

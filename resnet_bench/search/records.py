@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from resnet_bench.fields import FRACTION, INT, SPEC_FIELDS
 from resnet_bench.files import NO_SPACE
 from resnet_bench.recipe import precision_trained
 
@@ -118,10 +119,10 @@ RUNNING, WAITING = "running", "waiting"  # the status column of a trial that has
 # fields are spread into columns beside its one-line form; `recipe_epochs` is the recipe's epochs (the full budget,
 # against `epochs` trained: a stopped trial's last rung); `started` and `completed` are ISO 8601, as Optuna
 # stores them (the workers' local time).
-SPEC_COLUMNS = ("depth", "block", "layers", "widths", "stem", "groups", "width_per_group", "shortcut", "downsample",
-                "pad", "se_ratio", "drop_path")
-_INT_SPEC_COLUMNS = ("depth", "groups", "width_per_group")
-_FLOAT_SPEC_COLUMNS = ("se_ratio", "drop_path")
+_COLUMN_FIELDS = tuple(f for f in SPEC_FIELDS if f.column)  # the spec's fields that are columns (fields.py)
+SPEC_COLUMNS = ("depth", *(f.name for f in _COLUMN_FIELDS))
+_INT_SPEC_COLUMNS = ("depth", *(f.name for f in _COLUMN_FIELDS if f.kind == INT))
+_FLOAT_SPEC_COLUMNS = tuple(f.name for f in _COLUMN_FIELDS if f.kind == FRACTION)
 TRIAL_COLUMNS: tuple[str, ...] = (
     "number", "state", "status", "reason", "baseline", "is_baseline", "spec", *SPEC_COLUMNS,
     "params", "gflops", "gflops_total", "activations", "latency_ms", "val_accuracy", "val_images",
@@ -131,6 +132,13 @@ TRIAL_COLUMNS: tuple[str, ...] = (
 )
 
 
+def spec_cells(spec: Any) -> dict[str, Any]:
+    """A ResNetSpec's cells in its trial's row: its depth and each column field as resolved, tuples joined by '-'."""
+    cells: dict[str, Any] = {"depth": spec.depth}
+    for f in _COLUMN_FIELDS:
+        value = getattr(spec, f.attribute)
+        cells[f.name] = "-".join(map(str, value)) if isinstance(value, tuple) else value
+    return cells
 
 
 def trial_column_dtypes() -> dict[str, str]:

@@ -8,13 +8,33 @@ from typing import Any
 import optuna
 
 from resnet_bench.errors import BadInputError
+from resnet_bench.fields import BLOCKS, SHORTCUTS, SPEC_FIELDS, Field
 from resnet_bench.recipe import Recipe, get_recipe
 from resnet_bench.search.config import Choice, Domain, Fixed, Range, StudyConfig
 from resnet_bench.spec import ResNetSpec, SpecError
 
-BOTTLENECK_ONLY = ("groups", "width_per_group", "stride_on")
-# Keys that only some shortcuts take (the spec refuses them elsewhere): sampled only where the shortcut takes them.
-SHORTCUT_KEYS = {"downsample": ("B", "C"), "pad": ("A",), "drop_path": ("A", "B", "C")}
+_SEARCHED = {f.name: f for f in SPEC_FIELDS if f.searched}  # the fields that are keys of a study's [space]
+
+
+def _restricted(f: Field) -> tuple[bool, bool]:
+    """Whether only some blocks, and whether only some shortcuts, take the field."""
+    return f.blocks != BLOCKS, f.shortcuts != SHORTCUTS
+
+
+# The searched fields that only some networks take (the spec refuses them elsewhere), sampled only where the network
+# takes them: those only some shortcuts take, then those only some blocks take, then those of both (the order of the
+# earlier releases' samples, so that a seeded study samples the same networks).
+CONDITIONAL_KEYS = tuple(f.name for f in sorted(_SEARCHED.values(), key=_restricted) if any(_restricted(f)))
+
+
+def stage_widths(base: int, multiplier: float, stages: int) -> tuple[int, ...]:
+    """The planes of each stage: base doubled per stage, times the multiplier, rounded (at least 1)."""
+    return tuple(max(1, round(base * 2**i * multiplier)) for i in range(stages))
+
+
+def _taken(block: str, shortcut: str) -> list[str]:
+    """The conditional keys that a network of this block and shortcut takes, in sampling order."""
+    return [k for k in CONDITIONAL_KEYS if _SEARCHED[k].takes(block, shortcut)]
 
 
 def suggest(trial: optuna.Trial, name: str, domain: Domain) -> Any:
@@ -31,23 +51,13 @@ def suggest(trial: optuna.Trial, name: str, domain: Domain) -> Any:
 def sample_spec(trial: optuna.Trial, config: StudyConfig) -> ResNetSpec:
     """A network of the study's space; raises SpecError for a combination the generator refuses."""
     space = config.space
-    value = {k: suggest(trial, k, d) for k, d in space.items() if k not in (*BOTTLENECK_ONLY, *SHORTCUT_KEYS,
-                                                                            "blocks", "zero_init_residual")}
+    value = {k: suggest(trial, k, d) for k, d in space.items() if k not in (*CONDITIONAL_KEYS, "blocks")}
     stages = value["stages"]
     layers = tuple(suggest(trial, f"blocks_{i + 1}", space["blocks"]) for i in range(stages))
-    base = value["base_width"] or value["stem_width"]
-    widths = tuple(max(1, round(base * 2**i * value["width_multiplier"])) for i in range(stages))
-    kwargs: dict[str, Any] = dict(
-        block=value["block"], layers=layers, widths=widths, stem=value["stem"], stem_width=value["stem_width"],
-        shortcut=value["shortcut"], dropout=float(value["dropout"]), se_ratio=float(value["se_ratio"]),
-    )
-    kwargs.update({k: suggest(trial, k, space[k]) for k, shortcuts in SHORTCUT_KEYS.items()
-                   if value["shortcut"] in shortcuts})
-    if value["block"] in ("bottleneck", "preact_bottleneck"):
-        kwargs.update({k: suggest(trial, k, space[k]) for k in BOTTLENECK_ONLY})
-    if not value["block"].startswith("preact") and value["shortcut"] != "none":
-        kwargs["zero_init_residual"] = suggest(trial, "zero_init_residual", space["zero_init_residual"])
-    return ResNetSpec(**kwargs)
+    widths = stage_widths(value["base_width"] or value["stem_width"], value["width_multiplier"], stages)
+    kwargs = {k: v for k, v in value.items() if k in _SEARCHED}
+    kwargs.update({k: suggest(trial, k, space[k]) for k in _taken(value["block"], value["shortcut"])})
+    return ResNetSpec(layers=layers, widths=widths, **kwargs)
 
 
 def baseline_params(spec: ResNetSpec, config: StudyConfig) -> dict[str, Any]:
@@ -57,22 +67,15 @@ def baseline_params(spec: ResNetSpec, config: StudyConfig) -> dict[str, Any]:
     space = config.space
     base_domain = space.get("base_width", Fixed(None))
     base = (base_domain.value if isinstance(base_domain, Fixed) else None) or spec.stem_width
-    values: dict[str, Any] = {"block": spec.block, "stem": spec.stem, "stem_width": spec.stem_width,
-                              "shortcut": spec.shortcut, "dropout": spec.dropout, "stages": len(spec.layers),
-                              "se_ratio": spec.se_ratio}
-    values.update({k: getattr(spec, k) for k, shortcuts in SHORTCUT_KEYS.items() if spec.shortcut in shortcuts})
+    values: dict[str, Any] = {k: getattr(spec, f.attribute) for k, f in _SEARCHED.items()
+                              if f.takes(spec.block, spec.shortcut)}
+    values["stages"] = len(spec.layers)
     multiplier = spec.stage_widths[0] / base
     multiplier = int(multiplier) if multiplier == int(multiplier) else multiplier
-    if tuple(max(1, round(base * 2**i * multiplier)) for i in range(len(spec.layers))) == spec.stage_widths:
+    if stage_widths(base, multiplier, len(spec.layers)) == spec.stage_widths:
         values["width_multiplier"] = multiplier
     params = {name: value for name, value in values.items() if _holds(space.get(name), value)}
     params.update({f"blocks_{i + 1}": n for i, n in enumerate(spec.layers) if _holds(space.get("blocks"), n)})
-    if spec.is_bottleneck:
-        bottleneck = {"groups": spec.groups, "width_per_group": spec.width_per_group, "stride_on": spec.strided_conv}
-        params.update({k: v for k, v in bottleneck.items() if _holds(space.get(k), v)})
-    if not spec.is_preact and spec.shortcut != "none" and _holds(space.get("zero_init_residual"),
-                                                                  spec.zero_init_residual):
-        params["zero_init_residual"] = spec.zero_init_residual
     return params
 
 
@@ -136,19 +139,14 @@ def recipe_count(config: StudyConfig) -> float:
 def architecture_count(config: StudyConfig) -> float:
     """Distinct networks the study's [space] allows; math.inf when a float range (dropout) is continuous."""
     space = config.space
-    per_block = 0.0
+    per_network = 0.0
     for block in _values(space["block"]):
-        bottleneck = math.prod(_cardinality(space[k]) for k in BOTTLENECK_ONLY) if "bottleneck" in block else 1
         for shortcut in _values(space["shortcut"]):
-            zero_init = _cardinality(space["zero_init_residual"]) if (
-                not block.startswith("preact") and shortcut != "none") else 1
-            by_shortcut = math.prod(_cardinality(space[k]) for k, shortcuts in SHORTCUT_KEYS.items()
-                                    if shortcut in shortcuts)
-            per_block += bottleneck * zero_init * by_shortcut
+            per_network += math.prod(_cardinality(space[k]) for k in _taken(block, shortcut))
     depth = sum(_cardinality(space["blocks"]) ** s for s in _values(space["stages"]))
-    others = math.prod(_cardinality(space[k]) for k in ("stem", "stem_width", "base_width", "width_multiplier",
-                                                           "dropout", "se_ratio"))
-    return per_block * depth * others
+    others = math.prod(_cardinality(d) for k, d in space.items()
+                       if k not in ("block", "shortcut", "stages", "blocks", *CONDITIONAL_KEYS))
+    return per_network * depth * others
 
 
 class _PathTrial:

@@ -24,6 +24,7 @@ from resnet_bench.search.records import (
     WAITING,
     StudyTrials,
     TrialRecord,
+    spec_cells,
     trial_column_dtypes,
 )
 from resnet_bench.search.storage import (
@@ -143,8 +144,5 @@ def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         except SpecError:
             spec = None
         if spec is not None:
-            row.update(depth=spec.depth, block=spec.block, layers="-".join(map(str, spec.layers)),
-                       widths="-".join(map(str, spec.stage_widths)), stem=spec.stem, groups=spec.groups,
-                       width_per_group=spec.width_per_group, shortcut=spec.shortcut, downsample=spec.downsample,
-                       pad=spec.pad, se_ratio=spec.se_ratio, drop_path=spec.drop_path)
+            row.update(spec_cells(spec))
     return row
