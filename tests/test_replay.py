@@ -7,12 +7,10 @@ import math
 
 import pytest
 
-from resnet_bench.search.config import load_study_file, parse_study
+from resnet_bench.search.config import parse_study
 from resnet_bench.search.replay import MAX_DUPLICATES_IN_A_ROW, Curve, ReplaySettings, replay, train_everything
-from resnet_bench.search.space import architecture_count, grid
 from resnet_bench.spec import ResNetSpec
 
-from .helpers import REPO
 
 FOUR = """
 name = "four"
@@ -102,23 +100,6 @@ def test_the_real_sampler_runs_until_the_space_is_exhausted():
     as in the sweep (which answers only from finished trials)."""
     result = replay(CURVES, config(), ReplaySettings(sampler="tpe", workers=2, seed=3))
     assert result.full + result.stopped >= 4 and result.duplicates >= 2 * MAX_DUPLICATES_IN_A_ROW
-
-
-def test_grid_holds_every_network_once():
-    bench = load_study_file(REPO / "studies" / "bench_space.toml")
-    points = grid(bench)
-    assert len(points) == architecture_count(bench) == 216
-    assert len({tuple(sorted(p.items())) for p in points}) == 216
-    # 2 stages: blocks_1 and blocks_2 only; 3 stages: blocks_3 too.
-    assert {len([k for k in p if k.startswith("blocks_")]) for p in points} == {2, 3}
-
-
-def test_a_continuous_range_has_no_grid():
-    import tomllib
-
-    text = FOUR.replace('block = "basic"', 'block = "basic"\ndropout = { low = 0.0, high = 0.5 }')
-    with pytest.raises(ValueError, match="continuous"):
-        grid(parse_study(tomllib.loads(text)))
 
 
 def test_a_stopped_network_proposed_again_is_revived_when_it_now_ranks_in_its_rung():

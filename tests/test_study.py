@@ -23,7 +23,6 @@ from resnet_bench.search.study import StudyMismatchError, open_study
 from resnet_bench.spec import ResNetSpec
 
 from .helpers import TINY_STUDY, run, write
-from .postgres import free_port
 
 
 @pytest.fixture
@@ -220,30 +219,6 @@ def test_the_dry_run_says_it_cannot_check_a_latency_bound(capsys, tmp_path):
 # -- storages that cannot be opened: bad input (2) or a failure (1) ------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["sweep", "report"])
-def test_a_server_that_cannot_be_reached_is_exit_1_naming_the_host_but_never_the_password(capsys, tmp_path, command):
-    port = free_port()  # nothing listens there
-    url = f"postgresql://bench:hunter2@127.0.0.1:{port}/resnet_bench"
-    code, out, err = run(capsys, command, str(write(tmp_path, TINY_STUDY)), "--storage", url, "--device", "cpu") \
-        if command == "sweep" else run(capsys, command, "--storage", url, "--study-name", "tiny")
-    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, err
-    assert f"127.0.0.1:{port}" in err and "cannot be reached" in err and "hunter2" not in err
-
-
-@pytest.mark.parametrize("url, words", [
-    ("not a url", ["is not a storage URL", "sqlite:///"]),
-    ("nosuchdb://nowhere", ["is not a storage URL"]),
-    ("mysql://bench:hunter2@127.0.0.1/db", ["needs a database driver that is not installed",
-                                           "pip install 'resnet-bench[postgres]'"]),
-    ("sqlite:///{tmp}/no/such/folder/s.db", ["does not exist", "create it"]),
-])
-def test_a_malformed_url_or_a_missing_driver_is_exit_2_with_the_fix(capsys, tmp_path, url, words):
-    url = url.replace("{tmp}", str(tmp_path))
-    code, out, err = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY)), "--storage", url, "--device", "cpu")
-    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
-    assert all(w in err for w in words) and "hunter2" not in err, err
-
-
 # -- the report never pays for torch ------------------------------------------------------------------------------
 
 def test_report_imports_neither_torch_nor_torchvision(tmp_path):
@@ -310,15 +285,6 @@ def test_the_caption_counts_this_commands_trials_not_another_commands(capsys, tm
     trials = optuna.load_study(study_name="tiny", storage=storage).trials
     assert sum(t.user_attrs.get("status") == "trained" for t in trials) == 3
     assert "thiscommand:2trained(0stoppedearly,0failed)" in "".join(out.split())
-
-
-def test_a_plain_postgresql_url_gets_the_installed_driver():
-    from resnet_bench.search.storage import with_driver
-
-    assert with_driver("postgresql://u:p@host/db") == "postgresql+psycopg://u:p@host/db"
-    assert with_driver("postgres://host/db") == "postgresql+psycopg://host/db"
-    assert with_driver("postgresql+psycopg2://host/db") == "postgresql+psycopg2://host/db"  # an explicit driver kept
-    assert with_driver("sqlite:///x.db") == "sqlite:///x.db"
 
 
 def test_the_study_names_its_metrics_for_optuna_dashboard(tmp_path):
