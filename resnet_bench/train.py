@@ -115,12 +115,15 @@ def train(
     callback: EpochCallback | None = None, on_batch: BatchCallback | None = None, test_curve: bool = False,
     state_path: str | os.PathLike[str] | None = None, estimates: Collection[str] = (),
     estimate_epochs: Collection[int] | None = None,
+    on_resume: Callable[[tuple[EpochMetrics, ...], float], None] | None = None,
 ) -> TrainResult:
     """Train a model on the training split; measure validation accuracy each epoch and test accuracy at the end.
 
     With `state_path`, the training state is written there after every epoch, and a run that finds a
     state there resumes after its last epoch: a killed run loses at most one epoch. `callback` sees each
-    epoch's metrics and stops the run by returning True (the seam for early stopping).
+    epoch's metrics and stops the run by returning True (the seam for early stopping). `on_resume` is told, once,
+    the epochs and training seconds a resumed run restored from its state (what a rung estimate reads besides the
+    epochs trained after the resume).
 
     `estimates` (a subset of TRAINER_ESTIMATES: "ema", "probe") are measured after each epoch of `estimate_epochs`
     (None: every epoch), beside the validation loss; neither changes the run's own training (tested bit for bit).
@@ -134,6 +137,8 @@ def train(
     train_seconds, stopped, resumed = 0.0, False, 0
     if state_path is not None and Path(state_path).is_file():
         resumed, train_seconds, history = _load_state(Path(state_path), loop)
+        if on_resume is not None:
+            on_resume(tuple(history), train_seconds)
     for epoch in range(resumed + 1, recipe.epochs + 1):
         wanted = estimates if estimate_epochs is None or epoch in estimate_epochs else ()
         metrics = loop.epoch(epoch, compile_now=recipe.compile and epoch == resumed + 1, on_batch=on_batch,
@@ -357,16 +362,6 @@ def _load_state(path: Path, loop: _Loop) -> tuple[int, float, list[EpochMetrics]
     if loop.ema is not None and "ema" in state:  # a state saved without the EMA: it starts again from here
         loop.ema.load_state_dict(state["ema"])
     return state["epoch"], state["train_seconds"], [EpochMetrics(**m) for m in state["history"]]
-
-
-def saved_progress(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], float]:
-    """The epochs a saved training state has run (as history rows) and their training seconds; none without a state.
-
-    What a resumed trial's rung estimate reads besides the epochs it trains after the resume."""
-    if not Path(path).is_file():
-        return [], 0.0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return [dict(m) for m in state["history"]], float(state["train_seconds"])
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:

@@ -7,7 +7,6 @@ import json
 
 import optuna
 import pytest
-import torch
 
 from resnet_bench.search import early_stopping
 from resnet_bench.search import sweep as sweep_module
@@ -90,7 +89,8 @@ def test_the_shipped_early_stopping_study_has_rungs_before_six_epochs():
 def curves(monkeypatch):
     """Training stood in for by learning curves that depend on the network's width: the callback sees each epoch
     as the trainer would show it, and may stop the run."""
-    def fake_train(model, data, recipe, device, *, callback=None, state_path=None, **kwargs):
+    def fake_train(model, data, recipe, device, *, callback=None, state_path=None, on_resume=None, **kwargs):
+        assert callable(on_resume)  # the sweep hears of a resumed trial's restored epochs (see the resume test)
         width = sum(p.numel() for p in model.parameters())
         history = []
         for epoch in range(1, recipe.epochs + 1):
@@ -243,15 +243,13 @@ def test_a_resumed_trial_judges_its_rung_on_the_epochs_before_its_resume_too(tmp
         return EpochMetrics(epoch=n, train_loss=loss, train_error=0.5, val_accuracy=0.5, test_error=None, lr=0.1,
                             seconds=2.0, val_loss=loss)
 
-    state = tmp_path / "trial.state"  # as the trainer saves it after epoch 2 (only what saved_progress reads)
-    torch.save({"history": [dataclasses.asdict(epoch(1, 1.0)), dataclasses.asdict(epoch(2, 0.5))],
-                "train_seconds": 4.0}, state)
     judged = []
     sweep = object.__new__(sweep_module.Sweep)
     sweep.config, sweep.on_epoch, sweep.shared = config, None, None
     sweep._goes_on = lambda trial, record, n, history, seconds: judged.append((n, list(history), seconds)) or True
-    record = sweep_module.TrialRecord(state_file=str(state))
-    after_epoch = sweep._epoch_callback(type("Trial", (), {"number": 0})(), recipe, record)
+    record = sweep_module.TrialRecord(state_file=str(tmp_path / "trial.state"))
+    after_epoch, on_resume = sweep._epoch_callbacks(type("Trial", (), {"number": 0})(), recipe, record)
+    on_resume((epoch(1, 1.0), epoch(2, 0.5)), 4.0)  # as the trainer tells it, from the state saved after epoch 2
     assert after_epoch(3, epoch(3, 0.25)) is False  # the rung after epoch 3: judged, goes on
     (n, history, seconds), = judged
     assert history == [dataclasses.asdict(epoch(n, loss)) for n, loss in ((1, 1.0), (2, 0.5), (3, 0.25))]

@@ -26,7 +26,6 @@ from resnet_bench.train import (
     correct_images,
     restore_rng_state,
     rng_state,
-    saved_progress,
     sgd_optimizer,
     spec_for_data,
     train,
@@ -253,11 +252,12 @@ def test_a_killed_run_resumes_after_its_last_epoch_and_ends_where_an_unbroken_ru
     with pytest.raises(KeyboardInterrupt):
         train(tiny_model(small), small, recipe, "cpu", state_path=state, callback=interrupted_after_the_second_epoch)
     assert state.is_file() and torch.load(state, weights_only=True)["epoch"] == 2
-    rows, seconds = saved_progress(state)  # what a resumed trial's rung estimate reads of its first two epochs
-    assert [r["epoch"] for r in rows] == [1, 2] and seconds == pytest.approx(sum(r["seconds"] for r in rows))
-    assert [r["val_accuracy"] for r in rows] == [h.val_accuracy for h in unbroken.history[:2]]
-    assert saved_progress(tmp_path / "none.state") == ([], 0.0)
-    resumed = train(tiny_model(small, seed=7), small, recipe, "cpu", state_path=state)  # other weights: all restored
+    told = []  # what a resumed trial's rung estimate reads of its first two epochs, told once by the trainer
+    resumed = train(tiny_model(small, seed=7), small, recipe, "cpu", state_path=state,  # other weights: restored
+                    on_resume=lambda rows, seconds: told.append((rows, seconds)))
+    (rows, seconds), = told
+    assert [r.epoch for r in rows] == [1, 2] and seconds == pytest.approx(sum(r.seconds for r in rows))
+    assert [r.val_accuracy for r in rows] == [h.val_accuracy for h in unbroken.history[:2]]
     assert resumed.resumed_from_epoch == 2 and resumed.epochs == 3
     strip = lambda r: [dataclasses.replace(h, seconds=0) for h in r.history]  # noqa: E731
     assert strip(resumed) == strip(unbroken) and resumed.test_accuracy == unbroken.test_accuracy

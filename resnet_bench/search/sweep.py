@@ -51,7 +51,7 @@ from resnet_bench.search.states import SharedStates
 from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation, safe_url
 from resnet_bench.search.study import open_study, study_precision
 from resnet_bench.spec import ResNetSpec, SpecError
-from resnet_bench.train import TRAINER_ESTIMATES, EpochMetrics, saved_progress, spec_for_data, train
+from resnet_bench.train import TRAINER_ESTIMATES, EpochMetrics, spec_for_data, train
 from resnet_bench.units import metric_value
 
 MAX_REJECTED_PER_TRIAL = 50  # infeasible or duplicate proposals per trained trial before the sweep gives up
@@ -255,8 +255,9 @@ class Sweep:
             training_started = time.perf_counter()
             model = build_model(spec)
             estimates, estimate_epochs = self.estimates_to_measure(recipe)
+            after_epoch, on_resume = self._epoch_callbacks(trial, recipe, record)
             result = train(model, self.data, self.as_trained(recipe), self.device,
-                           callback=self._epoch_callback(trial, recipe, record), state_path=record.state_file,
+                           callback=after_epoch, on_resume=on_resume, state_path=record.state_file,
                            on_batch=self.on_batch, test_curve=self.config.curves, estimates=estimates,
                            estimate_epochs=estimate_epochs)
             training = time.perf_counter() - training_started
@@ -330,13 +331,19 @@ class Sweep:
             return recipe
         return dataclasses.replace(recipe, precision=self.precision)
 
-    def _epoch_callback(self, trial: optuna.Trial, recipe: Recipe,
-                        record: TrialRecord) -> Callable[[int, EpochMetrics], bool]:
-        """What runs after each epoch of a trial; True stops its training (early stopping, at a rung)."""
+    def _epoch_callbacks(
+        self, trial: optuna.Trial, recipe: Recipe, record: TrialRecord,
+    ) -> tuple[Callable[[int, EpochMetrics], bool], Callable[[tuple[EpochMetrics, ...], float], None]]:
+        """What runs after each epoch of a trial (True stops its training: early stopping, at a rung), and what the
+        trainer tells of the epochs a resumed trial restored."""
         rungs = self.rungs(recipe)
-        # A retried trial resumes from its state: its rung estimate reads the epochs trained before the resume too.
-        history, saved_seconds = saved_progress(record.state_file) if record.state_file else ([], 0.0)
-        seconds = [saved_seconds]
+        history: list[dict[str, Any]] = []
+        seconds = [0.0]
+
+        def on_resume(restored: tuple[EpochMetrics, ...], restored_seconds: float) -> None:
+            """A retried trial resumes from its state: its rung estimate reads the epochs before the resume too."""
+            history[:] = [dataclasses.asdict(m) for m in restored]
+            seconds[0] = restored_seconds
 
         def after_epoch(epoch: int, metrics: EpochMetrics) -> bool:
             if self.shared is not None:  # the state the trainer saved after this epoch, for any machine
@@ -348,7 +355,7 @@ class Sweep:
             return epoch in rungs and self.stopper.is_rung(epoch, trial) and not self._goes_on(
                 trial, record, epoch, history, seconds[0])
 
-        return after_epoch
+        return after_epoch, on_resume
 
     def _goes_on(self, trial: optuna.Trial, record: TrialRecord, epoch: int, history: list[dict[str, Any]],
                  train_seconds: float) -> bool:
