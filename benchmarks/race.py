@@ -9,15 +9,16 @@ recorded seconds) until it has spent as many training seconds as training every 
 ("train everything"). At 10%, 20%, ..., 100% of that budget it reads the hypervolume of the front of the trials
 trained to the full budget (the report's: (validation accuracy, GFLOPs) from (0, 0.05)); mean and standard
 deviation over the replay seeds (the sampler's seed). Strategies: random, TPE and NSGA-II, each without early
-stopping, with the sweep's MO-ASHA at its defaults (rung estimate and promotion rule), and with it and revival (a
-stopped network proposed again trains on from its rung when it now ranks in its rung's top); Syne Tune's MOASHA with
+stopping, with the sweep's MO-ASHA at its defaults (rung estimate and promotion rule), with it and revival (a
+stopped network proposed again trains on from its rung when it now ranks in its rung's top), and with it in 2 and 3
+brackets (asynchronous Hyperband: some trials judged from a later rung, or never); Syne Tune's MOASHA with
 its random searcher (random proposals), as shipped and with its ranking repaired (benchmarks/mo_asha.py says
 how), when syne-tune is installed (`pip install '.[bench]'`; skipped with a message otherwise).
 
 A network the table does not hold (a recording stopped before the grid's end) is refused when proposed, as an
 infeasible one would be. `--rules` also races, with the random sampler (the proposals the same for every rule),
 every promotion rule and rung estimate: what the defaults are chosen from (README, "The search at equal
-compute"; 16 min on one core for all of it). `--only "tpe + MO-ASHA|random + MO-ASHA" --merge race.json` races
+compute"; on 216 networks the TPE rows take about 5 min each on one core). `--only "tpe + MO-ASHA|random + MO-ASHA" --merge race.json` races
 these rows again (after a change of the defaults, say) and takes the others from an earlier run.
 """
 
