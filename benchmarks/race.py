@@ -18,7 +18,8 @@ how), when syne-tune is installed (`pip install '.[bench]'`; skipped with a mess
 A network the table does not hold (a recording stopped before the grid's end) is refused when proposed, as an
 infeasible one would be. `--rules` also races, with the random sampler (the proposals the same for every rule),
 every promotion rule and rung estimate: what the defaults are chosen from (README, "The search at equal
-compute"; on 216 networks the TPE rows take about 5 min each on one core). `--only "tpe + MO-ASHA|random + MO-ASHA" --merge race.json` races
+compute"; on 216 networks the TPE rows take about 5 min each on one core).
+`--only "tpe + MO-ASHA|random + MO-ASHA" --merge race.json` races
 these rows again (after a change of the defaults, say) and takes the others from an earlier run.
 """
 
