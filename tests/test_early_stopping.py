@@ -12,6 +12,7 @@ from resnet_bench.search import early_stopping
 from resnet_bench.search import sweep as sweep_module
 from resnet_bench.search.config import StudyFileError, load_study_file
 from resnet_bench.search.early_stopping import goes_on, promotion_order, rung_epochs
+from resnet_bench.search.rungs import SweepRungs
 from resnet_bench.train import EpochMetrics
 
 from .helpers import TINY_STUDY, run, write
@@ -195,17 +196,17 @@ def test_two_workers_on_one_storage_decide_on_each_others_rungs(tmp_path, curves
         seen.mine, seen.points = mine, [tuple(p) for p in points]
         return goes_on(mine, points, directions, eta, rule)
 
-    real_decide = sweep_module.Sweep._goes_on
+    real_decide = SweepRungs.goes_on
 
-    def spy_decide(self, trial, record, epoch, history, train_seconds):
-        result = real_decide(self, trial, record, epoch, history, train_seconds)
+    def spy_decide(self, study, trial, record, epoch, history, train_seconds):
+        result = real_decide(self, study, trial, record, epoch, history, train_seconds)
         with lock:
             log.append({"worker": threading.get_ident(), "epoch": epoch, "point": seen.points[seen.mine],
                         "points": seen.points, "goes_on": result})
         return result
 
     monkeypatch.setattr(early_stopping, "goes_on", spy_goes_on)
-    monkeypatch.setattr(sweep_module.Sweep, "_goes_on", spy_decide)
+    monkeypatch.setattr(SweepRungs, "goes_on", spy_decide)
     sweeps = [sweep_module.Sweep(config, location, device="cpu", worker=w) for w in (0, 1)]
     errors = []
 
@@ -245,8 +246,10 @@ def test_a_resumed_trial_judges_its_rung_on_the_epochs_before_its_resume_too(tmp
 
     judged = []
     sweep = object.__new__(sweep_module.Sweep)
-    sweep.config, sweep.on_epoch, sweep.shared = config, None, None
-    sweep._goes_on = lambda trial, record, n, history, seconds: judged.append((n, list(history), seconds)) or True
+    sweep.config, sweep.on_epoch, sweep.shared, sweep.study = config, None, None, None
+    sweep.rungs = SweepRungs(config)
+    sweep.rungs.goes_on = lambda study, trial, record, n, history, seconds: judged.append(
+        (n, list(history), seconds)) or True
     record = sweep_module.TrialRecord(state_file=str(tmp_path / "trial.state"))
     after_epoch, on_resume = sweep._epoch_callbacks(type("Trial", (), {"number": 0})(), recipe, record)
     on_resume((epoch(1, 1.0), epoch(2, 0.5)), 4.0)  # as the trainer tells it, from the state saved after epoch 2

@@ -111,6 +111,13 @@ class TrialRecord:
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialRecord))
 
 
+def store_record(trial: Any, record: TrialRecord) -> None:
+    """The record's fields that are set, as the trial's user attributes (an Optuna trial, or any object with its
+    set_user_attr)."""
+    for key, value in record.to_attrs().items():
+        trial.set_user_attr(key, value)
+
+
 # -- a study as a table ---------------------------------------------------------------------------------------
 
 RUNNING, WAITING = "running", "waiting"  # the status column of a trial that has not ended

@@ -9,7 +9,6 @@ exists would not teach them. It is never trained and does not count against the 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -24,18 +23,15 @@ from typing import Any
 import optuna
 import torch
 
-from resnet_bench.version import __version__
 from resnet_bench.data import Splits, study_splits
 from resnet_bench.devices import device_name, resolve_device, resolve_precision
 from resnet_bench.errors import BadInputError, DiskFullError
-from resnet_bench.estimates import estimate_value, trainer_needs
 from resnet_bench.files import atomic_path, is_disk_full, no_space_text
 from resnet_bench.models import build_model
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.profiling import count_cost, count_on_meta, measure_speed
 from resnet_bench.recipe import Recipe
 from resnet_bench.search.config import CONSTRAINTS, StudyConfig, constraint_values
-from resnet_bench.search.early_stopping import MOASHA, rung_epochs
 from resnet_bench.search.records import (
     DUPLICATE,
     FAILED,
@@ -45,14 +41,17 @@ from resnet_bench.search.records import (
     TRAINED,
     TrialRecord,
     retried_by_the_next_command,
+    store_record,
 )
+from resnet_bench.search.rungs import SweepRungs
 from resnet_bench.search.space import sample_recipe, sample_spec, suggest_baseline
 from resnet_bench.search.states import SharedStates
 from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation, safe_url
 from resnet_bench.search.study import open_study, study_precision
 from resnet_bench.spec import ResNetSpec, SpecError
-from resnet_bench.train import TRAINER_ESTIMATES, EpochMetrics, spec_for_data, train
+from resnet_bench.train import EpochMetrics, spec_for_data, train
 from resnet_bench.units import metric_value
+from resnet_bench.version import __version__
 
 MAX_REJECTED_PER_TRIAL = 50  # infeasible or duplicate proposals per trained trial before the sweep gives up
 
@@ -106,6 +105,7 @@ class Sweep:
         on_batch: Callable[[int, int, int, Any], None] | None = None, artifacts: str | None = None,
     ) -> None:
         self.config = config
+        self.rungs = SweepRungs(config)  # early stopping, trial by trial (search/rungs.py)
         # Training states every worker's machine can read (search/states.py), or None: this machine's files only.
         self.shared = SharedStates(artifacts) if artifacts else None
         self.location = location
@@ -247,14 +247,14 @@ class Sweep:
             # Retried on another machine: a file of this one, from the state every machine can read.
             record.state_file = fresh
             self.shared.fetch(trial.user_attrs, Path(fresh))
-        _store(trial, record)
+        store_record(trial, record)
         if self.on_trial_start is not None:
             self.on_trial_start(trial.number, record.spec)
         try:
             torch.manual_seed(self.config.seed)
             training_started = time.perf_counter()
             model = build_model(spec)
-            estimates, estimate_epochs = self.estimates_to_measure(recipe)
+            estimates, estimate_epochs = self.rungs.estimates_to_measure(recipe)
             after_epoch, on_resume = self._epoch_callbacks(trial, recipe, record)
             result = train(model, self.data, self.as_trained(recipe), self.device,
                            callback=after_epoch, on_resume=on_resume, state_path=record.state_file,
@@ -271,7 +271,7 @@ class Sweep:
             record.status, record.reason = FAILED, reason
             record.trial_seconds = time.perf_counter() - started
             try:
-                _store(trial, record)
+                store_record(trial, record)
             except Exception:
                 if not full:  # a storage on the full disk too: the trial stays running, to be retried
                     raise
@@ -287,7 +287,7 @@ class Sweep:
         record.status = STOPPED if result.stopped_early else TRAINED
         record.trial_seconds = time.perf_counter() - started
         record.overhead_seconds = record.trial_seconds - training
-        _store(trial, record)
+        store_record(trial, record)
         return [float(getattr(record, o.metric)) for o in self.config.objectives]
 
     def _forget_state(self, trial: optuna.Trial, record: TrialRecord) -> None:
@@ -304,26 +304,6 @@ class Sweep:
                                dataset=self.data.dataset_name, val_size=self.data.val_size, split_seed=self.data.seed,
                                image_size=self.data.image_size)
 
-    @functools.cached_property
-    def stopper(self) -> MOASHA:
-        """The study's early stopping, as any Optuna study can use it (search/early_stopping.py)."""
-        return MOASHA(min_epochs=self.config.min_epochs, reduction_factor=self.config.reduction_factor,
-                      directions=[o.direction for o in self.config.objectives], rule=self.config.promotion,
-                      brackets=self.config.brackets, seed=self.config.seed)
-
-    def rungs(self, recipe: Recipe) -> tuple[int, ...]:
-        """The epochs after which a trial of this recipe is judged (none without early stopping)."""
-        if self.config.early_stopping != "mo-asha":
-            return ()
-        return rung_epochs(self.config.min_epochs, self.config.reduction_factor, recipe.epochs)
-
-    def estimates_to_measure(self, recipe: Recipe) -> tuple[tuple[str, ...], set[int] | None]:
-        """What the trainer measures beside the epochs, and after which epochs (None: every one): every estimate
-        after every epoch for a study that records them, else what the study's rung estimate needs at its rungs."""
-        if self.config.record_estimates:
-            return TRAINER_ESTIMATES, None
-        return trainer_needs(self.config.rung_estimate), set(self.rungs(recipe))
-
     def as_trained(self, recipe: Recipe) -> Recipe:
         """The recipe as this study trains it: `auto` precision resolved as the study resolved it (the record keeps
         the recipe as sampled, and the resolved precision beside it)."""
@@ -336,7 +316,6 @@ class Sweep:
     ) -> tuple[Callable[[int, EpochMetrics], bool], Callable[[tuple[EpochMetrics, ...], float], None]]:
         """What runs after each epoch of a trial (True stops its training: early stopping, at a rung), and what the
         trainer tells of the epochs a resumed trial restored."""
-        rungs = self.rungs(recipe)
         history: list[dict[str, Any]] = []
         seconds = [0.0]
 
@@ -352,24 +331,10 @@ class Sweep:
             history.append(dataclasses.asdict(metrics))
             if self.on_epoch is not None:
                 self.on_epoch(trial.number, metrics, recipe.epochs)
-            return epoch in rungs and self.stopper.is_rung(epoch, trial) and not self._goes_on(
-                trial, record, epoch, history, seconds[0])
+            return self.rungs.judges(trial, recipe, epoch) and not self.rungs.goes_on(
+                self.study, trial, record, epoch, history, seconds[0])
 
         return after_epoch, on_resume
-
-    def _goes_on(self, trial: optuna.Trial, record: TrialRecord, epoch: int, history: list[dict[str, Any]],
-                 train_seconds: float) -> bool:
-        """Store this trial's objectives at the rung (its accuracy read by the study's rung estimate), then read the
-        rung from the storage (every worker's trials as they are now) and decide: the top 1/eta go on (see
-        search/early_stopping.py)."""
-        record.rung_estimate = self.config.rung_estimate
-        measured = {**{o.metric: getattr(record, o.metric) for o in self.config.objectives},
-                    "val_accuracy": estimate_value(self.config.rung_estimate, history),
-                    "train_seconds": train_seconds}
-        values = [float(measured[o.metric]) for o in self.config.objectives]
-        record.rungs = {**(record.rungs or {}), str(epoch): values}
-        _store(trial, record)
-        return not self.stopper.should_stop(self.study, trial, epoch, values)
 
     def _trained_twin(self, spec_line: str, recipe: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
         """The first trial of the study (any worker's) that trained this network with this recipe, if any."""
@@ -393,7 +358,7 @@ class Sweep:
         record.reason = f"the same network and recipe as trial {twin.number} ({measured.status}): not trained again"
         record.trial_seconds = record.overhead_seconds = time.perf_counter() - started
         _set_constraints(trial, dict(twin.constraints))
-        _store(trial, record)
+        store_record(trial, record)
         return list(twin.values)
 
     def _violations(self, record: TrialRecord) -> dict[str, float]:
@@ -409,7 +374,7 @@ class Sweep:
             _set_constraints(trial, {"valid": 1.0, **{k: 1.0 for k in self.config.constraints}})
         else:
             _set_constraints(trial, self._violations(record))
-        _store(trial, record)
+        store_record(trial, record)
         # Never trained: the worst accuracy and the measured (or, when unknown, infinite) cost.
         return [0.0 if o.direction == "maximize" else _known_or_inf(getattr(record, o.metric))
                 for o in self.config.objectives]
@@ -424,11 +389,6 @@ def _set_constraints(trial: optuna.Trial, values: dict[str, float]) -> None:
 
 def _known_or_inf(value: float | None) -> float:
     return math.inf if value is None else float(value)
-
-
-def _store(trial: optuna.Trial, record: TrialRecord) -> None:
-    for key, value in record.to_attrs().items():
-        trial.set_user_attr(key, value)
 
 
 def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
