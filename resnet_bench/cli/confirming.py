@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any
 
+from resnet_bench.cli.arguments import add_device, add_format, add_storage, add_threads, positive_int
 from resnet_bench.cli.output import StderrProgress, print_confirmation, print_records
 from resnet_bench.errors import BadInputError
 from resnet_bench.units import duration_text, plural
@@ -130,3 +131,29 @@ class _ConfirmProgress(StderrProgress):
         self.console.print(f"trial {run.number} seed {run.seed}: val {record.val_accuracy:.2%}, test "
                            f"{record.test_accuracy:.2%} after {plural(record.epochs, 'epoch')}", highlight=False)
         self.progress.update(self.runs, completed=self.done)
+
+
+def add_confirm_command(sub: Any) -> None:
+    """`confirm`."""
+    confirm = sub.add_parser(
+        "confirm", help="re-train a study's front and baselines with more seeds; how far the search's ranking holds")
+    confirm.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
+                         help="the study's file (.toml) or a shipped study; it names the study (default: the one "
+                              "study in --storage, else quickstart)")
+    confirm.add_argument("--seeds", type=positive_int("--seeds"), default=3, metavar="N",
+                         help="seeds 1..N beyond the search's seed, one run each (3)")
+    confirm.add_argument("--epochs", type=positive_int("--epochs"),
+                         help="epochs of each run (default: each trial's own recipe)")
+    which = confirm.add_mutually_exclusive_group()
+    which.add_argument("--top", type=positive_int("--top"), metavar="K",
+                       help="the K most accurate networks of the front, and the baselines (default: the whole front)")
+    which.add_argument("--trials", metavar="N,M", help="these trained trials only, by number (12,31)")
+    confirm.add_argument("--workers", type=positive_int("--workers"),
+                         help="worker processes that train runs side by side (default: as the sweep chooses)")
+    add_storage(confirm)
+    confirm.add_argument("--out", default="reports", metavar="DIR",
+                         help="the folder of studies, as for sweep: study S lives in DIR/S/ (reports)")
+    add_device(confirm)
+    add_threads(confirm)
+    add_format(confirm)
+    confirm.set_defaults(func=cmd_confirm)

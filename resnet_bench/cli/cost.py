@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from resnet_bench.cli.arguments import add_device, add_format, add_threads, positive_int
 from resnet_bench.cli.output import print_records, status_spinner, stdout_console
 from resnet_bench.errors import BadInputError
 
@@ -163,3 +164,40 @@ def _print_profiles(results: list[Any], by_stage: bool) -> None:
                     f"{s.activations / 1e6:.2f}M",
                 )
             console.print(stages)
+
+
+def add_cost_commands(sub: Any) -> None:
+    """`models` and `profile`."""
+    from resnet_bench.devices import DTYPES, MEMORY_FORMATS
+
+    models = sub.add_parser("models", help="list the presets with parameters, GFLOPs and published errors")
+    models.add_argument("--family", help="only this family (torchvision, cifar-resnet, wrn, ...)")
+    add_format(models)
+    models.set_defaults(func=cmd_models)
+
+    profile = sub.add_parser("profile", help="cost of one or more models, side by side")
+    profile.add_argument(
+        "models", nargs="+", metavar="MODEL",
+        help="a preset name, a one-line spec (block=bottleneck,layers=3-4-6-3) or a path to a JSON spec",
+    )
+    profile.add_argument("--by-stage", action="store_true", help="also the cost of the stem, each stage and the head")
+    profile.add_argument(
+        "--input-size", type=positive_int("--input-size"), metavar="PIXELS",
+        help="input height = width (default: 224 for the imagenet stem, 32 for the cifar stem)",
+    )
+    profile.add_argument(
+        "--in-channels", type=positive_int("--in-channels"), metavar="N", help="input channels (default: the spec's)"
+    )
+    speed = profile.add_argument_group("measured speed")
+    speed.add_argument("--latency", action="store_true", help="measure latency (batch 1) and throughput")
+    speed.add_argument("--train", action="store_true", help="also measure training throughput (implies --latency)")
+    add_device(speed, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    speed.add_argument("--batch-size", type=positive_int("--batch-size"), default=64, help="for throughput (64)")
+    speed.add_argument("--dtype", choices=DTYPES, default="float32",
+                       help="float32 (default), an autocast dtype, or auto: what training would use here")
+    speed.add_argument("--memory-format", choices=MEMORY_FORMATS, default="nchw",
+                       help="nchw (default), channels_last, or auto: what training would use here")
+    add_threads(speed)
+    speed.add_argument("--runs", type=positive_int("--runs"), default=10, help="timed runs per figure (10)")
+    add_format(profile)
+    profile.set_defaults(func=cmd_profile)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from resnet_bench.cli.arguments import add_format, add_storage
 from resnet_bench.cli.output import print_confirmation, print_front, print_records, status_spinner, stdout_console
 from resnet_bench.units import plural
 
@@ -60,3 +61,17 @@ def _render(report: Any, paths: dict[str, Path]) -> None:
                       + ", ".join(Path(p).name for p in paths.values()), highlight=False)
     else:
         console.print("Wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+def add_report_command(sub: Any) -> None:
+    """`report`."""
+    report = sub.add_parser("report", help="the Pareto report of a study: tables, CSV, Markdown, HTML and charts")
+    report.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
+                        help="the study's file (.toml) or a shipped study; it names the study (default: the one "
+                             "study in --storage, else quickstart)")
+    add_storage(report)
+    report.add_argument("--out", default="reports", metavar="DIR",
+                        help="the folder of studies, as for sweep: reads DIR/S/study.db by default and writes the "
+                             "report of study S into DIR/S/ (reports)")
+    add_format(report)
+    report.set_defaults(func=cmd_report)

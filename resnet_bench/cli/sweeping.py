@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from resnet_bench.cli.arguments import add_device, add_format, add_storage, add_threads, positive_float, positive_int
 from resnet_bench.cli.output import StderrProgress, SweepProgress, print_records, stdout_console
 from resnet_bench.errors import BadInputError
 from resnet_bench.units import duration_text, plural
@@ -161,3 +162,41 @@ def _sweep_dry_run(config: Any, args: argparse.Namespace) -> None:
         console.print(f"{key} = {config.constraints[key]:g} is not checked by the dry run: latency is measured per "
                       "candidate, alone on its device, when the sweep runs; the share inside the constraints is an "
                       "upper bound", highlight=False)
+
+
+def add_sweep_command(sub: Any) -> None:
+    """`sweep`."""
+    from resnet_bench.search.config import SHIPPED_STUDIES
+
+    sweep = sub.add_parser("sweep", help="run (or resume) a study; no file: the quickstart study")
+    sweep.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
+                       help="a study file (.toml), or a shipped study: " + ", ".join(
+                           f"{name} (default)" if name == "quickstart" else name for name in SHIPPED_STUDIES))
+    sweep.add_argument("--n-trials", type=positive_int("--n-trials"),
+                       help="trained trials this command adds (default: the file's budget.n_trials)")
+    sweep.add_argument("--timeout", type=positive_float("--timeout"), metavar="MINUTES",
+                       help="stop starting trials after this long")
+    add_storage(sweep)
+    sweep.add_argument("--out", default="reports", metavar="DIR",
+                       help="the folder of studies: a study S keeps its default storage, training states and "
+                            "report in DIR/S/ (reports)")
+    add_device(sweep)
+    sweep.add_argument("--workers", type=positive_int("--workers"),
+                       help="worker processes on this machine sharing the study, pinned round-robin to the GPUs "
+                            "(default: chosen from the cores, the GPUs and the study's max_gflops, see the README)")
+    sweep.add_argument("--trials-per-gpu", type=positive_int("--trials-per-gpu"), metavar="K",
+                       help="K worker processes on each GPU, training side by side (instead of --workers)")
+    add_threads(sweep, "the physical cores divided among the workers")
+    sweep.add_argument("--heartbeat", type=positive_int("--heartbeat"), default=30, metavar="SECONDS",
+                       help="a worker silent for twice this long is presumed dead: its trial is retried (30)")
+    sweep.add_argument("--artifacts", metavar="DIR", default=None,
+                       help="a folder every worker's machine mounts, where training states are shared so that a trial "
+                            "retried on another machine resumes from its last epoch (default: each machine's own)")
+    sweep.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    sweep.add_argument("--tickets", default=None, help=argparse.SUPPRESS)  # the parent's shared budget
+    sweep.add_argument("--summary", default=None, help=argparse.SUPPRESS)  # where a worker writes its summary
+    sweep.add_argument("--dry-run", action="store_true", help="sample the space and measure costs; train nothing")
+    sweep.add_argument("--dry-run-samples", type=positive_int("--dry-run-samples"), default=100,
+                       help="candidates the dry run samples (100)")
+    add_format(sweep)
+    sweep.set_defaults(func=cmd_sweep)

@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Any
 
+from resnet_bench.cli.arguments import add_device, add_format, add_threads, positive_float, positive_int
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
 from resnet_bench.errors import BadInputError
 from resnet_bench.units import plural
@@ -146,3 +147,48 @@ class _TrainingProgress(StderrProgress):
     def epoch_done(self, epoch: int, metrics: Any) -> bool:
         self.progress.update(self.epochs, completed=epoch, note=f"val {metrics.val_accuracy:.2%}")
         return False
+
+
+def add_training_commands(sub: Any) -> None:
+    """`train` and `evaluate`."""
+    from resnet_bench.devices import MEMORY_FORMATS
+    from resnet_bench.recipe import PRECISIONS
+
+    train = sub.add_parser("train", help="train one candidate and print its metrics")
+    train.add_argument("model", metavar="MODEL", help="a preset name, a one-line spec or a path to a JSON spec")
+    train.add_argument("--dataset", default="fashion-mnist-mini",
+                       help="fashion-mnist, fashion-mnist-mini (default, ships with the package), cifar10, "
+                            "cifar100 or imagefolder:PATH")
+    train.add_argument("--recipe", default="fast",
+                       help="a named recipe, fast (default) or he2015, or a recipe as a JSON object "
+                            "(as a trial stores it)")
+    train.add_argument("--epochs", type=positive_int("--epochs"), help="override the recipe's epochs")
+    train.add_argument("--batch-size", type=positive_int("--batch-size"), help="override the recipe's batch size")
+    train.add_argument("--lr", type=positive_float("--lr"),
+                       help="override the recipe's learning rate (per 128 images of batch)")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="auto (the recipe's default: bf16 on CUDA and on CPUs with native bf16, else fp32), "
+                            "bf16 or fp32")
+    train.add_argument("--memory-format", choices=MEMORY_FORMATS,
+                       help="auto (the recipe's default: the device's faster one), channels_last or nchw")
+    add_threads(train)
+    train.add_argument("--compile", action="store_true",
+                       help="torch.compile the model (its compile time is reported apart from training time)")
+    train.add_argument("--seed", type=int, default=0, help="weights, validation split, shuffling (0)")
+    add_device(train)
+    train.add_argument("--val-size", type=positive_int("--val-size"), default=2000,
+                       help="validation images carved from the training set (2000)")
+    train.add_argument("--image-size", type=positive_int("--image-size"), default=32,
+                       help="imagefolder only: images are decoded once at this size (32)")
+    train.add_argument("--test-curve", action="store_true", help="also measure the test error after every epoch")
+    train.add_argument("--save", metavar="PATH", help="write a checkpoint (weights, spec, recipe, metrics)")
+    add_format(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="re-measure a saved model")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT",
+                          help="a file that `resnet-bench train --save PATH` wrote (weights, spec, recipe, metrics)")
+    add_device(evaluate)
+    add_threads(evaluate)
+    add_format(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
