@@ -60,8 +60,11 @@ def add_device(parser: argparse.ArgumentParser | argparse._ArgumentGroup, defaul
 
 
 def add_storage(parser: argparse.ArgumentParser, default: str = "sqlite:///OUT/<study>/study.db",
-                study_name: bool = True) -> None:
-    """--storage (and --study-name): the same on every command that reads or writes a study."""
+                study_name: bool = True, out: str | None = None) -> None:
+    """--storage (and --study-name), and --out with its help `out`: where a study lives, the same on every command
+    that reads or writes one (search/storage.py)."""
     parser.add_argument("--storage", help=f"an Optuna storage URL (default: {default})")
     if study_name:
         parser.add_argument("--study-name", help="the study's name in the storage (default: the file's name)")
+    if out is not None:
+        parser.add_argument("--out", default="reports", metavar="DIR", help=out)

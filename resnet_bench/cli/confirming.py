@@ -150,9 +150,7 @@ def add_confirm_command(sub: Any) -> None:
     which.add_argument("--trials", metavar="N,M", help="these trained trials only, by number (12,31)")
     confirm.add_argument("--workers", type=positive_int("--workers"),
                          help="worker processes that train runs side by side (default: as the sweep chooses)")
-    add_storage(confirm)
-    confirm.add_argument("--out", default="reports", metavar="DIR",
-                         help="the folder of studies, as for sweep: study S lives in DIR/S/ (reports)")
+    add_storage(confirm, out="the folder of studies, as for sweep: study S lives in DIR/S/ (reports)")
     add_device(confirm)
     add_threads(confirm)
     add_format(confirm)

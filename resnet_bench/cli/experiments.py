@@ -123,9 +123,8 @@ def add_experiment_commands(sub: argparse._SubParsersAction) -> None:  # type: i
     degradation.add_argument("--seed", type=int, default=0, help="weights, validation split and training (0)")
     degradation.add_argument("--val-size", type=positive_int("--val-size"),
                              help="validation images held out of the training set (5000; 2000 on the mini set)")
-    degradation.add_argument("--out", default="reports", metavar="DIR",
-                             help="the runs' study, figure and tables go under DIR/degradation/ (reports)")
-    add_storage(degradation, default="a SQLite file in the study's folder", study_name=False)
+    add_storage(degradation, default="a SQLite file in the study's folder", study_name=False,
+                out="the runs' study, figure and tables go under DIR/degradation/ (reports)")
     add_device(degradation)
     add_threads(degradation)
     add_format(degradation)

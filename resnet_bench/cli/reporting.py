@@ -69,9 +69,8 @@ def add_report_command(sub: Any) -> None:
     report.add_argument("study_file", nargs="?", metavar="STUDY_FILE",
                         help="the study's file (.toml) or a shipped study; it names the study (default: the one "
                              "study in --storage, else quickstart)")
-    add_storage(report)
-    report.add_argument("--out", default="reports", metavar="DIR",
-                        help="the folder of studies, as for sweep: reads DIR/S/study.db by default and writes the "
-                             "report of study S into DIR/S/ (reports)")
+    add_storage(report, out=(
+        "the folder of studies, as for sweep: reads DIR/S/study.db by default and writes the report of study S into "
+        "DIR/S/ (reports)"))
     add_format(report)
     report.set_defaults(func=cmd_report)

@@ -176,10 +176,8 @@ def add_sweep_command(sub: Any) -> None:
                        help="trained trials this command adds (default: the file's budget.n_trials)")
     sweep.add_argument("--timeout", type=positive_float("--timeout"), metavar="MINUTES",
                        help="stop starting trials after this long")
-    add_storage(sweep)
-    sweep.add_argument("--out", default="reports", metavar="DIR",
-                       help="the folder of studies: a study S keeps its default storage, training states and "
-                            "report in DIR/S/ (reports)")
+    add_storage(sweep, out=(
+        "the folder of studies: a study S keeps its default storage, training states and report in DIR/S/ (reports)"))
     add_device(sweep)
     sweep.add_argument("--workers", type=positive_int("--workers"),
                        help="worker processes on this machine sharing the study, pinned round-robin to the GPUs "
