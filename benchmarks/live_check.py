@@ -12,10 +12,12 @@ resumes. One worker makes the comparison exact: the order of trials does not dep
 real sweep and the replay propose the same networks and take the same decisions as long as the trained accuracies
 equal the recorded ones.
 
-`compare` reads the real study and replays again for the same number of trials: trial by trial, the network
-proposed, the epochs trained, the decision at each rung, the accuracy measured against the recorded one; then the
-hypervolume of the front (the report's: trials trained to the end only) and the training seconds of both. Run on
-purpose, never in the tests.
+`compare` reads the real study and replays again for the same number of trials, twice: on the recorded values (as
+the race does) and on the values the real sweep measured (its epochs replace the table's for the networks it
+trained): trial by trial, the network proposed, the epochs trained, the decision at each rung, the accuracy measured
+against the recorded one; then the hypervolume of the front (the report's: trials trained to the end only) and the
+training seconds of both. The first replay tells whether the table's numbers are the ones a sweep measures; the
+second, whether the replay's logic is the sweep's. Run on purpose, never in the tests.
 """
 
 from __future__ import annotations
@@ -52,19 +54,28 @@ def live_study_text(seed: int, n_trials: int) -> str:
     return text
 
 
-def replayed(seed: int, max_trials: int | None) -> tuple[Any, Any]:
+def replayed(seed: int, max_trials: int | None, measured: dict[str, list[dict[str, Any]]] | None = None
+             ) -> tuple[Any, Any]:
+    """The replay of the live study's search on the recorded table; with `measured` (spec -> the epochs a live run
+    measured), those epochs replace the recorded ones: the replay then reads the numbers the sweep read."""
+    import dataclasses
+    import tomllib
+
     from resnet_bench.search.config import parse_study
     from resnet_bench.search.replay import ReplaySettings, curves_of_table, replay
 
-    import tomllib
-
     config = parse_study(tomllib.loads(live_study_text(seed, 1)))
     table = json.loads(DEFAULT_TABLE.read_text(encoding="utf-8"))
+    curves = curves_of_table(table, "0")
+    if measured:
+        curves = [dataclasses.replace(c, history=tuple({**h, **measured[c.spec][i]} if i < len(measured[c.spec])
+                                                       else h for i, h in enumerate(c.history)))
+                  if c.spec in measured else c for c in curves]
     settings = ReplaySettings(sampler=config.sampler, seed=seed, workers=1, early_stopping=True,
                               rung_estimate=config.rung_estimate, promotion=config.promotion,
                               min_epochs=config.min_epochs, reduction_factor=config.reduction_factor,
                               brackets=config.brackets, max_trials=max_trials)
-    return replay(curves_of_table(table, "0"), config, settings), config
+    return replay(curves, config, settings), config
 
 
 def run(args: argparse.Namespace) -> None:
@@ -84,17 +95,35 @@ def run(args: argparse.Namespace) -> None:
 def compare(args: argparse.Namespace) -> None:
     import optuna
 
-    from resnet_bench.pareto import hypervolume
-    from resnet_bench.search.records import DUPLICATE, INFEASIBLE, STOPPED, TRAINED
+    from resnet_bench.search.records import STOPPED, TRAINED
     from resnet_bench.search.storage import locate_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=NAME, storage=locate_study(NAME, out=args.out).storage)
     live = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     spent = sum(1 for t in live if t.user_attrs.get("status") in (TRAINED, STOPPED))
-    result, config = replayed(args.seed, spent)
     table = json.loads(DEFAULT_TABLE.read_text(encoding="utf-8"))
     recorded = {n["spec"]: n["runs"]["0"] for n in table["networks"] if "0" in n["runs"]}
+    measured = {t.user_attrs["spec"]: [{k: h[k] for k in ("val_accuracy", "train_loss", "seconds")}
+                                       for h in t.user_attrs.get("history") or []]
+                for t in live if t.user_attrs.get("status") in (TRAINED, STOPPED)}
+    figures = {"command": "python benchmarks/live_check.py run && python benchmarks/live_check.py compare",
+               "seed": args.seed, "trials": len(live)}
+    for values, extra in (("recorded", None), ("measured", measured)):
+        result, config = replayed(args.seed, spent, extra)
+        figures[values] = agreement(live, result, recorded, config)
+        say(values, figures[values], args.seed)
+    figures["conditions"] = {k: live[-1].user_attrs.get(k) for k in (
+        "device", "threads", "precision", "memory_format", "torch_version")} if live else {}
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+
+
+def agreement(live: list[Any], result: Any, recorded: dict[str, Any], config: Any) -> dict[str, Any]:
+    """Trial by trial, how far the replay did what the real sweep did; then both searches' totals."""
+    from resnet_bench.pareto import hypervolume
+    from resnet_bench.search.records import DUPLICATE, INFEASIBLE, STOPPED, TRAINED
+
     decisions = {(n, e): goes for n, e, goes in result.decisions}
     same_network = same_epochs = same_decisions = judged = 0
     first_difference, accuracy_gaps, rows = None, [], []
@@ -125,9 +154,7 @@ def compare(args: argparse.Namespace) -> None:
     front = [[t.user_attrs[m] for m in metrics] for t in live if t.user_attrs.get("status") == TRAINED]
     live_seconds = sum(t.user_attrs.get("train_seconds") or 0.0 for t in live
                        if t.user_attrs.get("status") in (TRAINED, STOPPED))
-    figures = {
-        "command": "python benchmarks/live_check.py run && python benchmarks/live_check.py compare",
-        "seed": args.seed, "trials": len(live),
+    return {
         "live": {"trained": sum(r["status"] == TRAINED for r in rows),
                  "stopped": sum(r["status"] == STOPPED for r in rows),
                  "duplicates": sum(r["status"] == DUPLICATE for r in rows),
@@ -141,22 +168,24 @@ def compare(args: argparse.Namespace) -> None:
                       "same_epochs": same_epochs, "rung_decisions": judged, "same_decisions": same_decisions,
                       "accuracy_gap_max": max(accuracy_gaps, default=None),
                       "accuracy_equal": sum(g == 0 for g in accuracy_gaps), "accuracies_compared": len(accuracy_gaps)},
-        "conditions": {k: live[-1].user_attrs.get(k) for k in ("device", "threads", "precision", "memory_format",
-                                                               "torch_version")} if live else {},
         "trials_compared": rows,
     }
+
+
+def say(values: str, figures: dict[str, Any], seed: int) -> None:
     agreement, a, b = figures["agreement"], figures["live"], figures["replay"]
-    print(f"{len(live)} trials of seed {args.seed}: the same network proposed in {same_network} "
-          f"(first difference: {'none' if first_difference is None else f'trial {first_difference}'}); the same "
-          f"epochs trained in {same_epochs} of {a['trained'] + a['stopped']}; the same decision at "
-          f"{same_decisions} of {judged} rungs; accuracy equal to the recorded one in {agreement['accuracy_equal']} of "
-          f"{agreement['accuracies_compared']} (largest gap {agreement['accuracy_gap_max']})")
-    print(f"real sweep: {a['trained']} to the end, {a['stopped']} stopped, {a['duplicates']} duplicates, "
+    first = agreement["first_difference"]
+    print(f"the replay on the {values} values, {len(figures['trials_compared'])} trials of seed {seed}: the same "
+          f"network proposed in {agreement['same_network']} (first difference: "
+          f"{'none' if first is None else f'trial {first}'}); the same epochs trained in {agreement['same_epochs']} "
+          f"of {a['trained'] + a['stopped']}; the same decision at {agreement['same_decisions']} of "
+          f"{agreement['rung_decisions']} rungs; the live accuracy equal to the recorded one in "
+          f"{agreement['accuracy_equal']} of {agreement['accuracies_compared']} (largest gap "
+          f"{agreement['accuracy_gap_max']})")
+    print(f"  real sweep: {a['trained']} to the end, {a['stopped']} stopped, {a['duplicates']} duplicates, "
           f"hypervolume {a['hypervolume']:.6f}, {a['train_seconds']:,.0f} s of training")
-    print(f"replay:     {b['trained']} to the end, {b['stopped']} stopped, {b['duplicates']} duplicates, "
-          f"hypervolume {b['hypervolume']:.6f}, {b['train_seconds']:,.0f} s of training (recorded seconds)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    print(f"  replay:     {b['trained']} to the end, {b['stopped']} stopped, {b['duplicates']} duplicates, "
+          f"hypervolume {b['hypervolume']:.6f}, {b['train_seconds']:,.0f} s of training")
 
 
 def main() -> None:
