@@ -21,7 +21,7 @@ from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
 from resnet_bench.errors import BadInputError, check_positive_int, is_number
 from resnet_bench.estimates import DEFAULT_RUNG_ESTIMATE, EstimateError, check_estimate
-from resnet_bench.search.early_stopping import DEFAULT_PROMOTION_RULE, PROMOTION_RULES, rung_epochs
+from resnet_bench.search.early_stopping import DEFAULT_PROMOTION_RULE, PROMOTION_RULES, most_brackets
 from resnet_bench.fields import FIRST_SPACE_KEYS, SPACE, SpaceKey
 from resnet_bench.recipe import RECIPE_FIELDS, RECIPES, Recipe, RecipeError, RecipeField, get_recipe
 
@@ -353,7 +353,7 @@ def _early_stopping(table: dict[str, Any], recipe_name: str, recipe: dict[str, D
             raise StudyFileError(f"budget.min_epochs={min_epochs} is not accepted with early_stopping={mode!r}: the "
                                  f"first rung must come before the recipe's last epoch ({fewest}); use fewer")
     brackets = _get(table, "brackets", int, "an integer >= 1", default=1, path="budget.")
-    most = len(rung_epochs(min_epochs, eta, fewest)) + 1 if mode != "off" else 1  # a bracket per rung, one unjudged
+    most = most_brackets(min_epochs, eta, fewest) if mode != "off" else 1
     if not 1 <= brackets <= most:
         raise StudyFileError(f"budget.brackets={brackets} is not accepted; it must be an integer from 1 to {most} "
                              f"(1: no brackets; more need early_stopping = \"mo-asha\" and a rung each)")

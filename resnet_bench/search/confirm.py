@@ -136,7 +136,9 @@ def confirm(
             on_run_end(run, record)
 
     if workers <= 1:
-        data = _study_data(config)
+        from resnet_bench.data import study_splits
+
+        data = study_splits(config)
         for run in todo:
             if on_run_start is not None:
                 on_run_start(run)
@@ -156,12 +158,6 @@ def confirm(
                 store(futures[future], future.result())
     return ConfirmSummary(trained=len(todo), stored_before=len(runs) - len(todo),
                           seconds=time.perf_counter() - started)
-
-
-def _study_data(config: Any) -> Any:
-    from resnet_bench.data import study_splits
-
-    return study_splits(config)
 
 
 def train_run(config: Any, data: Any, run: ConfirmRun, device: str, states: Path,
@@ -196,9 +192,10 @@ _WORKER: dict[str, Any] = {}  # in a worker process: the study's config and data
 
 def _start_worker(config: Any, threads: int | None) -> None:
     from resnet_bench.cpu import use_threads
+    from resnet_bench.data import study_splits
 
     use_threads(threads)
-    _WORKER.update(config=config, data=_study_data(config))
+    _WORKER.update(config=config, data=study_splits(config))
 
 
 def _train_in_worker(run: ConfirmRun, device: str, states: Path) -> TrialRecord:

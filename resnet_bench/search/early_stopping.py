@@ -39,6 +39,11 @@ def rung_epochs(min_epochs: int, reduction_factor: int, epochs: int) -> tuple[in
     return tuple(rungs)
 
 
+def most_brackets(min_epochs: int, reduction_factor: int, epochs: int) -> int:
+    """The most brackets a schedule of `epochs` takes: one per rung, and one that judges nobody."""
+    return len(rung_epochs(min_epochs, reduction_factor, epochs)) + 1
+
+
 def promotion_order(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
     """Indices of the points, best first: by non-dominated rank, then by epsilon-net within a rank."""
     array = np.asarray(points, dtype=float)
@@ -149,7 +154,7 @@ class MOASHA:
             raise ValueError(f"max_epochs={max_epochs!r} is not accepted; it must be an integer >= 1 or None")
         if rule not in PROMOTION_RULES:
             raise ValueError(f"rule={rule!r} is not accepted; use one of {', '.join(PROMOTION_RULES)}")
-        most = len(rung_epochs(min_epochs, reduction_factor, max_epochs)) + 1 if max_epochs is not None else None
+        most = most_brackets(min_epochs, reduction_factor, max_epochs) if max_epochs is not None else None
         if not is_positive_int(brackets) or (most is not None and brackets > most):
             raise ValueError(f"brackets={brackets!r} is not accepted; it must be an integer from 1 to "
                              f"{most if most is not None else 'the number of rungs + 1'} (1: no brackets)")
