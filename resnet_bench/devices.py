@@ -5,10 +5,10 @@ torch is imported on first use, so that a command's argument checks cost nothing
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from resnet_bench.errors import BadInputError
-from resnet_bench.recipe import PRECISIONS
+from resnet_bench.recipe import PRECISIONS, RecipeError
 
 if TYPE_CHECKING:
     import torch
@@ -93,6 +93,40 @@ def resolve_channels_last(channels_last: bool | None) -> bool:
     oneDNN trained every network and thread count of the CPU benchmark faster in it, in fp32 and in bf16
     (README, "CPU speed")."""
     return True if channels_last is None else channels_last
+
+
+def training_channels_last(channels_last: bool | None, model: Any, device: Any, bf16: bool) -> bool:
+    """The memory format that `model` trains in (resolve_channels_last), NCHW where the CPU's channels_last kernel
+    would crash (channels_last_crash); asked for channels_last there, a RecipeError naming the convolution."""
+    chosen = resolve_channels_last(channels_last)
+    crash = channels_last_crash(model, device, bf16) if chosen else None
+    if crash is None:
+        return chosen
+    if channels_last:
+        raise RecipeError(
+            f"recipe channels_last=true cannot train {crash!r} (a 1x1 convolution of stride 2 with "
+            f"{model.get_submodule(crash).in_channels} input channels) in fp32 on the CPU: torch's kernel "
+            "corrupts memory there; leave channels_last unset (auto: NCHW for such a network) or set it "
+            "false (--memory-format auto or nchw)")
+    return False
+
+
+def channels_last_crash(model: Any, device: Any, bf16: bool) -> str | None:
+    """The convolution of `model` that torch 2.14.1's CPU kernels cannot train in channels_last, or None.
+
+    The weight gradient of a 1x1 convolution of stride 2 with fewer than 8 input channels, in fp32 and channels_last
+    on the CPU, corrupts the heap (a bus error, a segfault or free()'s abort, at once or some steps later) on an
+    AVX2 CPU (an AMD EPYC here; stride 1 or 3, 3x3 kernels, 8 input channels, bf16 and NCHW all train). Such a
+    convolution is a projection shortcut into a stage narrower than 8 channels: small searched networks."""
+    import torch
+
+    if bf16 or torch.device(device).type != "cpu":
+        return None
+    for name, module in model.named_modules():
+        if (isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1) and module.stride == (2, 2)
+                and module.in_channels < 8):
+            return name
+    return None
 
 
 def memory_format_name(channels_last: bool) -> str:

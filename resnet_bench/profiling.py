@@ -20,7 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resnet_bench.devices import check_device, check_dtype, device_name, memory_format_name, resolve_channels_last
+from resnet_bench.devices import (
+    check_device,
+    check_dtype,
+    device_name,
+    memory_format_name,
+    resolve_channels_last,
+    training_channels_last,
+)
 from resnet_bench.errors import check_positive_int
 from resnet_bench import presets
 from resnet_bench.preset_costs import preset_costs
@@ -303,11 +310,15 @@ def measure_speed(
     size = native_input_size(spec) if input_size is None else check_positive_int("input_size", input_size)
     device = check_device(device)
     dtype = check_dtype(dtype, device)
-    fmt = torch.channels_last if resolve_channels_last(channels_last) else torch.contiguous_format
     check_positive_int("batch_size", batch_size)
     check_positive_int("runs", runs)
     cuda = device.startswith("cuda")
-    net = build_model(spec).to(device, memory_format=fmt)
+    net = build_model(spec)
+    # As training does: NCHW where the CPU's channels_last kernel would crash (a training step is timed too).
+    last = (training_channels_last(channels_last, net, device, dtype != "float32") if train
+            else resolve_channels_last(channels_last))
+    fmt = torch.channels_last if last else torch.contiguous_format
+    net = net.to(device, memory_format=fmt)
     autocast = torch.autocast(device.split(":")[0], dtype=getattr(torch, dtype), enabled=dtype != "float32")
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)

@@ -25,9 +25,9 @@ from resnet_bench.data import DeviceBatches, ImageSet, Splits
 from resnet_bench.devices import (
     device_name,
     memory_format_name,
-    resolve_channels_last,
     resolve_device,
     resolve_precision,
+    training_channels_last,
 )
 from resnet_bench.files import atomic_path
 from resnet_bench.recipe import LR_REFERENCE_BATCH, Recipe, RecipeError, lr_factor
@@ -190,7 +190,9 @@ class _Loop:
               ema: bool = False) -> _Loop:
         """The model moved to the device in its memory format, the batches, the optimizer and the schedule."""
         cuda = device.type == "cuda"
-        channels_last = resolve_channels_last(recipe.channels_last)
+        bf16 = resolve_precision(recipe.precision, device) == "bf16"
+        # NCHW where the CPU's channels_last kernel would crash; recorded as trained (TrainResult.memory_format)
+        channels_last = training_channels_last(recipe.channels_last, model, device, bf16)
         model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
         torch.manual_seed(recipe.seed)  # dropout
         batches = DeviceBatches(
@@ -206,8 +208,7 @@ class _Loop:
         # for eval mode and its batch size).
         return cls(
             model=model, forward=torch.compile(model) if recipe.compile else model, data=data, recipe=recipe,
-            device=device, channels_last=channels_last,
-            bf16=resolve_precision(recipe.precision, device) == "bf16", batches=batches,
+            device=device, channels_last=channels_last, bf16=bf16, batches=batches,
             optimizer=optimizer, scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
             loss_fn=nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
             ema=WeightAverage(model, half_life_steps=EMA_HALF_LIFE_EPOCHS * len(batches)) if ema else None,

@@ -342,3 +342,25 @@ def test_evaluation_gives_the_same_result_at_any_batch_size(small):
         default = correct_images(model, small.test, small, cpu, True, bf16)
         assert torch.equal(default, correct_images(model, small.test, small, cpu, True, bf16, batch_size=2000))
         assert torch.equal(default, correct_images(model, small.test, small, cpu, True, bf16, batch_size=7))
+
+
+def test_a_network_the_cpus_channels_last_kernel_would_crash_on_trains_in_nchw(small):
+    """A projection shortcut into a stage of 4 channels is a 1x1 convolution of stride 2 with 4 input channels:
+    its weight gradient in fp32 channels_last corrupted the heap of torch 2.14.1 on an AVX2 CPU (a bus error, a
+    segfault or an abort, which killed a sweep's worker). Auto trains it in NCHW and says so; asked for
+    channels_last, the run is refused, naming the convolution."""
+    from resnet_bench.devices import channels_last_crash
+
+    spec = ResNetSpec(layers=(1, 1), stem="cifar", stem_width=4)  # shortcut B: a projection into stage 2
+    torch.manual_seed(0)
+    model = rb.build_model(spec_for_data(spec, small))
+    assert channels_last_crash(model, "cpu", bf16=False) == "layer2.0.downsample.0"
+    assert channels_last_crash(model, "cpu", bf16=True) is None and channels_last_crash(model, "cuda", False) is None
+    for fine in (dataclasses.replace(spec, shortcut="A"), dataclasses.replace(spec, stem_width=8), TINY):
+        assert channels_last_crash(rb.build_model(spec_for_data(fine, small)), "cpu", bf16=False) is None
+    fp32 = dataclasses.replace(QUICK, epochs=1, precision="fp32")
+    result = train(model, small, fp32, "cpu")  # crashed the process here before
+    assert result.memory_format == "nchw" and result.precision == "fp32" and result.epochs == 1
+    with pytest.raises(RecipeError, match=r"channels_last=true cannot train 'layer2.0.downsample.0' .*4 input "):
+        train(rb.build_model(spec_for_data(spec, small)), small, dataclasses.replace(fp32, channels_last=True), "cpu")
+    assert train(tiny_model(small), small, fp32, "cpu").memory_format == "channels_last"  # the rest: as before
