@@ -2,4 +2,5 @@
 
 from resnet_bench.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process of this package starts
+    raise SystemExit(main())

@@ -293,7 +293,7 @@ def test_evaluate_a_file_that_is_not_ours(capsys, tmp_path):
     assert code == 2 and "is not a resnet-bench checkpoint" in err
 
 
-def test_the_sweeps_progress_restarts_each_trials_clock_and_moves_with_batches(monkeypatch):
+def test_the_sweeps_progress_restarts_each_trials_clock_and_moves_with_batches():
     import io
     import time
     from types import SimpleNamespace
@@ -301,14 +301,12 @@ def test_the_sweeps_progress_restarts_each_trials_clock_and_moves_with_batches(m
     import torch
     from rich.console import Console
 
-    from resnet_bench.cli import output
     from resnet_bench.cli.output import SweepProgress
 
-    monkeypatch.setattr(output, "os", SimpleNamespace(environ={}))  # not a worker
     progress = SweepProgress(3)
     progress.console = Console(file=io.StringIO(), force_terminal=True, width=120)
     progress.progress.disable = False  # as on a terminal
-    epochs = progress.progress.tasks[progress.epochs]
+    epochs = progress.progress.tasks[progress.epochs[0]]
     progress.trial_start(0, "block=basic,layers=1-1")
     progress.batch(1, 5, 10, torch.tensor(1.25))
     assert (epochs.completed == 0.5 and "block=basic,layers=1-1" in epochs.fields["note"]
@@ -321,31 +319,53 @@ def test_the_sweeps_progress_restarts_each_trials_clock_and_moves_with_batches(m
     assert epochs.completed == 0 and epochs.description == "trial 1" and (epochs.start_time or 1e18) > started
 
 
-def test_the_sweeps_progress_says_the_time_left_of_its_budget_on_each_trials_line(monkeypatch):
-    """A worker of `sweep --workers` shows no bars, only trial lines: the budget's time left is on each of them."""
+def test_the_parent_of_workers_draws_each_workers_trial_on_its_own_bar_and_counts_all_their_trials():
+    from types import SimpleNamespace
+
+    from resnet_bench.cli.output import SweepProgress
+
+    progress = SweepProgress(4, workers=2)
+    progress.progress.disable = False  # as on a terminal
+    first, second = (progress.progress.tasks[progress.epochs[w]] for w in (1, 2))
+    progress.trial_start(3, "block=basic,layers=1-1", worker=1)
+    progress.trial_start(4, "block=bottleneck,layers=2-2", worker=2)
+    progress.batch(1, 5, 10, 1.25, worker=1)  # a worker sends its loss as a number
+    progress.batch(2, 2, 10, 0.5, worker=2)  # at once after worker 1's: each worker's own refresh clock
+    assert (first.description, first.completed) == ("worker 1: trial 3", 0.5) and "loss 1.250" in first.fields["note"]
+    assert (second.description, second.completed) == ("worker 2: trial 4", 1.2) and "bottleneck" in second.fields[
+        "note"]
+    trial = SimpleNamespace(number=3, user_attrs={"status": "trained", "val_accuracy": 0.5, "gflops": 0.001,
+                                                  "params": 10, "spec": "block=basic,layers=1-1"})
+    progress.trial_end(trial, worker=1)
+    progress.trial_end(SimpleNamespace(number=4, user_attrs={**trial.user_attrs, "val_accuracy": 0.7}), worker=2)
+    trials = progress.progress.tasks[progress.trials]
+    assert trials.completed == 2 and trials.fields["note"] == "best val 70.00%"
+
+
+def test_the_sweeps_progress_says_the_time_left_of_its_budget_on_each_trials_line():
+    """Off a terminal a sweep shows no bars, only trial lines (a worker's named): the budget's time left is on each."""
     import io
     from types import SimpleNamespace
 
     from rich.console import Console
 
-    from resnet_bench.cli import output
     from resnet_bench.cli.output import SweepProgress
 
-    monkeypatch.setattr(output, "os", SimpleNamespace(environ={"RESNET_BENCH_WORKER": "1"}))  # a worker: no bars
     now = [1000.0]
-    progress = SweepProgress(200, worker=1, timeout_minutes=65, clock=lambda: now[0])
+    progress = SweepProgress(200, workers=2, timeout_minutes=65, clock=lambda: now[0])
     progress.console = Console(file=io.StringIO(), width=100)
     trial = SimpleNamespace(number=7, user_attrs={"status": "trained", "val_accuracy": 0.8788, "gflops": 0.0016,
                                                   "params": 4962,
                                                   "spec": "block=preact_basic,in_channels=1,num_classes=10",
                                                   "trial_seconds": 412})
     now[0] += 22 * 60  # 22 minutes into the budget of 65
-    progress.trial_end(trial)
+    progress.trial_end(trial, worker=1)
     now[0] += 50 * 60
-    progress.trial_end(trial)
+    progress.trial_end(trial, worker=2)
     lines = progress.console.file.getvalue().splitlines()
     assert lines[0] == ("worker 1: trial 7 trained in 412 s: block=preact_basic val 87.88%, 0.0016 GFLOPs, 4,962 "
                         "params; 43 min of the 1 h 05 min budget left")
+    assert lines[1].startswith("worker 2: trial 7 trained")
     assert lines[1].endswith("; the 1 h 05 min budget is spent: no new trial starts")
     untimed = SweepProgress(2)  # no budget on the wall clock: nothing said of one
     untimed.console = Console(file=io.StringIO(), width=100)

@@ -24,7 +24,7 @@ from resnet_bench.report.analysis import ADDED_COLUMNS, build_report, resolve_re
 from resnet_bench.report.export import FILES, html_table, summary, write_report
 from resnet_bench.report.references import published_points
 from resnet_bench.report.stats import mcnemar_exact, wilson_interval
-from resnet_bench.report.text import baselines_off_front, front_rows, summary_lines
+from resnet_bench.report.text import baselines_off_front, front_rows, names_a_baseline, summary_lines
 from resnet_bench.search.config import StudyFileError, load_study_file
 from resnet_bench.search.records import TRIAL_COLUMNS, StudyTrials
 from resnet_bench.search.study import open_study
@@ -229,6 +229,7 @@ def test_baselines_are_named_and_marked_on_the_front():
     assert [r["network"] for r in rows] == ["block=basic,layers=1-1,stem=cifar,stem_width=8", "resnet20 (baseline)"]
     assert rows[1]["val acc [95% CI]"] == "90.00% [88.0, 91.7]" and rows[0]["GFLOPs"] == "1.0000"
     assert '<tr class="baseline"><td>0</td>' in html_table(rows, "front", "network")
+    assert html_table(rows, "front", "network").count('class="baseline"') == 1  # the sampled network is not one
 
 
 def test_a_baseline_off_the_front_is_shown_under_it_and_measured_against_the_search(capsys, monkeypatch):
@@ -241,6 +242,8 @@ def test_a_baseline_off_the_front_is_shown_under_it_and_measured_against_the_sea
     report = build_report(study)
     assert front_rows(report)[0]["#"] == "1" and len(front_rows(report)) == 1
     assert [r["network"] for r in baselines_off_front(report)] == ["resnet20 (baseline, not on the front)"]
+    assert [names_a_baseline(r["network"]) for r in [*front_rows(report), *baselines_off_front(report)]] == [
+        False] * len(front_rows(report)) + [True]  # set in bold under the front
     versus = dict(summary_lines(report))["vs resnet20"]
     assert "10.00 points more accurate" in versus and "4x fewer GFLOPs" in versus
     # At 80 columns the spec wraps between its fields only: every field of it is whole on some line.

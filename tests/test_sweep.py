@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import queue
 import re
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -154,14 +156,14 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
     assert not any(record_of(t).status == "trained" for t in sweep.study.trials)
 
 
-def test_tickets_are_taken_once_each_under_concurrent_takers(tmp_path):
+def test_tickets_are_taken_once_each_under_concurrent_takers():
     import threading
 
-    tickets, taken, start = TrialTickets.create(tmp_path, 5), [], threading.Barrier(8)
+    tickets, taken, start = TrialTickets(5), [], threading.Barrier(8)
 
     def taker():
         start.wait()
-        while TrialTickets(tickets.path).take():  # each its own open file, as each worker process has
+        while tickets.take():
             taken.append(1)
 
     threads = [threading.Thread(target=taker) for _ in range(8)]
@@ -178,7 +180,7 @@ def test_workers_share_the_budget_as_they_go(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_module, "train", lambda *a, **k: (_ for _ in ()).throw(TrainingDiverged("nan")))
     config = load_study_file(write(tmp_path, TINY_STUDY.replace('baselines = ["resnet20"]', "")))
     location = locate_study("tiny", storage=f"sqlite:///{tmp_path / 't.db'}", out=tmp_path)
-    tickets = TrialTickets.create(tmp_path, 3)
+    tickets = TrialTickets(3)
     first = Sweep(config, location, device="cpu", worker=1).run(n_trials=10, take_ticket=tickets.take)
     second = Sweep(config, location, device="cpu", worker=2).run(n_trials=10, take_ticket=tickets.take)
     assert (first.trained, second.trained, tickets.left()) == (3, 0, 0)
@@ -235,6 +237,41 @@ def test_worker_processes_are_spread_over_the_gpus():
     assert plan_workers(None, 4, 1) == [0, 0, 0, 0] and plan_workers(None, 2, 3) == [0, 1, 2, 0, 1, 2]
 
 
+def stand_in_workers(monkeypatch, report):
+    """Stands in for the worker processes: each, as it starts, sends what `report(job)` gives (its events) and
+    ends with the exit code given with them. Returns the jobs started."""
+    from resnet_bench.search import workers as workers_module
+
+    started, events = [], queue.Queue()
+
+    class Worker:
+        def __init__(self, target, args, name):
+            self.job, self.exitcode = args[0], None
+
+        def start(self):
+            started.append(self.job)
+            sent, self.exitcode = report(self.job)
+            for kind, *values in sent:
+                events.put((self.job.index, kind, tuple(values)))
+
+        def is_alive(self):
+            return False
+
+        def join(self):
+            pass
+
+    context = SimpleNamespace(Queue=lambda: events, Process=Worker, Value=lambda kind, n: SimpleNamespace(value=n))
+    monkeypatch.setattr(workers_module.multiprocessing, "get_context", lambda method: context)
+    return started
+
+
+def a_summary(stopped="timeout"):
+    from resnet_bench.search.sweep import SweepSummary
+
+    return SweepSummary(study_name="tiny", storage="s", trained=0, infeasible=0, failed=0, seconds=0.0,
+                        stopped=stopped)
+
+
 @pytest.mark.parametrize("device, visible, given", [
     ("cuda:1", ["1", "1"], "cuda"),  # one named GPU: both workers on it, where it is their cuda:0
     ("cuda", ["0", "1", "2", "3", "0", "1", "2", "3"], "cuda"),  # every GPU, two workers each
@@ -243,32 +280,40 @@ def test_workers_on_gpus_see_the_gpus_the_command_names(capsys, tmp_path, monkey
     """Stands in for four GPUs and for the worker processes: what each worker is started with."""
     import torch
 
-    from resnet_bench.search import workers as workers_module
-    from resnet_bench.search.sweep import SweepSummary
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    started = []
-
-    class Worker:
-        returncode = 0
-
-        def __init__(self, command, env, **kwargs):
-            started.append((command, env.get("CUDA_VISIBLE_DEVICES")))
-            self.summary = command[command.index("--summary") + 1]
-
-        def wait(self):  # the worker's report to its parent, as data
-            SweepSummary(study_name="tiny", storage="s", trained=0, infeasible=0, failed=0, seconds=0.0,
-                         stopped="timeout").write(self.summary)
-
-    monkeypatch.setattr(workers_module.subprocess, "Popen", Worker)
+    started = stand_in_workers(monkeypatch, lambda job: ([("summary", a_summary())], 0))
     code, out, err = run(capsys, "sweep", str(write(tmp_path, TINY_STUDY)), "--device", device, "--trials-per-gpu", "2",
                        "--n-trials", "8", "--out", str(tmp_path / "out"))
     assert code == 0, err
-    assert [env for _, env in started] == visible
-    assert all(command[command.index("--device") + 1] == given for command, _ in started)
+    assert [job.visible_gpu for job in started] == visible
+    assert all(job.device == given for job in started)
     # Why the command stopped is what its workers said (the wall clock here), not always "budget".
     assert f"stoppedbytimeout({len(visible)}workers)" in "".join(out.split())
+
+
+def test_the_parent_draws_its_workers_trials_and_raises_a_workers_error_as_that_worker_met_it(capsys, tmp_path,
+                                                                                            monkeypatch):
+    """What workers send is drawn by the parent (a trial's line named by its worker); a worker's bad input is the
+    command's (one line, exit 2), and any other failure names the worker and the error (exit 1)."""
+    trial = SimpleNamespace(number=5, user_attrs={"status": "failed", "reason": "RuntimeError: out of memory",
+                                                  "spec": "block=basic,layers=1-1"})
+    stand_in_workers(monkeypatch, lambda job: ([("trial_start", 5, "block=basic,layers=1-1"), ("trial_end", trial),
+                                                ("summary", a_summary("budget"))], 0) if job.index == 1 else (
+        [("error", None, "ValueError: the second worker broke")], 1))
+    study = str(write(tmp_path, TINY_STUDY))
+    code, out, err = run(capsys, "sweep", study, "--workers", "2", "--device", "cpu", "--out", str(tmp_path / "o"))
+    assert code == 1 and out == "", err
+    assert "worker 1: trial 5 failed: block=basic,layers=1-1 RuntimeError: out of memory" in err
+    assert err.strip().splitlines()[-1] == ("resnet-bench sweep: failed: RuntimeError: worker 2 of 2 failed: "
+                                            "ValueError: the second worker broke (rerun with --debug)")
+    stand_in_workers(monkeypatch, lambda job: ([("error", "BadInputError", "--device 'cuda:3' is not a GPU here")], 1))
+    code, out, err = run(capsys, "sweep", study, "--workers", "2", "--device", "cpu", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.strip().splitlines()[-1] == ("resnet-bench sweep: error: --device 'cuda:3' is not a GPU "
+                                                          "here")
+    stand_in_workers(monkeypatch, lambda job: ([], -9))  # killed before it said anything
+    code, out, err = run(capsys, "sweep", study, "--workers", "2", "--device", "cpu", "--out", str(tmp_path / "o"))
+    assert code == 1 and "2 of 2 workers failed (exit codes [-9, -9])" in err
 
 
 def test_latency_is_never_measured_on_a_shared_device(capsys, tmp_path):

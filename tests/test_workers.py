@@ -3,6 +3,7 @@ and Ctrl-C. Real processes, a real server; nothing here is skipped."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -96,7 +97,10 @@ def test_workers_option_on_sqlite_divides_trials_and_threads(tmp_path):
     assert done.returncode == 0, done.stderr
     records = [TrialRecord.from_attrs(t.user_attrs) for t in trials("local", storage)]
     assert sum(r.status == "trained" for r in records) == 3
-    assert "worker 1:" in done.stderr and "worker 2:" in done.stderr
+    # The parent draws what its workers send: one line per trial, named by its worker; its stdout is its result.
+    lines = [line for line in done.stderr.splitlines() if re.match(r"worker [12]: trial \d+ trained in ", line)]
+    assert len(lines) == 3 and {line[:8] for line in lines} == {"worker 1", "worker 2"}, done.stderr
+    assert isinstance(json.loads(done.stdout), list)
     assert all(r.threads == 1 for r in records if r.status == "trained")
 
 

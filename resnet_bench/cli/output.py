@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -57,8 +56,7 @@ class StderrProgress:
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(), console=self.console,
-            # Bars only on a terminal, and never from the workers of `sweep --workers` (their lines interleave).
-            disable=not self.console.is_terminal or bool(os.environ.get("RESNET_BENCH_WORKER")),
+            disable=not self.console.is_terminal,  # bars only on a terminal
         )
 
     def __enter__(self) -> Any:
@@ -104,7 +102,7 @@ def network_table(title: str, rows: list[dict[str, str]], below: list[dict[str, 
     its fields, the numbers stay on one line, baselines in bold; `below` under a line of its own."""
     from rich.table import Table
 
-    from resnet_bench.report.text import wrappable
+    from resnet_bench.report.text import names_a_baseline, wrappable
 
     table = Table(title=title, title_justify="left", caption=caption)
     for header in rows[0]:
@@ -116,26 +114,31 @@ def network_table(title: str, rows: list[dict[str, str]], below: list[dict[str, 
         if i == len(rows):
             table.add_section()
         network = wrappable(row["network"])
-        table.add_row(*{**row, "network": network}.values(), style="bold" if "(baseline" in network else None)
+        table.add_row(*{**row, "network": network}.values(), style="bold" if names_a_baseline(network) else None)
     return table
 
 
 class SweepProgress(StderrProgress):
-    """Trials done and to go (with the time left at the pace so far), the current trial's spec, epochs and batches
+    """Trials done and to go (with the time left at the pace so far), each running trial's spec, epochs and batches
     (its own clock), and the best validation accuracy, on stderr. With a wall-clock budget, the time left of it: a
-    bar of its own, and on each trial's line (the line a worker of `sweep --workers` prints)."""
+    bar of its own, and on each trial's line.
+
+    One process shows its trial; the parent of `sweep --workers N` shows every worker's, from the events its
+    workers send (search/workers.py): each method takes the `worker` that sent it (0: this process), which names
+    the trial's bar and starts its line ("worker 2: trial 5 trained ...")."""
 
     REFRESH_SECONDS = 0.25  # a batch's loss is read from the device at most this often
 
-    def __init__(self, trials: int, worker: int = 0, timeout_minutes: float | None = None,
+    def __init__(self, trials: int, workers: int = 0, timeout_minutes: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         from rich.progress import TimeRemainingColumn
 
         super().__init__()
         self.progress.columns = (*self.progress.columns, TimeRemainingColumn())
-        self.prefix = f"worker {worker}: " if worker else ""
         self.trials = self.progress.add_task("trials", total=trials, note="")
-        self.epochs = self.progress.add_task("epochs", total=None, note="")
+        # One bar of epochs per worker (one for this process without workers).
+        self.epochs = {w: self.progress.add_task(f"worker {w}" if w else "epochs", total=None, note="")
+                       for w in (range(1, workers + 1) if workers else [0])}
         self.clock, self.started = clock, clock()
         self.budget_seconds = timeout_minutes * 60 if timeout_minutes else None
         if self.budget_seconds:
@@ -143,7 +146,13 @@ class SweepProgress(StderrProgress):
                                                  note=f"no trial starts after {duration_text(self.budget_seconds)}")
         self.best: float | None = None
         self.done = 0
-        self.last_read = 0.0
+        self.last_read: dict[int, float] = {}  # each worker's last batch drawn
+        self.spec: dict[int, str] = {}
+
+    @property
+    def shows_batches(self) -> bool:
+        """Whether a batch's loss is drawn (bars on a terminal): else there is no need to read it from the device."""
+        return not self.progress.disable
 
     def budget_left(self) -> str:
         """The wall-clock budget's time left, as a trial's line says it ('' without a budget)."""
@@ -156,46 +165,50 @@ class SweepProgress(StderrProgress):
             return f"; the {duration_text(self.budget_seconds)} budget is spent: no new trial starts"
         return f"; {duration_text(self.budget_seconds - spent)} of the {duration_text(self.budget_seconds)} budget left"
 
-    def trial_start(self, number: int, spec_line: str) -> None:
+    def trial_start(self, number: int, spec_line: str, worker: int = 0) -> None:
         from resnet_bench.report.text import network_name
 
-        self.spec = network_name({"spec": spec_line})[:60]  # shown beside each epoch's accuracy
-        self.progress.reset(self.epochs, total=None, description=f"trial {number}", note=self.spec)
+        self.spec[worker] = network_name({"spec": spec_line})[:60]  # shown beside each epoch's accuracy
+        label = f"worker {worker}: trial {number}" if worker else f"trial {number}"
+        self.progress.reset(self.epochs[worker], total=None, description=label, note=self.spec[worker])
 
-    def batch(self, epoch: int, step: int, steps: int, loss: Any) -> None:
+    def batch(self, epoch: int, step: int, steps: int, loss: Any, worker: int = 0) -> None:
+        """`loss`: a number, or a tensor on the device (read a few times a second at most, each read a sync)."""
         if self.progress.disable:
             return
         now = time.monotonic()
-        if now - self.last_read >= self.REFRESH_SECONDS or step == steps:  # a sync a few times a second at most
-            self.last_read = now
-            self.progress.update(self.epochs, completed=epoch - 1 + step / steps,
-                                 note=f"{self.spec} epoch {epoch} loss {loss.item():.3f}")
+        if now - self.last_read.get(worker, 0.0) >= self.REFRESH_SECONDS or step == steps:
+            self.last_read[worker] = now
+            self.progress.update(self.epochs[worker], completed=epoch - 1 + step / steps,
+                                 note=f"{self.spec.get(worker, '')} epoch {epoch} loss {float(loss):.3f}")
             self.budget_left()
 
-    def epoch(self, number: int, metrics: Any, epochs: int) -> None:
-        self.progress.update(self.epochs, completed=metrics.epoch, total=epochs,
-                             note=f"{self.spec} val {metrics.val_accuracy:.2%}")
+    def epoch(self, number: int, metrics: Any, epochs: int, worker: int = 0) -> None:
+        self.progress.update(self.epochs[worker], completed=metrics.epoch, total=epochs,
+                             note=f"{self.spec.get(worker, '')} val {metrics.val_accuracy:.2%}")
         self.budget_left()
 
-    def trial_end(self, trial: Any) -> None:
-        attrs = trial.user_attrs
-        status = attrs.get("status", "failed")
-        if status not in ("infeasible", "duplicate"):
-            self.done += 1
-        if status in ("trained", "stopped"):
-            if status == "trained":  # a stopped trial's accuracy is a rung's, not the recipe's
-                self.best = max(self.best or 0.0, attrs["val_accuracy"])
-            line = f"val {attrs['val_accuracy']:.2%}, {attrs['gflops']:.4f} GFLOPs, {attrs['params']:,} params"
-            if status == "stopped":
-                line += f" (stopped after epoch {attrs['epochs']}: not in its rung's top)"
-        else:
-            line = attrs.get("reason", "")
+    def trial_end(self, trial: Any, worker: int = 0) -> None:
         from resnet_bench.report.text import network_name
+        from resnet_bench.search.records import DUPLICATE, FAILED, INFEASIBLE, STOPPED, TRAINED, TrialRecord
 
-        name = network_name(attrs)  # what the search chose: not the data set's channels and classes
-        seconds = f" in {attrs['trial_seconds']:.0f} s" if attrs.get("trial_seconds") else ""
+        record = TrialRecord.from_attrs(trial.user_attrs)
+        status = record.status or FAILED
+        if status not in (INFEASIBLE, DUPLICATE):
+            self.done += 1
+        if status in (TRAINED, STOPPED) and record.val_accuracy is not None:
+            if status == TRAINED:  # a stopped trial's accuracy is a rung's, not the recipe's
+                self.best = max(self.best or 0.0, record.val_accuracy)
+            line = f"val {record.val_accuracy:.2%}, {record.gflops:.4f} GFLOPs, {record.params:,} params"
+            if status == STOPPED:
+                line += f" (stopped after epoch {record.epochs}: not in its rung's top)"
+        else:
+            line = record.reason
+        name = network_name(trial.user_attrs)  # what the search chose: not the data set's channels and classes
+        seconds = f" in {record.trial_seconds:.0f} s" if record.trial_seconds else ""
+        prefix = f"worker {worker}: " if worker else ""
         # Wrapped at a terminal's width; one line per trial in a log (a file or a pipe), for grep.
-        self.console.print(f"{self.prefix}trial {trial.number} {status}{seconds}: {name} {line}{self.budget_left()}",
+        self.console.print(f"{prefix}trial {trial.number} {status}{seconds}: {name} {line}{self.budget_left()}",
                            highlight=False, soft_wrap=not self.console.is_terminal)
         best = f"best val {self.best:.2%}" if self.best is not None else ""
         self.progress.update(self.trials, completed=self.done, note=best)

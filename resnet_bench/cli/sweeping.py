@@ -24,32 +24,27 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     import torch
 
     from resnet_bench.cpu import idle_cores, physical_cores, use_threads
+    from resnet_bench.data import load_dataset
     from resnet_bench.devices import resolve_device
     from resnet_bench.files import check_writable
+    from resnet_bench.search.storage import open_storage
     from resnet_bench.search.study import open_study
     from resnet_bench.search.sweep import Sweep
-    from resnet_bench.search.workers import TrialTickets, WorkerPlan, check_latency_alone, run_workers, worker_plan
+    from resnet_bench.search.workers import check_latency_alone, run_workers, worker_jobs, worker_plan
 
     resolve_device(args.device)  # checked before anything is created
     # The GPUs this command may use: none on the CPU, the one named by cuda:N, else every visible one.
     gpus = 0 if args.device == "cpu" else 1 if args.device.startswith("cuda:") else torch.cuda.device_count()
     budget = args.n_trials or config.n_trials
-    if args.worker_index:  # a worker of a parent sweep: this process, the threads the parent chose
-        plan = WorkerPlan((None,), args.threads or physical_cores(), "a worker of a parent sweep")
-    else:
-        plan = worker_plan(workers=args.workers, trials_per_gpu=args.trials_per_gpu, threads=args.threads,
-                           cores=physical_cores(), gpus=gpus, largest_gflops=config.constraints.get("max_gflops"),
-                           needs_latency=config.needs_latency, n_trials=budget,
-                           idle=None if args.threads else idle_cores())
-        check_latency_alone(config, plan, gpus)
+    plan = worker_plan(workers=args.workers, trials_per_gpu=args.trials_per_gpu, threads=args.threads,
+                       cores=physical_cores(), gpus=gpus, largest_gflops=config.constraints.get("max_gflops"),
+                       needs_latency=config.needs_latency, n_trials=budget, idle=None if args.threads else idle_cores())
+    check_latency_alone(config, plan, gpus)
     location = study_to_write(config, study_name=args.study_name, storage=args.storage, out=args.out)
-    if not args.worker_index:  # everything checked before anything is made: no folder, no study, no queued baseline
-        from resnet_bench.data import load_dataset
-        from resnet_bench.search.storage import open_storage
-
-        load_dataset(config.dataset, image_size=config.image_size)  # there, and readable (an image folder: cached)
-        if args.storage:
-            open_storage(args.storage)  # a bad URL, a missing driver or an unreachable server
+    # Everything checked before anything is made: no folder, no study, no queued baseline.
+    load_dataset(config.dataset, image_size=config.image_size)  # there, and readable (an image folder: cached)
+    if args.storage:
+        open_storage(args.storage)  # a bad URL, a missing driver or an unreachable server
     check_writable(location.folder)  # the states and the report go there: exit 2 now, not after training
     if args.artifacts:
         if "://" in args.artifacts:
@@ -57,31 +52,28 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                                 "machine mounts (a URL such as s3:// is not supported)")
         check_writable(Path(args.artifacts), "--artifacts")
     use_threads(plan.threads)
+    timeout = args.timeout if args.timeout is not None else config.timeout_minutes
     if plan.workers > 1:
-        # The parent makes the study (and enqueues the baselines) once; the workers join it.
+        # The parent makes the study (and enqueues the baselines) once; the workers join it, and this process
+        # draws what they send.
         location.make_folder()
         _say_held(open_study(config, location.storage, location.name, heartbeat_seconds=args.heartbeat),
                   args.heartbeat)
         StderrProgress().console.print(
             f"{plural(plan.workers, 'worker process', 'worker processes')} of {plural(plan.threads, 'thread')} each: "
             f"{plan.why} (--workers and --threads to choose)", highlight=False, soft_wrap=True)
-        summary = run_workers(args.study_file, location, args.out, budget, plan, device=args.device,
-                              heartbeat=args.heartbeat, timeout_minutes=args.timeout, artifacts=args.artifacts)
+        with SweepProgress(budget, workers=min(plan.workers, budget), timeout_minutes=timeout) as progress:
+            jobs = worker_jobs(config, location, budget, plan, device=args.device, heartbeat=args.heartbeat,
+                               timeout_minutes=args.timeout, artifacts=args.artifacts,
+                               batches=progress.shows_batches)
+            summary = run_workers(jobs, budget, listener=progress)
     else:
-        timeout = args.timeout if args.timeout is not None else config.timeout_minutes
-        with SweepProgress(budget, worker=args.worker_index, timeout_minutes=timeout) as progress:
-            sweep = Sweep(config, location, device=args.device, worker=args.worker_index,
-                          heartbeat_seconds=args.heartbeat, on_trial_start=progress.trial_start,
-                          on_epoch=progress.epoch, on_trial_end=progress.trial_end, on_batch=progress.batch,
-                          artifacts=args.artifacts)
-            if not args.worker_index:
-                _say_held(sweep.study, args.heartbeat)
-            summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout,
-                                take_ticket=TrialTickets(args.tickets).take if args.tickets else None)
-    if args.worker_index:  # a worker reports to the command that started it, as data, and builds no report
-        if args.summary:
-            summary.write(args.summary)
-        return
+        with SweepProgress(budget, timeout_minutes=timeout) as progress:
+            sweep = Sweep(config, location, device=args.device, heartbeat_seconds=args.heartbeat,
+                          on_trial_start=progress.trial_start, on_epoch=progress.epoch,
+                          on_trial_end=progress.trial_end, on_batch=progress.batch, artifacts=args.artifacts)
+            _say_held(sweep.study, args.heartbeat)
+            summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout)
     # The front as the report computes it, from the storage: all workers' trials, this command's and earlier ones.
     from resnet_bench.cli.output import print_front
     from resnet_bench.cli.reporting import records
@@ -190,9 +182,6 @@ def add_sweep_command(sub: Any) -> None:
     sweep.add_argument("--artifacts", metavar="DIR", default=None,
                        help="a folder every worker's machine mounts, where training states are shared so that a trial "
                             "retried on another machine resumes from its last epoch (default: each machine's own)")
-    sweep.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
-    sweep.add_argument("--tickets", default=None, help=argparse.SUPPRESS)  # the parent's shared budget
-    sweep.add_argument("--summary", default=None, help=argparse.SUPPRESS)  # where a worker writes its summary
     sweep.add_argument("--dry-run", action="store_true", help="sample the space and measure costs; train nothing")
     sweep.add_argument("--dry-run-samples", type=positive_int("--dry-run-samples"), default=100,
                        help="candidates the dry run samples (100)")

@@ -17,6 +17,7 @@ from resnet_bench.report.text import (
     confirm_conditions,
     confirmed_rows,
     front_rows,
+    names_a_baseline,
     network_name,
     percent_interval,
     published_rows,
@@ -147,7 +148,7 @@ def html_table(rows: list[dict[str, str]], table_id: str, baseline_key: str | No
     head = "".join(f"<th{cls(h)}>{html.escape(h)}</th>" for h in headers)
     body = []
     for r in rows:
-        mark = ' class="baseline"' if baseline_key and "(baseline" in r.get(baseline_key, "") else ""
+        mark = ' class="baseline"' if baseline_key and names_a_baseline(r.get(baseline_key, "")) else ""
         body.append(f"<tr{mark}>" + "".join(f"<td{cls(h)}>{_cell(h, r[h])}</td>" for h in headers) + "</tr>")
     return (f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>")

@@ -26,15 +26,24 @@ def percent_interval(value: Any, low: Any, high: Any) -> str:
 DATA_FIELDS = ("in_channels=", "num_classes=")  # set by the data set, the same for every trial: not shown
 
 
+BASELINE_MARK = " (baseline"  # how a network's name says it is a baseline: "resnet20 (baseline)", "(baseline, ...)"
+
+
 def network_name(row: Any) -> str:
     """A baseline by its preset name, a sampled network by its one-line spec (less the data set's fields)."""
     baseline = row.get("baseline")
     if isinstance(baseline, str) and baseline:
-        return f"{baseline} (baseline)"
+        return f"{baseline}{BASELINE_MARK})"
     spec = row.get("spec")
     if not isinstance(spec, str):
         return ""
     return ",".join(part for part in spec.split(",") if not part.startswith(DATA_FIELDS))
+
+
+def names_a_baseline(name: str) -> bool:
+    """Whether a name that network_name (or a row made from it) wrote is a baseline's: what the tables set in bold.
+    A sampled network's name is its spec, which never holds a parenthesis, so none has the mark."""
+    return BASELINE_MARK in name
 
 
 def _number(value: Any, fmt: str) -> str:

@@ -9,7 +9,6 @@ exists would not teach them. It is never trained and does not count against the 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -26,7 +25,7 @@ import torch
 from resnet_bench.data import Splits, study_splits
 from resnet_bench.devices import device_name, resolve_device, resolve_precision
 from resnet_bench.errors import BadInputError, DiskFullError
-from resnet_bench.files import atomic_path, is_disk_full, no_space_text
+from resnet_bench.files import is_disk_full, no_space_text
 from resnet_bench.models import build_model
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.profiling import count_cost, count_on_meta, measure_speed
@@ -73,15 +72,6 @@ class SweepSummary:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
         return dataclasses.asdict(self)
-
-    def write(self, path: str | Path) -> None:
-        """What a worker process reports to the command that started it: a JSON file, written whole."""
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict()), encoding="utf-8")
-
-    @classmethod
-    def read(cls, path: str | Path) -> SweepSummary:
-        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
     @classmethod
     def combine(cls, parts: list[SweepSummary], *, seconds: float, stopped: str) -> SweepSummary:

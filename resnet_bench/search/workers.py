@@ -1,57 +1,51 @@
-"""Worker processes on one machine sharing one study: which device each gets, its threads, and their summaries.
+"""Worker processes on one machine sharing one study: which device each gets, its threads, and what they report.
 
-Each worker is a `resnet-bench sweep` process pointed at the same storage and study name, which is
-Optuna's own distributed mode; this module only starts them here and adds up what they report.
+Each worker is a process of this package (multiprocessing, spawned) that joins the study the parent made, by its
+storage and name, which is Optuna's own distributed mode. Workers share the command's budget as they go
+(TrialTickets) and send their parent what they do as data (WorkerEvents): each trial's start, epochs, batches and
+end, then their summary. The parent draws them; a worker draws nothing.
 """
 
 from __future__ import annotations
 
-import fcntl
+import faulthandler
+import multiprocessing
 import os
-import shutil
-import subprocess
+import queue
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, Protocol
 
-from resnet_bench.errors import EXIT_INTERRUPTED, BadInputError
+from resnet_bench.cpu import use_threads
+from resnet_bench.errors import EXIT_FAILURE, EXIT_INTERRUPTED, BadInputError, DiskFullError
 from resnet_bench.search.config import StudyConfig
 from resnet_bench.search.storage import StudyLocation
-from resnet_bench.search.sweep import SweepSummary
+from resnet_bench.search.sweep import Sweep, SweepSummary
 
 WORKER_ENV = "RESNET_BENCH_WORKER"  # set in a worker process: its index, from 1
 
 
 class TrialTickets:
-    """The trained-trial budget of one command, shared by its workers as they go: a file holding the tickets left,
-    taken one at a time under a lock. A worker holds one ticket while it proposes and trains; a trained (or failed)
-    trial spends it, and a worker that finds none left stops. So the budget is trained exactly, and the worker whose
-    trials happen to be short trains more of them instead of waiting idle for the other's last one (fixed shares of
-    budget // workers did)."""
+    """The trained-trial budget of one command, shared by its workers as they go: a count of the tickets left,
+    taken one at a time under a lock that every worker process shares. A worker holds one ticket while it proposes
+    and trains; a trained (or failed) trial spends it, and a worker that finds none left stops. So the budget is
+    trained exactly, and the worker whose trials happen to be short trains more of them instead of waiting idle for
+    the other's last one (fixed shares of budget // workers did)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    @classmethod
-    def create(cls, folder: str | os.PathLike[str], count: int) -> TrialTickets:
-        tickets = cls(Path(folder) / "tickets")
-        tickets.path.write_text(str(count))
-        return tickets
+    def __init__(self, count: int, context: Any = None) -> None:
+        self.count = (context or multiprocessing.get_context("spawn")).Value("q", count)  # a lock of its own
 
     def take(self) -> bool:
         """One ticket, if any is left."""
-        with open(self.path, "r+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
-            left = int(f.read() or 0)
-            if left <= 0:
+        with self.count.get_lock():
+            if self.count.value <= 0:
                 return False
-            f.seek(0), f.truncate(), f.write(str(left - 1))
+            self.count.value -= 1
             return True
 
     def left(self) -> int:
-        return int(self.path.read_text() or 0)
+        return int(self.count.value)
 
 
 def plan_workers(workers: int | None, trials_per_gpu: int | None, gpus: int) -> list[int | None]:
@@ -142,61 +136,149 @@ def worker_plan(*, workers: int | None, trials_per_gpu: int | None, threads: int
                                              f"workers of {per} threads")
 
 
-def run_workers(
-    study_file: str | None, location: StudyLocation, out: str, budget: int, plan: WorkerPlan, *,
-    device: str, heartbeat: int, timeout_minutes: float | None, artifacts: str | None = None,
-) -> SweepSummary:
-    """Start one worker process per entry of `plan`, sharing `budget` as they go (TrialTickets), and add up their
-    summaries.
+class TrialListener(Protocol):
+    """What the parent does with its workers' events: the Sweep's callbacks, each with the worker that sent it."""
 
-    The caller has made the study (and enqueued its baselines) already; the workers join it. Each worker writes
-    its own summary to a JSON file beside the tickets (data, not a printout to parse), so the total counts this
-    command's trials only, never another command's on the same study.
-    """
-    folder = tempfile.mkdtemp(prefix="resnet-bench-tickets-")
+    def trial_start(self, number: int, spec_line: str, worker: int = 0) -> None: ...
+    def epoch(self, number: int, metrics: Any, epochs: int, worker: int = 0) -> None: ...
+    def batch(self, epoch: int, step: int, steps: int, loss: Any, worker: int = 0) -> None: ...
+    def trial_end(self, trial: Any, worker: int = 0) -> None: ...
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What one worker process is asked to do: plain data, sent to the process as it starts."""
+
+    index: int  # from 1: the worker's name in its lines and the seed of its sampler
+    config: StudyConfig
+    location: StudyLocation
+    device: str  # as the worker sees it: "cuda" where it sees one GPU only
+    visible_gpu: str | None  # its CUDA_VISIBLE_DEVICES (None: unchanged)
+    threads: int
+    n_trials: int  # the worker's cap; the tickets decide how many it trains
+    heartbeat: int
+    timeout_minutes: float | None
+    artifacts: str | None
+    batches: bool  # whether the parent draws batches (else none is read from the device to be sent)
+
+
+class WorkerEvents:
+    """A worker's side of the event queue: the Sweep's callbacks, sent to the parent as plain values.
+
+    A batch's loss is read from the device (a sync) and sent a few times a second at most, and only when the parent
+    draws it."""
+
+    BATCH_SECONDS = 0.25
+
+    def __init__(self, index: int, events: Any, batches: bool) -> None:
+        self.index, self.events, self.batches, self.last_batch = index, events, batches, 0.0
+
+    def send(self, kind: str, *values: Any) -> None:
+        self.events.put((self.index, kind, values))
+
+    def callbacks(self) -> dict[str, Any]:
+        """The Sweep's keyword arguments that send its events."""
+        return {"on_trial_start": lambda number, spec: self.send("trial_start", number, spec),
+                "on_epoch": lambda number, metrics, epochs: self.send("epoch", number, metrics, epochs),
+                "on_trial_end": lambda trial: self.send("trial_end", trial),
+                "on_batch": self.batch if self.batches else None}
+
+    def batch(self, epoch: int, step: int, steps: int, loss: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_batch >= self.BATCH_SECONDS or step == steps:
+            self.last_batch = now
+            self.send("batch", epoch, step, steps, float(loss))
+
+
+def work(job: WorkerJob, tickets: TrialTickets, events: Any) -> None:
+    """The body of one worker process: join the study, train trials while tickets are left, send the summary."""
+    os.environ[WORKER_ENV] = str(job.index)
+    if job.visible_gpu is not None:  # before anything starts CUDA in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = job.visible_gpu
+    os.dup2(2, 1)  # anything a worker prints joins stderr: the parent's stdout carries its results only
+    faulthandler.enable()  # a worker that crashes says where, on stderr
+    use_threads(job.threads)
+    sender = WorkerEvents(job.index, events, job.batches)
     try:
-        return _run_workers(study_file, location, out, TrialTickets.create(folder, budget), budget, plan,
-                            device=device, heartbeat=heartbeat, timeout_minutes=timeout_minutes,
-                            artifacts=artifacts)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        sweep = Sweep(job.config, job.location, device=job.device, worker=job.index, heartbeat_seconds=job.heartbeat,
+                      artifacts=job.artifacts, **sender.callbacks())
+        summary = sweep.run(n_trials=job.n_trials, timeout_minutes=job.timeout_minutes, take_ticket=tickets.take)
+    except KeyboardInterrupt:  # the running trial is marked failed (Sweep); the parent is told by the exit code
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # the parent raises it again, as one line with its exit code
+        kind = BadInputError if isinstance(exc, BadInputError) else DiskFullError if isinstance(
+            exc, DiskFullError) else None
+        sender.send("error", kind and kind.__name__, f"{type(exc).__name__}: {exc}" if kind is None else str(exc))
+        sys.exit(EXIT_FAILURE)
+    sender.send("summary", summary)
 
 
-def _run_workers(
-    study_file: str | None, location: StudyLocation, out: str, tickets: TrialTickets, budget: int,
-    plan: WorkerPlan, *, device: str, heartbeat: int, timeout_minutes: float | None, artifacts: str | None,
-) -> SweepSummary:
-    started = time.perf_counter()
-    workers = []
+def worker_jobs(config: StudyConfig, location: StudyLocation, budget: int, plan: WorkerPlan, *, device: str,
+                heartbeat: int, timeout_minutes: float | None, artifacts: str | None,
+                batches: bool) -> list[WorkerJob]:
+    """One job per worker of `plan` (never more workers than the budget's trials)."""
     # `cuda:N` names one GPU: each worker sees only it (CUDA_VISIBLE_DEVICES=N), where it is cuda:0, so "cuda".
     named = device.split(":")[1] if device.startswith("cuda:") else None
-    for i, gpu in enumerate(plan.devices[:budget]):
-        command = [sys.executable, "-m", "resnet_bench", "sweep", *([study_file] if study_file else []),
-                   "--storage", location.storage, "--study-name", location.name, "--out", out,
-                   "--n-trials", str(budget), "--tickets", str(tickets.path), "--device", "cuda" if named else device,
-                   "--threads", str(plan.threads), "--heartbeat", str(heartbeat), "--worker-index", str(i + 1),
-                   "--summary", str(tickets.path.parent / f"summary-{i + 1}.json")]
-        if timeout_minutes:
-            command += ["--timeout", str(timeout_minutes)]
-        if artifacts:
-            command += ["--artifacts", artifacts]
-        env = dict(os.environ, **{WORKER_ENV: str(i + 1)})
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = named if named is not None else str(gpu)
-        # A worker's stdout joins the parent's stderr: the parent's stdout carries its results only (--format json).
-        workers.append(subprocess.Popen(command, env=env, stdout=2))
+    return [WorkerJob(index=i + 1, config=config, location=location, device="cuda" if named else device,
+                      visible_gpu=None if gpu is None else named if named is not None else str(gpu),
+                      threads=plan.threads, n_trials=budget, heartbeat=heartbeat, timeout_minutes=timeout_minutes,
+                      artifacts=artifacts, batches=batches)
+            for i, gpu in enumerate(plan.devices[:budget])]
+
+
+def run_workers(jobs: list[WorkerJob], budget: int, listener: TrialListener | None = None) -> SweepSummary:
+    """Start one worker process per job, sharing `budget` as they go (TrialTickets); pass each event they send to
+    `listener` as it comes, and add up their summaries.
+
+    The caller has made the study (and enqueued its baselines) already; the workers join it. The total counts this
+    command's trials only, never another command's on the same study."""
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no CUDA state or threads inherited
+    events, tickets = context.Queue(), TrialTickets(budget, context)
+    processes = [context.Process(target=work, args=(job, tickets, events), name=f"resnet-bench worker {job.index}")
+                 for job in jobs]
+    for process in processes:
+        process.start()
+    summaries: dict[int, SweepSummary] = {}
+    errors: dict[int, tuple[str | None, str]] = {}
     try:
-        for w in workers:
-            w.wait()
+        _relay(processes, events, listener, summaries, errors)
     except KeyboardInterrupt:  # the workers got the same Ctrl-C: let them mark their trials failed
-        for w in workers:
-            w.wait()
+        _relay(processes, events, None, summaries, errors)
         raise
-    codes = [w.returncode for w in workers]
+    codes = [process.exitcode for process in processes]
     if any(code == EXIT_INTERRUPTED for code in codes):
         raise KeyboardInterrupt
-    if any(codes):
+    if errors:  # the first worker's error, as that worker raised it: bad input (exit 2), a full disk, a failure
+        worker, (kind, message) = min(errors.items())
+        if kind is not None:
+            raise {BadInputError.__name__: BadInputError, DiskFullError.__name__: DiskFullError}[kind](message)
+        raise RuntimeError(f"worker {worker} of {len(jobs)} failed: {message}")
+    if any(codes) or len(summaries) < len(processes):
         raise RuntimeError(f"{sum(1 for c in codes if c)} of {len(codes)} workers failed (exit codes {codes})")
-    parts = [SweepSummary.read(tickets.path.parent / f"summary-{i + 1}.json") for i in range(len(workers))]
+    parts = [summaries[job.index] for job in jobs]
     return SweepSummary.combine(parts, seconds=time.perf_counter() - started,
-                                stopped=f"{' and '.join(sorted({p.stopped for p in parts}))} ({len(workers)} workers)")
+                                stopped=f"{' and '.join(sorted({p.stopped for p in parts}))} ({len(jobs)} workers)")
+
+
+def _relay(processes: list[Any], events: Any, listener: TrialListener | None, summaries: dict[int, SweepSummary],
+           errors: dict[int, tuple[str | None, str]]) -> None:
+    """Pass the workers' events to `listener` until every worker has ended and its last event is read."""
+    while True:
+        # A process flushes what it sent before it ends: once all had ended before this read, a read that finds
+        # nothing means nothing is left.
+        ended = not any(process.is_alive() for process in processes)
+        try:
+            worker, kind, values = events.get(timeout=0.2)
+        except queue.Empty:
+            if ended:
+                for process in processes:
+                    process.join()
+                return
+            continue
+        if kind == "summary":
+            summaries[worker] = values[0]
+        elif kind == "error":
+            errors[worker] = values
+        elif listener is not None:
+            getattr(listener, kind)(*values, worker=worker)
