@@ -20,14 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resnet_bench.devices import (
-    check_device,
-    check_dtype,
-    device_name,
-    memory_format_name,
-    resolve_channels_last,
-    training_channels_last,
-)
+from resnet_bench.devices import check_device, check_dtype, device_name, memory_format_name
+from resnet_bench.devices import resolve_channels_last, training_channels_last
 from resnet_bench.errors import check_positive_int
 from resnet_bench import presets
 from resnet_bench.preset_costs import preset_costs
