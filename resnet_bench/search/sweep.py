@@ -3,17 +3,16 @@
 Constraints are Optuna's own (`Trial.set_constraint`; a value > 0 is violated): an infeasible candidate
 becomes a complete trial with positive constraint values and the `status` attribute `infeasible`. TPE
 and NSGA-II then learn from it and stop proposing such networks, which rejecting it before a trial
-exists would not teach them. It is never trained and does not count against the trained-trial budget.
+exists would not teach them. It is never trained and does not count against the trained-trial budget;
+nor is a duplicate of a trained network and recipe (search/rejections.py stores both).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from resnet_bench.models import build_model
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.profiling import count_cost, count_on_meta, measure_speed
 from resnet_bench.recipe import Recipe
-from resnet_bench.search.config import CONSTRAINTS, StudyConfig, constraint_values
+from resnet_bench.search.config import StudyConfig
 from resnet_bench.search.records import (
     DUPLICATE,
     FAILED,
@@ -42,6 +41,14 @@ from resnet_bench.search.records import (
     retried_by_the_next_command,
     store_record,
 )
+from resnet_bench.search.rejections import (
+    outside_the_constraints,
+    record_duplicate,
+    record_infeasible,
+    set_constraints,
+    trained_twin,
+    violations,
+)
 from resnet_bench.search.rungs import SweepRungs
 from resnet_bench.search.space import sample_recipe, sample_spec, suggest_baseline
 from resnet_bench.search.states import SharedStates
@@ -49,7 +56,6 @@ from resnet_bench.search.storage import DEFAULT_HEARTBEAT_SECONDS, StudyLocation
 from resnet_bench.search.study import open_study, study_precision
 from resnet_bench.spec import ResNetSpec, SpecError
 from resnet_bench.train import EpochMetrics, spec_for_data, train
-from resnet_bench.units import metric_value
 from resnet_bench.version import __version__
 
 MAX_REJECTED_PER_TRIAL = 50  # infeasible or duplicate proposals per trained trial before the sweep gives up
@@ -185,18 +191,16 @@ class Sweep:
         try:
             spec, recipe = self.propose(trial, record.baseline)
         except (SpecError, BadInputError) as exc:  # a combination the generator refuses: never trained
-            return self._infeasible(trial, record, f"invalid network: {exc}", started, invalid=True)
+            return record_infeasible(trial, record, self.config, f"invalid network: {exc}", started, invalid=True)
         record.recipe = recipe.to_dict()
-        twin = self._trained_twin(spec.format(), record.recipe)
+        twin = trained_twin(self.study, spec.format(), record.recipe)
         if twin is not None:
-            return self._duplicate(trial, record, twin, started)
-        violations = self.measure(spec, record)
-        if any(v > 0 for v in violations.values()):
-            over = [f"{CONSTRAINTS[key]} {metric_value(CONSTRAINTS[key], getattr(record, CONSTRAINTS[key]))} > {key} "
-                    f"{metric_value(CONSTRAINTS[key], self.config.constraints[key])}"
-                    for key, v in violations.items() if v > 0]
-            return self._infeasible(trial, record, "outside the constraints: " + ", ".join(over), started)
-        _set_constraints(trial, violations)
+            return record_duplicate(trial, record, twin, started)
+        values = self.measure(spec, record)
+        if any(v > 0 for v in values.values()):
+            reason = outside_the_constraints(self.config, record, values)
+            return record_infeasible(trial, record, self.config, reason, started)
+        set_constraints(trial, values)
         return self.train_and_record(trial, spec, recipe, record, started)
 
     def propose(self, trial: optuna.Trial, baseline: str) -> tuple[ResNetSpec, Recipe]:
@@ -218,14 +222,14 @@ class Sweep:
         counts = count_on_meta(spec, self.data.image_size)
         record.spec, record.params, record.gflops = spec.format(), counts.params, counts.gflops
         record.activations = counts.activations
-        violations = self._violations(record)
-        if any(v > 0 for v in violations.values()):
-            return violations
+        values = violations(self.config, record)
+        if any(v > 0 for v in values.values()):
+            return values
         record.gflops_total = count_cost(spec, self.data.image_size).gflops_total
         if self.config.needs_latency:
             record.latency_ms = measure_speed(spec, input_size=self.data.image_size, device=str(self.device),
                                               batch_size=1, runs=10).latency_ms
-        return self._violations(record)
+        return violations(self.config, record)
 
     def train_and_record(self, trial: optuna.Trial, spec: ResNetSpec, recipe: Recipe, record: TrialRecord,
                          started: float) -> list[float]:
@@ -325,60 +329,6 @@ class Sweep:
                 self.study, trial, record, epoch, history, seconds[0])
 
         return after_epoch, on_resume
-
-    def _trained_twin(self, spec_line: str, recipe: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
-        """The first trial of the study (any worker's) that trained this network with this recipe, if any."""
-        for other in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            attrs = other.user_attrs
-            if attrs.get("status") in (TRAINED, STOPPED) and attrs.get("spec") == spec_line \
-                    and attrs.get("recipe") == recipe:
-                return other
-        return None
-
-    def _duplicate(self, trial: optuna.Trial, record: TrialRecord, twin: optuna.trial.FrozenTrial,
-                   started: float) -> list[float]:
-        """Not trained again: the twin's record and values, so the sampler learns the same as from the twin."""
-        measured = TrialRecord.from_attrs(twin.user_attrs)
-        copied = {k: v for k, v in vars(measured).items() if k not in (
-            "status", "reason", "baseline", "baseline_params", "state_file", "trial_seconds", "overhead_seconds",
-            "rungs")}
-        for key, value in copied.items():
-            setattr(record, key, value)
-        record.status, record.duplicate_of = DUPLICATE, twin.number
-        record.reason = f"the same network and recipe as trial {twin.number} ({measured.status}): not trained again"
-        record.trial_seconds = record.overhead_seconds = time.perf_counter() - started
-        _set_constraints(trial, dict(twin.constraints))
-        store_record(trial, record)
-        return list(twin.values)
-
-    def _violations(self, record: TrialRecord) -> dict[str, float]:
-        """Optuna's constraint values, <= 0 where satisfied: `valid` (the generator accepts it), then each bound."""
-        measured = {metric: getattr(record, metric) for metric in CONSTRAINTS.values()}
-        return {"valid": 0.0, **constraint_values(self.config, measured)}
-
-    def _infeasible(self, trial: optuna.Trial, record: TrialRecord, reason: str, started: float,
-                    invalid: bool = False) -> list[float]:
-        record.status, record.reason = INFEASIBLE, reason
-        record.trial_seconds = record.overhead_seconds = time.perf_counter() - started
-        if invalid:  # no cost to compare: every constraint counts as violated
-            _set_constraints(trial, {"valid": 1.0, **{k: 1.0 for k in self.config.constraints}})
-        else:
-            _set_constraints(trial, self._violations(record))
-        store_record(trial, record)
-        # Never trained: the worst accuracy and the measured (or, when unknown, infinite) cost.
-        return [0.0 if o.direction == "maximize" else _known_or_inf(getattr(record, o.metric))
-                for o in self.config.objectives]
-
-
-def _set_constraints(trial: optuna.Trial, values: dict[str, float]) -> None:
-    with warnings.catch_warnings():  # a retried trial inherits the same network's values: Optuna warns, rightly ignored
-        warnings.filterwarnings("ignore", message=".*is already set", category=UserWarning)
-        for key, value in values.items():
-            trial.set_constraint(key, value)
-
-
-def _known_or_inf(value: float | None) -> float:
-    return math.inf if value is None else float(value)
 
 
 def record_of(trial: optuna.trial.FrozenTrial) -> TrialRecord:
