@@ -104,18 +104,22 @@ def test_estimates_only_at_the_epochs_asked_for(small):
     assert result.history[0].probe_val_accuracy is not None and result.history[1].probe_val_accuracy is None
 
 
+@pytest.mark.slow
 def test_the_probe_cools_down_a_run_at_its_peak_learning_rate():
     """A probe in a constant schedule at a high rate reads above the run's own accuracy: the point of it. A run at
-    a constant high rate is noisy from epoch to epoch, and its numbers move with the CPU's threads and precision, so
-    the test reads both epochs together. (Measured on this seed and data, 4,096 images, 2 epochs at lr 0.4, on 1 and
-    2 threads, in fp32 and bf16: the run's mean accuracy 0.32 to 0.38, the probe's 0.45 to 0.52; on 512 images the
-    run stays at chance and tells nothing.)"""
+    a constant high rate is noisy from epoch to epoch and from seed to seed, and its numbers move with the CPU, its
+    threads and precision, so the test reads both epochs of three seeds together. (Measured on this data, 4,096
+    images, 2 epochs at lr 0.4, seeds 0 to 4, on 1 and 2 threads, in fp32 and bf16, on a 2-core AMD EPYC: the
+    probe's mean above the run's in all 20 runs, by 0.03 to 0.36 in one run, by 0.13 to 0.30 in the mean of
+    seeds 0 to 2; one run alone fell under 0.05 in 3 of the 20, and did on this machine where an Intel Xeon passed.)"""
     data = small_splits(train=4096, val=500)
-    recipe = Recipe(epochs=2, batch_size=64, lr=0.4, schedule="constant", warmup_epochs=0.5)
-    result = train(tiny(data), data, recipe, "cpu", estimates=("probe",))
-    run = sum(m.val_accuracy for m in result.history) / 2
-    probe = sum(m.probe_val_accuracy for m in result.history) / 2
-    assert max(m.probe_val_accuracy for m in result.history) > 0.4  # learning, not at chance (0.1)
+    run = probe = 0.0
+    for seed in (0, 1, 2):
+        recipe = Recipe(epochs=2, batch_size=64, lr=0.4, schedule="constant", warmup_epochs=0.5, seed=seed)
+        result = train(tiny(data), data, recipe, "cpu", estimates=("probe",))
+        assert max(m.probe_val_accuracy for m in result.history) > 0.4  # learning, not at chance (0.1)
+        run += sum(m.val_accuracy for m in result.history) / 6
+        probe += sum(m.probe_val_accuracy for m in result.history) / 6
     assert probe > run + 0.05
 
 
