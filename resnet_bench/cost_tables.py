@@ -13,6 +13,7 @@ from typing import Any
 from resnet_bench import presets
 from resnet_bench.preset_costs import COLUMNS, DATASET_GEOMETRY, REFERENCE_COLUMNS, REFERENCE_TABLE, TABLE, shipped_cost
 from resnet_bench.profiling import count_cost
+from resnet_bench.published import published_results
 
 
 def compute_row(name: str) -> dict[str, Any]:
@@ -48,7 +49,6 @@ def write_table(path: Path) -> None:
 
 def write_reference_table(path: Path) -> None:
     """Measure every published row's preset on its data set's images and write the reference table."""
-    from resnet_bench.published import published_results
 
     _write(path, REFERENCE_COLUMNS, [compute_reference_row(r.model, r.dataset) for r in published_results()])
 

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -64,7 +65,6 @@ def _apple_bf16() -> bool:
     """Apple silicon M2 and later have the Arm BF16 extension (sysctl hw.optional.arm.FEAT_BF16)."""
     if platform.system() != "Darwin":
         return False
-    import subprocess
 
     try:
         out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True, timeout=5)

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import pickle
+import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -220,7 +221,6 @@ def _unpickle(path: Path) -> dict[str, Any]:
 
 def _download_cifar(name: str, base: Path) -> None:
     """Fetch a CIFAR set through torchvision; on failure, say where it was looked for and how to get it."""
-    import socket
 
     import torchvision
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import statistics
 import time
 import warnings
@@ -20,10 +21,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resnet_bench.devices import check_device, check_dtype, device_name, memory_format_name
-from resnet_bench.devices import resolve_channels_last, training_channels_last
-from resnet_bench.errors import check_positive_int
 from resnet_bench import presets
+from resnet_bench.devices import (
+    check_device,
+    check_dtype,
+    device_name,
+    memory_format_name,
+    resolve_channels_last,
+    training_channels_last,
+)
+from resnet_bench.errors import check_positive_int
 from resnet_bench.preset_costs import preset_costs
 from resnet_bench.presets import resolve
 from resnet_bench.spec import ResNetSpec
@@ -197,8 +204,6 @@ def count_on_meta(model: ResNetSpec | str, input_size: int | None = None) -> Cou
 
 @functools.lru_cache(maxsize=4096)
 def _count_on_meta(spec_line: str, input_size: int) -> Counts:
-    import math
-
     import torch
     from torch import nn
 

@@ -9,7 +9,10 @@ from typing import Any
 
 from resnet_bench.cli.arguments import add_device, add_format, add_storage, add_threads, positive_int
 from resnet_bench.cli.output import StderrProgress, print_confirmation, print_records
+from resnet_bench.devices import resolve_device
 from resnet_bench.errors import BadInputError
+from resnet_bench.search.confirm import expected_seconds
+from resnet_bench.search.records import TrialRecord
 from resnet_bench.units import duration_text, plural
 
 
@@ -18,7 +21,6 @@ def cmd_confirm(args: argparse.Namespace) -> None:
     from resnet_bench.report.confirmation import confirmation
     from resnet_bench.report.text import confirmed_rows
     from resnet_bench.search.confirm import confirm, plan_runs
-    from resnet_bench.search.records import TrialRecord
     from resnet_bench.search.storage import STUDY_FILE, open_existing_storage, study_to_read
     from resnet_bench.search.study import check_same_conditions, stored_conditions
     from resnet_bench.search.trials import load_trials, stored_config
@@ -39,8 +41,6 @@ def cmd_confirm(args: argparse.Namespace) -> None:
     seeds = [config.seed + i for i in range(1, args.seeds + 1)]
     runs = plan_runs(records, numbers, seeds, args.epochs)
     from resnet_bench.cpu import idle_cores, physical_cores, use_threads
-    from resnet_bench.devices import resolve_device
-    from resnet_bench.search.confirm import expected_seconds
     from resnet_bench.search.workers import worker_plan
 
     on_gpu = resolve_device(args.device).type == "cuda"  # checked before anything is trained

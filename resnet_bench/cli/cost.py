@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from resnet_bench import presets
 from resnet_bench.cli.arguments import add_device, add_format, add_threads, positive_int
 from resnet_bench.cli.output import print_records, status_spinner, stdout_console
+from resnet_bench.cpu import use_threads
+from resnet_bench.devices import DTYPES, MEMORY_FORMATS, parse_memory_format
 from resnet_bench.errors import BadInputError
+from resnet_bench.preset_costs import preset_costs
+from resnet_bench.profiling import profile
+from resnet_bench.published import published_for
 
 # The data sets of the published table, in the order of the models table's error columns, with their headers.
 _ERROR_COLUMNS = {"imagenet": "ImageNet", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion-mnist": "F-MNIST"}
@@ -15,10 +21,6 @@ _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from resnet_bench import presets
-    from resnet_bench.preset_costs import preset_costs
-    from resnet_bench.published import published_for
-
     families = sorted({presets.family(n) for n in presets.names()})
     if args.family is not None and args.family not in families:
         raise BadInputError(f"--family {args.family!r} is not accepted; use one of: {', '.join(families)}")
@@ -88,13 +90,8 @@ def _source_label(result: Any) -> str:
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
-    from resnet_bench.devices import parse_memory_format
-    from resnet_bench.profiling import profile
-
     speed = args.latency or args.train
     if speed:
-        from resnet_bench.cpu import use_threads
-
         use_threads(args.threads)
     results = []
     with status_spinner(f"profiling {len(args.models)} model(s)"):
@@ -168,7 +165,6 @@ def _print_profiles(results: list[Any], by_stage: bool) -> None:
 
 def add_cost_commands(sub: Any) -> None:
     """`models` and `profile`."""
-    from resnet_bench.devices import DTYPES, MEMORY_FORMATS
 
     models = sub.add_parser("models", help="list the presets with parameters, GFLOPs and published errors")
     models.add_argument("--family", help="only this family (torchvision, cifar-resnet, wrn, ...)")

@@ -6,16 +6,22 @@ import argparse
 from pathlib import Path
 
 from resnet_bench.cli.arguments import add_device, add_format, add_storage, add_threads, positive_int
-from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
+from resnet_bench.cli.output import StderrProgress, SweepProgress, print_records, stdout_console
+from resnet_bench.cpu import use_threads
+from resnet_bench.devices import resolve_device
+from resnet_bench.experiments.degradation import (
+    DEFAULT_DATASET,
+    DEFAULT_DEPTHS,
+    FILES,
+    DegradationRun,
+    effect,
+    parse_depths,
+)
+from resnet_bench.files import check_writable
 from resnet_bench.units import plural
 
 
 def cmd_degradation(args: argparse.Namespace) -> None:
-    from resnet_bench.cli.output import SweepProgress
-    from resnet_bench.cpu import use_threads
-    from resnet_bench.devices import resolve_device
-    from resnet_bench.experiments.degradation import FILES, DegradationRun, effect, parse_depths
-    from resnet_bench.files import check_writable
     from resnet_bench.search.storage import safe_url
 
     depths = parse_depths(args.depths)
@@ -70,10 +76,7 @@ def cmd_degradation(args: argparse.Namespace) -> None:
 
 
 def cmd_responses(args: argparse.Namespace) -> None:
-    from resnet_bench.cpu import use_threads
-    from resnet_bench.devices import resolve_device
     from resnet_bench.experiments.responses import check_paths, measure_responses, write_files
-    from resnet_bench.files import check_writable
 
     check_paths(args.checkpoints)
     resolve_device(args.device)
@@ -104,7 +107,6 @@ def cmd_responses(args: argparse.Namespace) -> None:
 
 def add_experiment_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`reproduce degradation` and `responses`."""
-    from resnet_bench.experiments.degradation import DEFAULT_DATASET, DEFAULT_DEPTHS
 
     reproduce = sub.add_parser("reproduce", help="the ResNet paper's experiments: reproduce degradation")
     experiments = reproduce.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=type(reproduce))

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from resnet_bench.search.records import DUPLICATE, FAILED, INFEASIBLE, STOPPED, TRAINED, TrialRecord
 from resnet_bench.units import duration_text
 
 
@@ -190,7 +191,6 @@ class SweepProgress(StderrProgress):
 
     def trial_end(self, trial: Any, worker: int = 0) -> None:
         from resnet_bench.report.text import network_name
-        from resnet_bench.search.records import DUPLICATE, FAILED, INFEASIBLE, STOPPED, TRAINED, TrialRecord
 
         record = TrialRecord.from_attrs(trial.user_attrs)
         status = record.status or FAILED

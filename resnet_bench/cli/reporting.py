@@ -9,6 +9,7 @@ from typing import Any
 
 from resnet_bench.cli.arguments import add_format, add_storage
 from resnet_bench.cli.output import print_confirmation, print_front, print_records, status_spinner, stdout_console
+from resnet_bench.files import check_writable
 from resnet_bench.units import plural
 
 
@@ -18,7 +19,6 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     config, location = study_to_read(args.study_file, study_name=args.study_name, storage=args.storage, out=args.out)
     name = location.name
-    from resnet_bench.files import check_writable
     from resnet_bench.report.analysis import build_report
     from resnet_bench.report.export import write_report
     from resnet_bench.report.references import published_points_for

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from resnet_bench.cli.arguments import add_device, add_format, add_storage, add_threads, positive_float, positive_int
-from resnet_bench.cli.output import StderrProgress, SweepProgress, print_records, stdout_console
+from resnet_bench.cli.output import StderrProgress, SweepProgress, print_front, print_records, stdout_console
+from resnet_bench.cli.reporting import records
+from resnet_bench.devices import resolve_device
 from resnet_bench.errors import BadInputError
+from resnet_bench.files import check_writable
 from resnet_bench.units import duration_text, plural
 
 
@@ -25,8 +28,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     from resnet_bench.cpu import idle_cores, physical_cores, use_threads
     from resnet_bench.data import load_dataset
-    from resnet_bench.devices import resolve_device
-    from resnet_bench.files import check_writable
     from resnet_bench.search.storage import open_storage
     from resnet_bench.search.study import open_study
     from resnet_bench.search.sweep import Sweep
@@ -75,8 +76,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             _say_held(sweep.study, args.heartbeat)
             summary = sweep.run(n_trials=args.n_trials, timeout_minutes=args.timeout)
     # The front as the report computes it, from the storage: all workers' trials, this command's and earlier ones.
-    from resnet_bench.cli.output import print_front
-    from resnet_bench.cli.reporting import records
     from resnet_bench.report.analysis import build_report
     from resnet_bench.search.trials import load_trials
 

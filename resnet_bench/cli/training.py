@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 from resnet_bench.cli.arguments import add_device, add_format, add_threads, positive_float, positive_int
 from resnet_bench.cli.output import StderrProgress, print_records, stdout_console
+from resnet_bench.cpu import use_threads
+from resnet_bench.devices import MEMORY_FORMATS, parse_memory_format, resolve_device
 from resnet_bench.errors import BadInputError
+from resnet_bench.files import check_writable
+from resnet_bench.presets import resolve
+from resnet_bench.recipe import PRECISIONS, get_recipe, precision_trained
 from resnet_bench.units import plural
 
 
@@ -16,12 +22,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from resnet_bench.checkpoint import save_checkpoint
-    from resnet_bench.cpu import use_threads
     from resnet_bench.data import load_dataset, split
-    from resnet_bench.devices import parse_memory_format, resolve_device
     from resnet_bench.models import build_model
-    from resnet_bench.presets import resolve
-    from resnet_bench.recipe import get_recipe
     from resnet_bench.train import spec_for_data, train
 
     recipe = get_recipe(args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -29,10 +31,6 @@ def cmd_train(args: argparse.Namespace) -> None:
                         channels_last=parse_memory_format(args.memory_format) if args.memory_format else None)
     device = resolve_device(args.device)
     if args.save:  # before training: a checkpoint that cannot be written is found now, not after the last epoch
-        from pathlib import Path
-
-        from resnet_bench.files import check_writable
-
         if Path(args.save).is_dir():
             raise BadInputError(f"--save {args.save!r} is a folder; give the checkpoint's file name (model.pt)")
         check_writable(Path(args.save).resolve().parent, flag="--save")
@@ -59,11 +57,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from resnet_bench.checkpoint import load_checkpoint
-    from resnet_bench.cpu import use_threads
     from resnet_bench.data import load_dataset, split
-    from resnet_bench.devices import resolve_device
     from resnet_bench.models import build_model
-    from resnet_bench.recipe import precision_trained
     from resnet_bench.train import accuracy
 
     checkpoint = load_checkpoint(args.checkpoint)
@@ -151,8 +146,6 @@ class _TrainingProgress(StderrProgress):
 
 def add_training_commands(sub: Any) -> None:
     """`train` and `evaluate`."""
-    from resnet_bench.devices import MEMORY_FORMATS
-    from resnet_bench.recipe import PRECISIONS
 
     train = sub.add_parser("train", help="train one candidate and print its metrics")
     train.add_argument("model", metavar="MODEL", help="a preset name, a one-line spec or a path to a JSON spec")

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from resnet_bench.errors import BadInputError
+from resnet_bench.files import atomic_path
 from resnet_bench.presets import names as preset_names
+from resnet_bench.recipe import get_recipe
+from resnet_bench.search.records import TRAINED, TrialRecord
 
 DEFAULT_DEPTHS = (20, 32, 44, 56)  # Figure 6, left and middle
 MAX_BLOCKS = 200  # blocks per stage: ResNet-1202, the paper's deepest
@@ -142,7 +145,6 @@ class DegradationRun:
         """`epochs` defaults to the he2015 recipe's 182 (the paper's 64k iterations of batch 128 on 45k images)."""
         import optuna
 
-        from resnet_bench.recipe import get_recipe
         from resnet_bench.search.config import parse_study
         from resnet_bench.search.storage import study_to_write
         from resnet_bench.search.sweep import Sweep
@@ -185,7 +187,6 @@ def _untrained_baselines(study: Any, baselines: tuple[str, ...], queue: bool = T
     or running already (a killed run's trial, which the sweep retries from its saved state)."""
     import optuna
 
-    from resnet_bench.search.records import TRAINED, TrialRecord
     from resnet_bench.search.space import BASELINE_PARAMS
 
     trials = study.get_trials(deepcopy=False)
@@ -204,8 +205,6 @@ def _untrained_baselines(study: Any, baselines: tuple[str, ...], queue: bool = T
 def read_curves(study: Any, depths: tuple[int, ...]) -> tuple[Any, Any]:
     """Per-epoch and final errors of the finished runs of these depths, from the study's trial records."""
     import pandas as pd
-
-    from resnet_bench.search.records import TRAINED, TrialRecord
 
     wanted = {network(kind, d): (kind, d) for d in depths for kind in (PLAIN, RESIDUAL)}
     rows, final = [], []
@@ -254,7 +253,6 @@ def effect(final: Any) -> dict[str, str]:
 
 def write_files(curves: Any, final: Any, folder: Path, config: Any, storage: str) -> None:
     """degradation.png (Figure 6's layout), curves.csv and summary.md, each written whole."""
-    from resnet_bench.files import atomic_path
 
     with atomic_path(folder / "curves.csv") as tmp:
         curves.to_csv(tmp, index=False)

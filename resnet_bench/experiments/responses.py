@@ -18,7 +18,11 @@ import torch
 from torch import nn
 
 from resnet_bench.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from resnet_bench.data import DeviceBatches, load_dataset, split
+from resnet_bench.devices import resolve_device
 from resnet_bench.errors import BadInputError
+from resnet_bench.files import atomic_path
+from resnet_bench.models import build_model
 from resnet_bench.models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 
 RESPONSE_COLUMNS = ("checkpoint", "network", "layer", "name", "std", "rank")
@@ -110,7 +114,6 @@ def network_label(checkpoint: Checkpoint) -> str:
 def load_model(path: str) -> tuple[Checkpoint, nn.Module]:
     """A checkpoint and its network with its weights; a state dict that does not fit the spec it carries is bad
     input."""
-    from resnet_bench.models import build_model
 
     checkpoint = load_checkpoint(path)
     model = build_model(checkpoint.spec)
@@ -129,8 +132,6 @@ def measure_responses(paths: list[str], *, dataset: str | None = None, device: s
                       batch_size: int = 500) -> list[Responses]:
     """Each checkpoint's layer responses over the test set of its data set (or `dataset`, which every checkpoint
     must fit: the same image channels, size and classes)."""
-    from resnet_bench.data import DeviceBatches, load_dataset, split
-    from resnet_bench.devices import resolve_device
 
     target = resolve_device(device)
     loaded = [load_model(p) for p in paths]
@@ -185,8 +186,6 @@ def figure(results: list[Responses]) -> Any:
 def write_files(results: list[Responses], folder: Path) -> list[Path]:
     """responses.png and responses.csv, each written whole."""
     import pandas as pd
-
-    from resnet_bench.files import atomic_path
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = [row for r in results for row in r.rows()]

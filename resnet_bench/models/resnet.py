@@ -17,6 +17,7 @@ from resnet_bench.models.blocks import (
     conv3x3,
     se_channels,
 )
+from resnet_bench.presets import resolve
 from resnet_bench.spec import ResNetSpec
 
 
@@ -135,6 +136,5 @@ def _make_block(spec: ResNetSpec, stage: int, in_channels: int, stride: int, dro
 
 def build_model(model: ResNetSpec | str | os.PathLike[str]) -> ResNet:
     """The network of a spec, a preset name, a one-line spec or a path to a JSON spec."""
-    from resnet_bench.presets import resolve
 
     return ResNet(resolve(model))

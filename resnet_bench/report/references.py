@@ -11,6 +11,7 @@ import pandas as pd
 from resnet_bench.cost_tables import cost_on_images
 from resnet_bench.published import published_results
 from resnet_bench.search.records import TRAINED, StudyTrials
+from resnet_bench.spec import ResNetSpec
 
 COLUMNS = ("model", "dataset", "accuracy", "error_pct", "params", "gflops", "source", "location", "notes")
 
@@ -32,7 +33,6 @@ def published_points(dataset: str, *, in_channels: int, num_classes: int, input_
 def published_points_for(study: StudyTrials) -> pd.DataFrame:
     """The published points of a study's data set, measured on the images its trials trained on (channels and
     classes from a trained trial's spec, its input size); none while no trial is trained."""
-    from resnet_bench.spec import ResNetSpec
 
     trained = study.trials[(study.trials["status"] == TRAINED) & study.trials["spec"].notna()]
     if trained.empty:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from resnet_bench.published import published_results
 from resnet_bench.report.analysis import ACCURACY, MIN_TRIALS_FOR_TAU, PAIRED_TEST, STATUS_ORDER, TIE_P, Report
 from resnet_bench.units import cost_text, duration_text, plural, saving_text
 
@@ -178,7 +179,6 @@ def rung_tau_text(report: Report) -> str:
 
 def published_note(report: Report) -> str:
     """How many published results the chart shows, or why it shows none."""
-    from resnet_bench.published import published_results
 
     dataset = report.study.dataset
     if len(report.published):

@@ -12,14 +12,21 @@ already stored. One `confirm` per study at a time: two would train the same runs
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resnet_bench.cpu import use_threads
+from resnet_bench.devices import resolve_device
+from resnet_bench.recipe import Recipe
 from resnet_bench.search.records import TRAINED, TrialRecord
+from resnet_bench.spec import ResNetSpec
+from resnet_bench.version import __version__
 
 RUN_KEY = re.compile(r"^confirm:(\d+):(-?\d+):(\d+)$")  # trial, seed, epochs
 # The study attribute naming the runs of the last confirm command, which the report shows:
@@ -144,9 +151,6 @@ def confirm(
                 on_run_start(run)
             store(run, train_run(config, data, run, device, location.states, on_epoch))
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(config, threads)) as pool:
             futures = {}
@@ -166,12 +170,8 @@ def train_run(config: Any, data: Any, run: ConfirmRun, device: str, states: Path
     state stays until the caller has stored the record, so that a kill between the two loses no training."""
     import torch
 
-    from resnet_bench.devices import resolve_device
     from resnet_bench.models import build_model
-    from resnet_bench.recipe import Recipe
-    from resnet_bench.spec import ResNetSpec
     from resnet_bench.train import train
-    from resnet_bench.version import __version__
 
     resolved = resolve_device(device)
     recipe = Recipe.from_dict(run.recipe)
@@ -191,7 +191,6 @@ _WORKER: dict[str, Any] = {}  # in a worker process: the study's config and data
 
 
 def _start_worker(config: Any, threads: int | None) -> None:
-    from resnet_bench.cpu import use_threads
     from resnet_bench.data import study_splits
 
     use_threads(threads)

@@ -9,6 +9,7 @@ folder still holds the states and the report. This module imports Optuna and SQL
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import sys
 import time
 import warnings
@@ -224,7 +225,6 @@ def with_driver(url: str) -> str:
 def _check_sqlite_file(url: str) -> None:
     """The SQLite file's folder exists, and the file, if there is one, is a sound database: a damaged file is named
     in one line and left untouched (checked read-only, before Optuna would write to it)."""
-    import sqlite3
 
     path = url.removeprefix("sqlite:///")
     if not url.startswith("sqlite:///") or path == ":memory:":
@@ -295,7 +295,6 @@ def open_existing_storage(url: str) -> optuna.storages.BaseStorage:
 def _check_optuna_tables(path: Path) -> None:
     """Reading never creates or changes a storage: a SQLite file without Optuna's tables (empty, or another
     program's) is refused before Optuna would create its tables in it (checked read-only)."""
-    import sqlite3
 
     tables: set[str] = set()
     if path.stat().st_size:

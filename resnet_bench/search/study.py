@@ -23,7 +23,7 @@ from resnet_bench.errors import BadInputError
 from resnet_bench.presets import resolve as resolve_model
 from resnet_bench.search.config import StudyConfig, StudyFileError, changed_fields, parse_study
 from resnet_bench.search.early_stopping import BRACKET_ATTR
-from resnet_bench.search.records import retried_by_the_next_command
+from resnet_bench.search.records import TrialRecord, retried_by_the_next_command
 from resnet_bench.search.space import BASELINE_PARAMS, baseline_params
 from resnet_bench.search.states import STATE_ARTIFACT
 from resnet_bench.search.storage import (
@@ -156,7 +156,6 @@ def study_precision(study: optuna.Study, resolve: Callable[[], str]) -> str:
     stored = study.user_attrs.get(PRECISION)
     if stored in ("bf16", "fp32"):
         return stored
-    from resnet_bench.search.records import TrialRecord
 
     earlier = [record.trained_precision() for record in (TrialRecord.from_attrs(t.user_attrs)
                for t in study.get_trials(deepcopy=False)) if (record.recipe or {}).get("precision") == "auto"]

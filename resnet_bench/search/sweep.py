@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 import torch
 
+from resnet_bench.checkpoint import save_checkpoint
 from resnet_bench.data import Splits, study_splits
 from resnet_bench.devices import device_name, resolve_device, resolve_precision
 from resnet_bench.errors import BadInputError, DiskFullError
@@ -292,7 +293,6 @@ class Sweep:
 
     def save_checkpoint(self, number: int, model: torch.nn.Module, spec: ResNetSpec, result: Any) -> Path:
         """The trained weights under the study's folder, as `resnet-bench train --save` writes them."""
-        from resnet_bench.checkpoint import save_checkpoint
 
         return save_checkpoint(self.location.folder / "checkpoints" / f"trial-{number}.pt", model, spec, result,
                                dataset=self.data.dataset_name, val_size=self.data.val_size, split_seed=self.data.seed,
