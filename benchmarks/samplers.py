@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 
 from resnet_bench.pareto import hypervolume
-from resnet_bench.search.config import Fixed, load_study_file
+from resnet_bench.search.config import load_study_file
+from resnet_bench.search.domains import Fixed
 from resnet_bench.search.sweep import Sweep, record_of
 
 VARIANTS = {"tpe": ("tpe", {"n_startup_trials": 5}), "nsga2-pop8": ("nsga2", {"population_size": 8}),

@@ -1,8 +1,8 @@
 """The study file (`studies/*.toml`): its schema, validated with errors that name the key path.
 
 A value in `space` or `recipe` is a fixed value (`stem = "cifar"`), a choice (`block = ["basic",
-"bottleneck"]`) or a range (`blocks = { low = 1, high = 4 }`, with `step` or `log = true`).
-This module is plain Python: Optuna is only imported where trials are sampled.
+"bottleneck"]`) or a range (`blocks = { low = 1, high = 4 }`, with `step` or `log = true`): search/domains.py
+reads each. This module is plain Python: Optuna is only imported where trials are sampled.
 """
 
 from __future__ import annotations
@@ -21,9 +21,19 @@ from resnet_bench import presets
 from resnet_bench.dataset_names import DATASETS, is_dataset_name
 from resnet_bench.errors import BadInputError, check_positive_int, is_number
 from resnet_bench.estimates import DEFAULT_RUNG_ESTIMATE, EstimateError, check_estimate
-from resnet_bench.search.early_stopping import DEFAULT_PROMOTION_RULE, PROMOTION_RULES, most_brackets
-from resnet_bench.fields import FIRST_SPACE_KEYS, SPACE, SpaceKey
+from resnet_bench.fields import FIRST_SPACE_KEYS, SPACE
 from resnet_bench.recipe import RECIPE_FIELDS, RECIPES, Recipe, RecipeError, RecipeField, get_recipe
+from resnet_bench.search.domains import (
+    Choice,
+    Domain,
+    Fixed,
+    StudyFileError,
+    domain_json,
+    extreme,
+    known_keys,
+    parse_domain,
+)
+from resnet_bench.search.early_stopping import DEFAULT_PROMOTION_RULE, PROMOTION_RULES, most_brackets
 
 SAMPLERS = ("tpe", "nsga2", "random")
 DEFAULT_SAMPLER = "tpe"  # measured against nsga2 and random: see README, "Choosing the sampler"
@@ -48,41 +58,6 @@ SHIPPED_STUDIES = ("quickstart", "quickstart_mo_asha", "quickstart_modern", "fas
                    "cifar10")
 EARLY_STOPPING = ("off", "mo-asha")  # mo-asha: see search/early_stopping.py
 
-
-class StudyFileError(BadInputError):
-    """A study file that cannot be read; the message names the key path and what is accepted."""
-
-
-@dataclass(frozen=True)
-class Fixed:
-    """One value."""
-
-    value: Any
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of several values."""
-
-    values: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class Range:
-    """A number between low and high, inclusive; integers when both bounds are integers."""
-
-    low: float
-    high: float
-    step: float | None = None  # grid step; None: continuous (floats) or 1 (integers)
-    log: bool = False  # sample on a log scale
-
-    @property
-    def is_int(self) -> bool:
-        """True when both bounds are integers."""
-        return isinstance(self.low, int) and isinstance(self.high, int)
-
-
-Domain = Fixed | Choice | Range
 
 # The [space] keys, in the order messages list them; fields.SPACE gives each its kind, check, accepted values and
 # default, from the field table.
@@ -163,12 +138,12 @@ class StudyConfig:
         return {
             # A key added after studies were stored stays out while fixed at its default (the networks of before),
             # so that a study stored before it existed resumes.
-            "space": {k: _domain_json(v) for k, v in sorted(self.space.items())
+            "space": {k: domain_json(v) for k, v in sorted(self.space.items())
                       if k in FIRST_SPACE_KEYS or v != Fixed(SPACE[k].default)},
             "objectives": [[o.metric, o.direction] for o in self.objectives],
             "dataset": self.dataset,
             "recipe": {"name": self.recipe_name,
-                       **{k: _domain_json(self.recipe[k]) if k in self.recipe else named[k]
+                       **{k: domain_json(self.recipe[k]) if k in self.recipe else named[k]
                           for k in named if k != "seed"}},  # the study's seed is the recipe's
             "seed": self.seed,
             "val_size": self.val_size,
@@ -208,14 +183,6 @@ def _show(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
-def _domain_json(d: Domain) -> Any:
-    if isinstance(d, Fixed):
-        return d.value
-    if isinstance(d, Choice):
-        return list(d.values)
-    return {"low": d.low, "high": d.high, "step": d.step, "log": d.log}
-
-
 def shipped_study(name: str) -> str:
     """The text of a study file that ships in the package."""
     return resources.files("resnet_bench").joinpath(f"studies/{name}.toml").read_text(encoding="utf-8")
@@ -251,7 +218,7 @@ _TOP = ("name", "description", "dataset", "seed", "val_size", "image_size", "obj
 
 def parse_study(data: dict[str, Any], *, source: str = "") -> StudyConfig:
     """Validate a parsed study file, one table at a time."""
-    _known(data, _TOP, "")
+    known_keys(data, _TOP, "")
     objectives = _objectives(data.get("objectives"))
     recipe_name, recipe = _recipe(_table(data, "recipe"))
     budget = _table(data, "budget")
@@ -287,13 +254,13 @@ def _top_level(data: dict[str, Any]) -> dict[str, Any]:
 
 def _space(table: dict[str, Any]) -> dict[str, Domain]:
     """[space]: every key of SPACE_KEYS, each fixed, a choice or a range; missing keys take their defaults."""
-    _known(table, SPACE_KEYS, "space.")
-    return {k: _domain(table, k, "space.", key, key.default) for k, key in SPACE.items()}
+    known_keys(table, SPACE_KEYS, "space.")
+    return {k: parse_domain(table, k, "space.", key, key.default) for k, key in SPACE.items()}
 
 
 def _constraints(table: dict[str, Any]) -> dict[str, float]:
     """[constraints]: upper bounds on cost, each a number > 0."""
-    _known(table, tuple(CONSTRAINTS), "constraints.")
+    known_keys(table, tuple(CONSTRAINTS), "constraints.")
     for key, value in table.items():
         if not is_number(value) or value <= 0:
             raise StudyFileError(f"constraints.{key}={value!r} is not accepted; it must be a number > 0")
@@ -302,13 +269,13 @@ def _constraints(table: dict[str, Any]) -> dict[str, float]:
 
 def _recipe(table: dict[str, Any]) -> tuple[str, dict[str, Domain]]:
     """[recipe]: a named recipe and overrides of its fields, each fixed, a choice or a range."""
-    _known(table, ("name", *_RECIPE), "recipe.")
+    known_keys(table, ("name", *_RECIPE), "recipe.")
     name = _get(table, "name", str, f"one of {', '.join(RECIPES)}", default="fast", path="recipe.")
     if name not in RECIPES:
         raise StudyFileError(f"recipe.name={name!r} is not accepted; use one of {', '.join(RECIPES)}")
-    domains = {k: _domain(table, k, "recipe.", f, None) for k, f in _RECIPE.items() if k in table}
+    domains = {k: parse_domain(table, k, "recipe.", f, None) for k, f in _RECIPE.items() if k in table}
     # The recipe must fit at the extremes of what the file allows: the fewest epochs with the longest warm-up.
-    extremes = {k: _extreme(d, low=k == "epochs") for k, d in domains.items() if k in ("epochs", "warmup_epochs")}
+    extremes = {k: extreme(d, low=k == "epochs") for k, d in domains.items() if k in ("epochs", "warmup_epochs")}
     fixed = {k: d.value for k, d in domains.items() if isinstance(d, Fixed)}
     try:
         get_recipe(name, **{**fixed, **extremes})
@@ -317,17 +284,9 @@ def _recipe(table: dict[str, Any]) -> tuple[str, dict[str, Domain]]:
     return name, domains
 
 
-def _extreme(domain: Domain, low: bool) -> Any:
-    """A domain's smallest (low) or largest value."""
-    if isinstance(domain, Fixed):
-        return domain.value
-    values = list(domain.values) if isinstance(domain, Choice) else [domain.low, domain.high]
-    return min(values) if low else max(values)
-
-
 def _budget(table: dict[str, Any]) -> tuple[int, float | None]:
     """[budget]: trained trials one sweep command adds, and its optional wall-clock limit."""
-    _known(table, ("n_trials", "timeout_minutes", "early_stopping", "min_epochs", "reduction_factor",
+    known_keys(table, ("n_trials", "timeout_minutes", "early_stopping", "min_epochs", "reduction_factor",
                    "rung_estimate", "promotion", "brackets"), "budget.")
     n_trials = _positive(table, "n_trials", 20, path="budget.")
     timeout = table.get("timeout_minutes")
@@ -371,7 +330,7 @@ def _early_stopping(table: dict[str, Any], recipe_name: str, recipe: dict[str, D
 
 def _sampler(table: dict[str, Any]) -> tuple[str, dict[str, int]]:
     """[sampler]: its name and options."""
-    _known(table, ("name", "n_startup_trials", "population_size"), "sampler.")
+    known_keys(table, ("name", "n_startup_trials", "population_size"), "sampler.")
     sampler = _get(table, "name", str, f"one of {', '.join(SAMPLERS)}", default=DEFAULT_SAMPLER, path="sampler.")
     if sampler not in SAMPLERS:
         raise StudyFileError(f"sampler.name={sampler!r} is not accepted; use one of {', '.join(SAMPLERS)}")
@@ -400,24 +359,17 @@ def _baselines(baselines: Any) -> tuple[str, ...]:
 
 def _reference_point(report: dict[str, Any], objectives: tuple[Objective, ...]) -> dict[str, float]:
     """[report] reference_point = { metric = value, ... }: one number for some or all of the objectives."""
-    _known(report, ("reference_point",), "report.")
+    known_keys(report, ("reference_point",), "report.")
     point = report.get("reference_point", {})
     if not isinstance(point, dict):
         raise StudyFileError(f"report.reference_point={point!r} is not accepted; it must be a table "
                              "{ metric = value } over the objectives")
     metrics = tuple(o.metric for o in objectives)
-    _known(point, metrics, "report.reference_point.")
+    known_keys(point, metrics, "report.reference_point.")
     for key, value in point.items():
         if not is_number(value) or not math.isfinite(value):
             raise StudyFileError(f"report.reference_point.{key}={value!r} is not accepted; it must be a finite number")
     return {k: float(v) for k, v in point.items()}
-
-
-def _known(table: dict[str, Any], accepted: tuple[str, ...], path: str) -> None:
-    for key in table:
-        if key not in accepted:
-            raise StudyFileError(f"{path}{key} is not a study key; accepted under {path or 'the top level'}: "
-                                 f"{', '.join(accepted)}")
 
 
 def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -453,7 +405,7 @@ def _objectives(value: Any) -> tuple[Objective, ...]:
         path = f"objectives[{i}]"
         if not isinstance(entry, dict):
             raise StudyFileError(f"{path} must be a table with metric and direction")
-        _known(entry, ("metric", "direction"), f"{path}.")
+        known_keys(entry, ("metric", "direction"), f"{path}.")
         metric = entry.get("metric")
         if metric == "test_accuracy":
             raise StudyFileError(f"{path}.metric='test_accuracy' is not accepted: the test set is never used for "
@@ -467,47 +419,6 @@ def _objectives(value: Any) -> tuple[Objective, ...]:
             raise StudyFileError(f"{path}.metric={metric!r} is given twice")
         out.append(Objective(metric, direction))
     return tuple(out)
-
-
-def _domain(table: dict[str, Any], key: str, path: str, rule: SpaceKey | RecipeField, default: Any) -> Domain:
-    """A key's value: fixed, a choice or a range, each value checked by the key's rule (its kind, check and
-    accepted values in words)."""
-    where, kind, check, accepted = f"{path}{key}", rule.kind, rule.accepts, rule.accepted
-    if key not in table:
-        return Fixed(default)
-    value = table[key]
-    if isinstance(value, list):
-        if not value:
-            raise StudyFileError(f"{where}=[] is an empty choice; give at least one value ({accepted})")
-        for v in value:
-            if not check(v):
-                raise StudyFileError(f"{where}: {v!r} is not accepted; the values must be {accepted}")
-        if len(set(map(repr, value))) != len(value):
-            raise StudyFileError(f"{where}={value!r} repeats a value")
-        return Choice(tuple(value)) if len(value) > 1 else Fixed(value[0])
-    if isinstance(value, dict):
-        if kind not in ("int", "float"):
-            raise StudyFileError(f"{where} takes a value or a list of values ({accepted}), not a range")
-        _known(value, ("low", "high", "step", "log"), f"{where}.")
-        low, high = value.get("low"), value.get("high")
-        for bound, v in (("low", low), ("high", high)):
-            if v is None or not check(v):
-                raise StudyFileError(f"{where}.{bound}={v!r} is not accepted; it must be one of the {accepted}")
-        if kind == "int" and not (isinstance(low, int) and isinstance(high, int)):
-            raise StudyFileError(f"{where} is a range of integers; low and high must be integers")
-        if low > high:
-            raise StudyFileError(f"{where} is an empty range: low={low} > high={high}")
-        step, log = value.get("step"), value.get("log", False)
-        if step is not None and (not is_number(step) or step <= 0):
-            raise StudyFileError(f"{where}.step={step!r} is not accepted; it must be a number > 0")
-        if not isinstance(log, bool) or (log and (low <= 0 or step is not None)):
-            raise StudyFileError(f"{where}.log={log!r} is not accepted; log needs low > 0 and no step")
-        if kind == "float" and isinstance(low, int) and isinstance(high, int):
-            low, high = float(low), float(high)
-        return Fixed(low) if low == high else Range(low, high, step, log)
-    if not check(value):
-        raise StudyFileError(f"{where}={value!r} is not accepted; it must be one of the {accepted}")
-    return Fixed(value)
 
 
 def constraint_values(config: StudyConfig, cost: dict[str, float | None]) -> dict[str, float]:

@@ -10,7 +10,8 @@ import optuna
 from resnet_bench.errors import BadInputError
 from resnet_bench.fields import BLOCKS, SHORTCUTS, SPEC_FIELDS, Field
 from resnet_bench.recipe import Recipe, get_recipe
-from resnet_bench.search.config import Choice, Domain, Fixed, Range, StudyConfig
+from resnet_bench.search.config import StudyConfig
+from resnet_bench.search.domains import Choice, Domain, Fixed, Range
 from resnet_bench.spec import ResNetSpec, SpecError
 
 _SEARCHED = {f.name: f for f in SPEC_FIELDS if f.searched}  # the fields that are keys of a study's [space]

@@ -21,7 +21,8 @@ import optuna
 
 from resnet_bench.errors import BadInputError
 from resnet_bench.presets import resolve as resolve_model
-from resnet_bench.search.config import StudyConfig, StudyFileError, changed_fields, parse_study
+from resnet_bench.search.config import StudyConfig, changed_fields, parse_study
+from resnet_bench.search.domains import StudyFileError
 from resnet_bench.search.early_stopping import BRACKET_ATTR
 from resnet_bench.search.records import TrialRecord, retried_by_the_next_command
 from resnet_bench.search.space import BASELINE_PARAMS, baseline_params

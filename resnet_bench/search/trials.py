@@ -13,8 +13,9 @@ import optuna
 
 from resnet_bench.errors import BadInputError
 from resnet_bench.recipe import describe_recipe
-from resnet_bench.search.config import StudyConfig, StudyFileError, parse_study
+from resnet_bench.search.config import StudyConfig, parse_study
 from resnet_bench.search.confirm import stored_runs
+from resnet_bench.search.domains import StudyFileError
 from resnet_bench.search.early_stopping import rung_epochs
 from resnet_bench.search.records import (
     FAILED,
