@@ -120,106 +120,128 @@ def replay(curves: Sequence[Curve], config: StudyConfig, settings: ReplaySetting
     `should_stop(study, trial, epoch, values)` (another scheduler, driven after each epoch it asks for)."""
     if settings.workers < 1:
         raise BadInputError(f"workers={settings.workers} is not accepted; it must be an integer >= 1")
-    by_spec = {c.spec: c for c in curves}
-    metrics = [o.metric for o in config.objectives]
-    directions = [o.direction for o in config.objectives]
-    reference = [config.reference_point[m] for m in metrics]
-    epochs = len(curves[0].history)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=directions, sampler=make_sampler(
-        dataclasses.replace(config, sampler=settings.sampler, seed=settings.seed)))
-    queue = collections.deque(settings.order or ())  # proposed first, in this order: asked in the order enqueued
-    for index in queue:
-        study.enqueue_trial(curves[index].params)
-    shape = ResNetSpec.parse(curves[0].spec)  # the data set's channels and classes, as the table trained them
-    if stopper is None and settings.early_stopping:
-        stopper = MOASHA(min_epochs=settings.min_epochs, reduction_factor=settings.reduction_factor,
-                         directions=directions, max_epochs=epochs, rule=settings.promotion,
-                         brackets=settings.brackets, seed=settings.seed)
-    result, finished, front_points = ReplayResult(), {}, []
-    stopped_at: dict[str, tuple[int, int]] = {}  # spec -> (the stopped trial's number, its rung)
-    started = 0
-    tie = itertools.count()  # events at one time: in the order they were made
-    events: list[tuple[float, int, str, Any]] = [(0.0, next(tie), "free", None) for _ in range(settings.workers)]
+    return _Replay(curves, config, settings, stopper).run()
 
-    def train_epoch(now: float, trial: optuna.Trial, curve: Curve, epoch: int) -> None:
+
+class _Replay:
+    """One replayed search: the study, the simulated workers' events in time order, and what it did so far."""
+
+    def __init__(self, curves: Sequence[Curve], config: StudyConfig, settings: ReplaySettings, stopper: Any) -> None:
+        self.curves, self.config, self.settings = curves, config, settings
+        self.by_spec = {c.spec: c for c in curves}
+        self.metrics = [o.metric for o in config.objectives]
+        directions = [o.direction for o in config.objectives]
+        self.directions, self.reference = directions, [config.reference_point[m] for m in self.metrics]
+        self.epochs = len(curves[0].history)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(directions=directions, sampler=make_sampler(
+            dataclasses.replace(config, sampler=settings.sampler, seed=settings.seed)))
+        self.queue = collections.deque(settings.order or ())  # proposed first, in this order: asked as enqueued
+        for index in self.queue:
+            self.study.enqueue_trial(curves[index].params)
+        self.shape = ResNetSpec.parse(curves[0].spec)  # the data set's channels and classes, as the table trained
+        if stopper is None and settings.early_stopping:
+            stopper = MOASHA(min_epochs=settings.min_epochs, reduction_factor=settings.reduction_factor,
+                             directions=directions, max_epochs=self.epochs, rule=settings.promotion,
+                             brackets=settings.brackets, seed=settings.seed)
+        self.stopper = stopper
+        self.result, self.finished, self.front_points = ReplayResult(), {}, []
+        self.stopped_at: dict[str, tuple[int, int]] = {}  # spec -> (the stopped trial's number, its rung)
+        self.started = 0
+        self.tie = itertools.count()  # events at one time: in the order they were made
+        self.events: list[tuple[float, int, str, Any]] = [
+            (0.0, next(self.tie), "free", None) for _ in range(settings.workers)]
+
+    def run(self) -> ReplayResult:
+        """Every event in time order: a free worker proposes and starts a trial, an epoch's end judges it."""
+        settings, result = self.settings, self.result
+        while self.events:
+            now, _, kind, payload = heapq.heappop(self.events)
+            if kind == "free":
+                if result.seconds >= settings.budget_seconds or (
+                        settings.max_trials is not None and self.started >= settings.max_trials):
+                    continue
+                proposed = self.propose()
+                if proposed is None:
+                    continue
+                self.started += 1
+                trial, curve, first = proposed
+                self.train_epoch(now, trial, curve, first)
+            elif self.epoch_ended(now, *payload):
+                heapq.heappush(self.events, (now, next(self.tie), "free", None))
+        return result
+
+    def train_epoch(self, now: float, trial: optuna.Trial, curve: Curve, epoch: int) -> None:
         """The epoch's end, as an event at the time it ends."""
-        heapq.heappush(events, (now + _epoch_seconds(trial, curve, epoch, stopper, settings), next(tie), "epoch",
-                                (trial, curve, epoch)))
+        seconds = _epoch_seconds(trial, curve, epoch, self.stopper, self.settings)
+        heapq.heappush(self.events, (now + seconds, next(self.tie), "epoch", (trial, curve, epoch)))
 
-    def values(curve: Curve, epoch: int) -> list[float]:
+    def values(self, curve: Curve, epoch: int) -> list[float]:
+        """The objectives' values of a network after `epoch` epochs."""
         return [curve.history[epoch - 1]["val_accuracy"] if m == "val_accuracy" else float(curve.metrics[m])
-                for m in metrics]
+                for m in self.metrics]
 
-    def propose() -> tuple[optuna.Trial, Curve, int] | None:
+    def propose(self) -> tuple[optuna.Trial, Curve, int] | None:
+        """A new trial, its network's curve and the epoch it starts from; None when the sampler only repeats."""
+        study, result, settings = self.study, self.result, self.settings
         for _ in range(MAX_DUPLICATES_IN_A_ROW):
             trial = study.ask()
             try:
-                spec = sample_spec(trial, config)
+                spec = sample_spec(trial, self.config)
             except (SpecError, BadInputError):
                 result.proposed[trial.number] = ""
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
-            line = dataclasses.replace(spec, in_channels=shape.in_channels, num_classes=shape.num_classes).format()
+            line = dataclasses.replace(spec, in_channels=self.shape.in_channels,
+                                       num_classes=self.shape.num_classes).format()
             result.proposed[trial.number] = line
-            curve = curves[queue.popleft()] if queue else by_spec.get(line)
+            curve = self.curves[self.queue.popleft()] if self.queue else self.by_spec.get(line)
             if curve is None and settings.skip_missing:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             if curve is None:
                 raise BadInputError(f"the table has no network {line}: record the whole space")
-            if curve.spec in stopped_at and settings.revive and stopper.promotable(study, *stopped_at[curve.spec]):
-                _, rung = stopped_at.pop(curve.spec)
-                del finished[curve.spec]
+            if curve.spec in self.stopped_at and settings.revive and self.stopper.promotable(
+                    study, *self.stopped_at[curve.spec]):
+                _, rung = self.stopped_at.pop(curve.spec)
+                del self.finished[curve.spec]
                 result.revived += 1
                 return trial, curve, rung + 1
-            if curve.spec in finished:  # answered from the study: not trained again
-                study.tell(trial, finished[curve.spec])
+            if curve.spec in self.finished:  # answered from the study: not trained again
+                study.tell(trial, self.finished[curve.spec])
                 result.duplicates += 1
                 continue
             return trial, curve, 1
         return None
 
-    while events:
-        now, _, kind, payload = heapq.heappop(events)
-        if kind == "free":
-            if result.seconds >= settings.budget_seconds or (
-                    settings.max_trials is not None and started >= settings.max_trials):
-                continue
-            proposed = propose()
-            if proposed is None:
-                continue
-            started += 1
-            trial, curve, first = proposed
-            train_epoch(now, trial, curve, first)
-            continue
-        trial, curve, epoch = payload
-        result.seconds += _epoch_seconds(trial, curve, epoch, stopper, settings)
+    def epoch_ended(self, now: float, trial: optuna.Trial, curve: Curve, epoch: int) -> bool:
+        """Account for an epoch that ended at `now`, and judge the trial at a rung; True when its worker is free."""
+        result, stopper = self.result, self.stopper
+        result.seconds += _epoch_seconds(trial, curve, epoch, stopper, self.settings)
         result.epochs[trial.number], result.wall_seconds = epoch, now
-        if epoch == epochs:
-            finished[curve.spec] = values(curve, epoch)
-            study.tell(trial, finished[curve.spec])
+        if epoch == self.epochs:
+            self.finished[curve.spec] = self.values(curve, epoch)
+            self.study.tell(trial, self.finished[curve.spec])
             result.full += 1
-            front_points.append(finished[curve.spec])
-            result.anytime.append(AnytimePoint(result.seconds, hypervolume(front_points, reference, directions),
-                                               result.full))
-        elif stopper is not None and stopper.is_rung(epoch, trial):
-            estimate = [estimate_value(settings.rung_estimate, curve.history[:epoch]) if m == "val_accuracy"
-                        else v for m, v in zip(metrics, values(curve, epoch), strict=True)]
-            goes = not stopper.should_stop(study, trial, epoch, estimate)
-            result.decisions.append((trial.number, epoch, goes))
-            if goes:
-                train_epoch(now, trial, curve, epoch + 1)
-                continue
-            finished[curve.spec] = values(curve, epoch)  # the sweep's stopped trial: its values at the rung
-            stopped_at[curve.spec] = (trial.number, epoch)
-            study.tell(trial, finished[curve.spec])
-            result.stopped += 1
-        else:
-            train_epoch(now, trial, curve, epoch + 1)
-            continue
-        heapq.heappush(events, (now, next(tie), "free", None))
-    return result
+            self.front_points.append(self.finished[curve.spec])
+            result.anytime.append(AnytimePoint(
+                result.seconds, hypervolume(self.front_points, self.reference, self.directions), result.full))
+            return True
+        if stopper is None or not stopper.is_rung(epoch, trial):
+            self.train_epoch(now, trial, curve, epoch + 1)
+            return False
+        estimate = [estimate_value(self.settings.rung_estimate, curve.history[:epoch]) if m == "val_accuracy"
+                    else v for m, v in zip(self.metrics, self.values(curve, epoch), strict=True)]
+        goes = not stopper.should_stop(self.study, trial, epoch, estimate)
+        result.decisions.append((trial.number, epoch, goes))
+        if goes:
+            self.train_epoch(now, trial, curve, epoch + 1)
+            return False
+        self.finished[curve.spec] = self.values(curve, epoch)  # the sweep's stopped trial: its values at the rung
+        self.stopped_at[curve.spec] = (trial.number, epoch)
+        self.study.tell(trial, self.finished[curve.spec])
+        result.stopped += 1
+        return True
 
 
 def _epoch_seconds(trial: optuna.Trial, curve: Curve, epoch: int, stopper: Any, settings: ReplaySettings) -> float:
