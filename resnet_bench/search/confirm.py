@@ -179,10 +179,9 @@ def train_run(config: Any, data: Any, run: ConfirmRun, device: str, states: Path
     torch.manual_seed(run.seed)  # the weights
     result = train(build_model(ResNetSpec.parse(run.spec)), data, recipe, resolved, state_path=state,
                    callback=(lambda epoch, metrics: on_epoch(metrics, recipe.epochs)) if on_epoch else None)
-    record = TrialRecord(
-        status=TRAINED, baseline=run.baseline, spec=run.spec, recipe=recipe.to_dict(), seed=run.seed,
-        split_seed=config.seed, confirms=run.number, dataset=data.dataset_name, val_size=data.val_size,
-        input_size=data.image_size, torch_version=str(torch.__version__), resnet_bench_version=__version__)
+    record = TrialRecord(status=TRAINED, baseline=run.baseline, spec=run.spec, recipe=recipe.to_dict(), seed=run.seed,
+                         split_seed=config.seed, confirms=run.number, torch_version=str(torch.__version__),
+                         resnet_bench_version=__version__)
     record.add_training(result, data)
     return record  # the caller stores it, then removes the state
 

@@ -91,9 +91,15 @@ class TrialRecord:
         meant then: auto was bf16 autocast on CUDA and fp32 on the CPU; "" when it never trained."""
         return precision_trained(self.precision, (self.recipe or {}).get("precision", "auto"), self.device)
 
+    def measured_on(self, data: Any) -> None:
+        """The study's data (data.Splits) a result is measured on: its data set, validation images and image size,
+        recorded for every trial, trained or not, so that results measured on other data are never compared."""
+        self.dataset, self.val_size, self.input_size = data.dataset_name, data.val_size, data.image_size
+
     def add_training(self, result: Any, data: Any) -> None:
-        """What one training measured (train.TrainResult) on the study's data (data.Splits), into the record: the
-        sweep's trials and confirm's runs record it alike."""
+        """What one training measured (train.TrainResult) on the study's data (data.Splits), into the record, with
+        the data it was measured on: the sweep's trials and confirm's runs record it alike."""
+        self.measured_on(data)
         self.val_accuracy, self.test_accuracy = result.val_accuracy, result.test_accuracy
         self.val_images, self.test_images, self.val_correct = len(data.val), len(data.test), result.val_correct
         self.epochs, self.train_seconds = result.epochs, result.train_seconds

@@ -184,11 +184,11 @@ class Sweep:
 
     def _objective(self, trial: optuna.Trial) -> list[float]:
         started = time.perf_counter()
-        record = TrialRecord(
-            baseline=trial.user_attrs.get("baseline", ""), seed=self.config.seed, dataset=self.data.dataset_name,
-            val_size=self.data.val_size, input_size=self.data.image_size, device=device_name(self.device),
+        record = TrialRecord(  # what every trial is measured under (a training records the device it ran on)
+            baseline=trial.user_attrs.get("baseline", ""), seed=self.config.seed, device=device_name(self.device),
             threads=torch.get_num_threads(), torch_version=str(torch.__version__), resnet_bench_version=__version__,
         )
+        record.measured_on(self.data)
         try:
             spec, recipe = self.propose(trial, record.baseline)
         except (SpecError, BadInputError) as exc:  # a combination the generator refuses: never trained
