@@ -1,0 +1,127 @@
+"""How easy the house is to change, measured on the package's source: import circles, the longest function and class,
+the modules over 400 lines and the imports inside functions.
+
+    python benchmarks/house.py                      # this checkout's resnet_bench/
+    python benchmarks/house.py /tmp/old/resnet_bench --json house.json
+
+An earlier release is measured the same way from a worktree of it (`git worktree add /tmp/old <commit>`). The
+import graph holds every import of a module of the package, at the top or inside a function (a circle hides in
+the latter); `from resnet_bench import x` counts as importing `resnet_bench.x`, not the package's __init__.
+Reads files only: nothing is imported or run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+BIG_MODULE = 400  # lines
+
+
+def modules_of(root: Path) -> dict[str, Path]:
+    """Module name -> its file, for every .py file under the package folder `root`."""
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        out[".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")] = path
+    return out
+
+
+def imported(name: str, path: Path, node: ast.Import | ast.ImportFrom, modules: dict[str, Path]) -> set[str]:
+    """The package's modules that one import statement of module `name` imports."""
+    if isinstance(node, ast.Import):
+        targets = [alias.name for alias in node.names]
+    else:
+        base = node.module or ""
+        if node.level:
+            package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+            parts = package.split(".")
+            base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+        submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules]
+        # `from pkg import module` imports the module; the package's own __init__ only when a name is taken from it
+        targets = submodules if submodules and len(submodules) == len(node.names) else [base, *submodules]
+    return {t for t in targets if t in modules and t != name}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def measure(root: Path) -> dict[str, Any]:
+    """The house's figures for the package folder `root`."""
+    modules = modules_of(root)
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    longest_function, longest_class = (0, ""), (0, "")
+    inner_imports, big = 0, []
+    for name, path in modules.items():
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        if lines > BIG_MODULE:
+            big.append((lines, name))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                graph[name] |= imported(name, path, node, modules)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                longest_function = max(longest_function, (node.end_lineno - node.lineno + 1, f"{name}.{node.name}"))
+                inner_imports += sum(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(node))
+            elif isinstance(node, ast.ClassDef):
+                longest_class = max(longest_class, (node.end_lineno - node.lineno + 1, f"{name}.{node.name}"))
+    return {
+        "modules": len(modules), "circles": circles(graph),
+        "longest_function": {"name": longest_function[1], "lines": longest_function[0]},
+        "longest_class": {"name": longest_class[1], "lines": longest_class[0]},
+        "modules_over_400_lines": [{"name": n, "lines": k} for k, n in sorted(big, reverse=True)],
+        "imports_inside_functions": inner_imports,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("package", nargs="?", default=str(Path(__file__).resolve().parents[1] / "resnet_bench"),
+                        help="the package's folder (default: this checkout's resnet_bench/)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    figures = measure(Path(args.package))
+    print(f"modules: {figures['modules']}")
+    print(f"import circles: {len(figures['circles'])}" + "".join(f"\n  {' <-> '.join(c)}" for c in figures["circles"]))
+    for key in ("longest_function", "longest_class"):
+        print(f"{key.replace('_', ' ')}: {figures[key]['name']}, {figures[key]['lines']} lines")
+    print(f"modules over {BIG_MODULE} lines: "
+          + (", ".join(f"{m['name']} {m['lines']}" for m in figures["modules_over_400_lines"]) or "none"))
+    print(f"imports inside functions: {figures['imports_inside_functions']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
