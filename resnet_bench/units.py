@@ -29,6 +29,12 @@ def metric_value(metric: str, value: Any) -> str:
     return f"{float(value):.4g}"
 
 
+def gflops_cell(value: float) -> str:
+    """GFLOPs in a table's column, in every table alike: four decimals (0.0406, 4.2305), so that a CIFAR network
+    keeps three significant digits and the column's points align. Prose reads metric_value instead."""
+    return f"{float(value):.4f}"
+
+
 def cost_text(metric: str, value: Any) -> str:
     """A cost as people read it: 38,266 params, 0.0101 GFLOPs, 12.3 ms latency."""
     return f"{metric_value(metric, value)} {_UNITS.get(metric, metric)}"

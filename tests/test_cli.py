@@ -92,6 +92,7 @@ def test_models_table_has_one_error_column_per_data_set_each_figure_marked_with_
     row = {line.split()[0]: line for line in lines if line.split()}
     # Two decimals everywhere; the 16.75 of resnext101_64x4d came with torchvision's newer recipe: its own mark.
     assert row["resnet18"].split()[-2:] == ["30.24¹", "5.10²"] and row["resnet50"].split()[-1] == "23.87¹"
+    assert row["resnext50_32x4d"].split()[1:3] == ["25.03M", "4.2305"]  # GFLOPs as every table prints them
     assert row["resnext101_64x4d"].split()[-1] == "16.75³" and row["wrn28_10"].split()[-3:] == ["4.00⁸", "19.25⁸",
                                                                                                  "4.10²"]
     assert "1. torchvision's weights, original recipe" in out and "3. torchvision's weights, newer recipe" in out

@@ -590,7 +590,7 @@ def test_early_stopping_in_the_summary_by_hand():
 
 
 def test_numbers_and_counts_as_people_read_them():
-    from resnet_bench.units import cost_text, metric_value, plural, saving_text
+    from resnet_bench.units import cost_text, gflops_cell, metric_value, plural, saving_text
 
     assert [plural(1, "network"), plural(2, "network"), plural(1234, "epoch")] == ["1 network", "2 networks",
                                                                                    "1,234 epochs"]
@@ -598,6 +598,8 @@ def test_numbers_and_counts_as_people_read_them():
     assert metric_value("params", 902106.0) == "902,106" and metric_value("gflops", 0.030821248) == "0.03082"
     assert cost_text("params", 38266) == "38,266 params" and cost_text("latency_ms", 12.34) == "12.34 ms latency"
     assert saving_text("gflops", 3.1649) == "3.16x fewer GFLOPs" and saving_text("latency_ms", 2) == "2x less latency"
+    # A table's GFLOPs: four decimals, a CIFAR network's three significant digits and an ImageNet one's alike.
+    assert [gflops_cell(0.040813), gflops_cell(4.23048), gflops_cell(16)] == ["0.0408", "4.2305", "16.0000"]
 
 
 def test_the_summary_says_whether_the_search_beat_each_baseline():

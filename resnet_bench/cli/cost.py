@@ -14,6 +14,7 @@ from resnet_bench.errors import BadInputError
 from resnet_bench.preset_costs import preset_costs
 from resnet_bench.profiling import profile
 from resnet_bench.published import published_for
+from resnet_bench.units import gflops_cell
 
 # The data sets of the published table, in the order of the models table's error columns, with their headers.
 _ERROR_COLUMNS = {"imagenet": "ImageNet", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion-mnist": "F-MNIST"}
@@ -58,7 +59,7 @@ def _print_models(rows: list[dict[str, Any]], published: dict[tuple[str, str], A
         number = sources.setdefault(label, len(sources) + 1)
         return f"{result.error_pct:.2f}{str(number).translate(_SUPERSCRIPT)}"
 
-    table = Table(title="presets", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = Table(title="presets", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
     for column in ("name", "params", "GFLOPs", *(_ERROR_COLUMNS[d] for d in datasets)):
         table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
     family = None
@@ -68,7 +69,7 @@ def _print_models(rows: list[dict[str, Any]], published: dict[tuple[str, str], A
             if table.row_count:
                 table.add_section()
             table.add_row(f"[bold]{family}[/bold]")
-        table.add_row(r["name"], f"{r['params'] / 1e6:.2f}M", f"{r['gflops']:.3f}",
+        table.add_row(r["name"], f"{r['params'] / 1e6:.2f}M", gflops_cell(r["gflops"]),
                       *(cell(published[r["name"], d]) for d in datasets))
     console = stdout_console()
     console.print(table)
@@ -127,8 +128,8 @@ def _print_profiles(results: list[Any], by_stage: bool) -> None:
     lines = [
         ("input", lambda p: f"{p.cost.in_channels}x{p.cost.input_size}x{p.cost.input_size}"),
         ("params", lambda p: f"{p.cost.params:,}"),
-        ("GFLOPs", lambda p: f"{p.cost.gflops:.3f}"),
-        ("GFLOPs, all", lambda p: f"{p.cost.gflops_total:.3f}"),
+        ("GFLOPs", lambda p: gflops_cell(p.cost.gflops)),
+        ("GFLOPs, all", lambda p: gflops_cell(p.cost.gflops_total)),
         ("activations", lambda p: f"{p.cost.activations / 1e6:.2f}M"),
     ]
     if any(p.speed for p in results):
@@ -157,7 +158,7 @@ def _print_profiles(results: list[Any], by_stage: bool) -> None:
                 stages.add_column(column, justify="left" if column == "part" else "right")
             for s in p.cost.stages:
                 stages.add_row(
-                    s.name, "x".join(map(str, s.output_shape)), f"{s.params:,}", f"{s.gflops:.3f}",
+                    s.name, "x".join(map(str, s.output_shape)), f"{s.params:,}", gflops_cell(s.gflops),
                     f"{s.activations / 1e6:.2f}M",
                 )
             console.print(stages)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from resnet_bench.search.records import DUPLICATE, FAILED, INFEASIBLE, STOPPED, TRAINED, TrialRecord
-from resnet_bench.units import duration_text
+from resnet_bench.units import duration_text, gflops_cell
 
 
 def stdout_console() -> Any:
@@ -199,7 +199,7 @@ class SweepProgress(StderrProgress):
         if status in (TRAINED, STOPPED) and record.val_accuracy is not None:
             if status == TRAINED:  # a stopped trial's accuracy is a rung's, not the recipe's
                 self.best = max(self.best or 0.0, record.val_accuracy)
-            line = f"val {record.val_accuracy:.2%}, {record.gflops:.4f} GFLOPs, {record.params:,} params"
+            line = f"val {record.val_accuracy:.2%}, {gflops_cell(record.gflops)} GFLOPs, {record.params:,} params"
             if status == STOPPED:
                 line += f" (stopped after epoch {record.epochs}: not in its rung's top)"
         else:

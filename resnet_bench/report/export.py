@@ -24,7 +24,7 @@ from resnet_bench.report.text import (
     summary_lines,
     tau_text,
 )
-from resnet_bench.units import plural
+from resnet_bench.units import gflops_cell, plural
 
 CONFIRMED = "Confirmed: the front and the baselines re-trained with more seeds"
 
@@ -195,7 +195,7 @@ def page(report: Report, images: dict[str, bytes]) -> str:
                "network": network_name(r),
                "epochs": _epochs(r),
                "val acc": percent_interval(r["val_accuracy"], None, None),
-               "GFLOPs": "" if r["gflops"] is None else f"{r['gflops']:.4f}",
+               "GFLOPs": "" if r["gflops"] is None else gflops_cell(r["gflops"]),
                "reason": str(r["reason"] or "")}
               for r in report.trials.astype(object).where(report.trials.notna(), None).to_dict("records")]
     return f"""<!DOCTYPE html>

@@ -9,7 +9,7 @@ import pandas as pd
 
 from resnet_bench.published import published_results
 from resnet_bench.report.analysis import ACCURACY, MIN_TRIALS_FOR_TAU, PAIRED_TEST, STATUS_ORDER, TIE_P, Report
-from resnet_bench.units import cost_text, duration_text, plural, saving_text
+from resnet_bench.units import cost_text, duration_text, gflops_cell, plural, saving_text
 
 # Objective metrics that the front table shows beyond accuracy, GFLOPs and parameters, with their headers.
 EXTRA_METRICS = {"activations": "activations", "latency_ms": "latency ms", "train_seconds": "train s"}
@@ -95,7 +95,7 @@ _SPEC_COMMA = re.compile(r",(?=[a-z_]+=)")
 
 def published_rows(report: Report) -> list[dict[str, str]]:
     """The published results shown beside the study, with our cost of each network."""
-    return [{"network": r["model"], "published test acc": f"{r['accuracy']:.2%}", "GFLOPs": f"{r['gflops']:.4f}",
+    return [{"network": r["model"], "published test acc": f"{r['accuracy']:.2%}", "GFLOPs": gflops_cell(r["gflops"]),
              "params": f"{r['params']:,}", "source": f"{r['source']}, {r['location']}", "notes": r["notes"]}
             for _, r in report.published.iterrows()]
 
