@@ -174,7 +174,7 @@ class _Replay:
     def train_epoch(self, now: float, trial: optuna.Trial, curve: Curve, epoch: int) -> None:
         """The epoch's end, as an event at the time it ends."""
         seconds = _epoch_seconds(trial, curve, epoch, self.stopper, self.settings)
-        heapq.heappush(self.events, (now + seconds, next(self.tie), "epoch", (trial, curve, epoch)))
+        heapq.heappush(self.events, (now + seconds, next(self.tie), "epoch", (trial, curve, epoch, seconds)))
 
     def values(self, curve: Curve, epoch: int) -> list[float]:
         """The objectives' values of a network after `epoch` epochs."""
@@ -214,10 +214,11 @@ class _Replay:
             return trial, curve, 1
         return None
 
-    def epoch_ended(self, now: float, trial: optuna.Trial, curve: Curve, epoch: int) -> bool:
-        """Account for an epoch that ended at `now`, and judge the trial at a rung; True when its worker is free."""
+    def epoch_ended(self, now: float, trial: optuna.Trial, curve: Curve, epoch: int, seconds: float) -> bool:
+        """Account for an epoch of `seconds` that ended at `now`, and judge the trial at a rung; True when its worker
+        is free."""
         result, stopper = self.result, self.stopper
-        result.seconds += _epoch_seconds(trial, curve, epoch, stopper, self.settings)
+        result.seconds += seconds
         result.epochs[trial.number], result.wall_seconds = epoch, now
         if epoch == self.epochs:
             self.finished[curve.spec] = self.values(curve, epoch)
