@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,10 @@ def main() -> None:
                         help="the package's folder (default: this checkout's resnet_bench/)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    if not (Path(args.package) / "__init__.py").is_file():
+        print(f"house.py: package {args.package!r} is not a package's folder (one holding __init__.py)",
+              file=sys.stderr)
+        raise SystemExit(2)
     figures = measure(Path(args.package))
     print(f"modules: {figures['modules']}")
     print(f"import circles: {len(figures['circles'])}" + "".join(f"\n  {' <-> '.join(c)}" for c in figures["circles"]))
